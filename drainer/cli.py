@@ -1,0 +1,97 @@
+"""The `drainer` command: a thin layer over `Drainer` and `DrainerSettings`.
+
+Every option can also come from the environment (``DRAINER_*``, ``REDIS_URL``,
+``NEO4J_*``, ``CYPHERSTREAM_*``); a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from drainer.logs import setup_logging
+from drainer.settings import DrainerSettings
+from drainer.worker import Drainer
+from shared.errors import CypherstreamError
+
+
+def build_settings(options: dict[str, Any]) -> DrainerSettings:
+    """Settings from the environment, overridden by the flags that were given."""
+    given = {k: v for k, v in options.items() if v is not None}
+    nested: dict[str, dict[str, Any]] = {"redis": {}, "neo4j": {}, "streams": {}}
+    for key in list(given):
+        group, _, name = key.partition("__")
+        if name:
+            nested[group][name] = given.pop(key)
+    settings = DrainerSettings(**given)
+    for group, values in nested.items():
+        if values:
+            current = getattr(settings, group)
+            setattr(settings, group, current.model_copy(update=values))
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """cypherstream drainer: applies queued writes from Redis Streams to Neo4j."""
+
+
+@main.command()
+@click.option("--redis-url", "redis__url", help="Redis URL [env REDIS_URL]")
+@click.option("--neo4j-uri", "neo4j__uri", help="Neo4j URI [env NEO4J_URI]")
+@click.option("--neo4j-username", "neo4j__username", help="[env NEO4J_USERNAME]")
+@click.option("--neo4j-database", "neo4j__database", help="[env NEO4J_DATABASE]")
+@click.option("--key-prefix", "streams__key_prefix", help="[env CYPHERSTREAM_KEY_PREFIX]")
+@click.option("--partitions", "streams__partitions", type=int, help="[env CYPHERSTREAM_PARTITIONS]")
+@click.option("--drainer-id", help="unique id of this worker [env DRAINER_DRAINER_ID]")
+@click.option("--concurrency", type=int, help="sessions drained at once [env DRAINER_CONCURRENCY]")
+@click.option("--batch-size", type=int, help="entries per transaction [env DRAINER_BATCH_SIZE]")
+@click.option("--lease-ttl", type=float, help="lease expiry in seconds [env DRAINER_LEASE_TTL]")
+@click.option(
+    "--poll-interval", type=float, help="idle poll in seconds [env DRAINER_POLL_INTERVAL]"
+)
+@click.option("--shutdown-grace", type=float, help="seconds to finish on SIGTERM")
+@click.option("--allow-eviction", is_flag=True, default=None, help="run despite allkeys-* eviction")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def run(log_format: str, log_level: str, **options: Any) -> None:
+    """Drain queued writes until SIGTERM or SIGINT (a second signal exits at once).
+
+    The password comes only from NEO4J_PASSWORD, never from a flag, so it stays out of
+    process listings.
+    """
+    setup_logging(log_format, log_level)
+    try:
+        settings = build_settings(options)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    drainer = Drainer(settings)
+    try:
+        asyncio.run(_run_until_signalled(drainer))
+    except CypherstreamError as exc:
+        click.echo(f"drainer: {exc}", err=True)
+        sys.exit(2)
+
+
+async def _run_until_signalled(drainer: Drainer) -> None:
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal() -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            # Still safe: unacknowledged entries stay pending and are taken over.
+            os._exit(1)
+        drainer.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await drainer.run()

@@ -1,0 +1,246 @@
+"""Draining one session stream while holding its lease: in order, batch by batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as rx
+
+from drainer.apply import Applier, BatchResult
+from drainer.deadletter import dead_letter
+from drainer.settings import DrainerSettings
+from shared.entry import FlushSentinel, WriteEntry, parse
+from shared.errors import MalformedEntry
+from shared.failures import Disposition, classify, error_code
+from shared.keys import GROUP, Keyspace
+from shared.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
+_FLUSH_REPLY_TTL_SECONDS = 3600
+
+
+class LeaseLost(Exception):
+    """Another drainer owns the session now; stop without touching it further."""
+
+
+@dataclass
+class DrainDeps:
+    """What every session drain of one worker shares."""
+
+    redis: Any
+    scripts: Scripts
+    keys: Keyspace
+    applier: Applier
+    settings: DrainerSettings
+    stopping: asyncio.Event
+
+
+class SessionDrain:
+    """Applies one session's entries until the stream is empty, its turn ends, or shutdown."""
+
+    def __init__(self, deps: DrainDeps, session_id: str) -> None:
+        self.session_id = session_id
+        self.lost = False
+        self._d = deps
+        keys = deps.keys
+        self._stream = keys.stream(session_id)
+        self._lease = keys.lease(session_id)
+        self._ready = keys.ready(keys.partition_of(session_id))
+        self._progress_id = keys.progress_id(session_id)
+        self._me = deps.settings.drainer_id
+
+    async def run(self, others_waiting: Any) -> None:
+        """Drain; `others_waiting()` says whether to yield the session after a long turn."""
+        try:
+            await self._run(others_waiting)
+        except LeaseLost:
+            self.lost = True
+            log.warning("lease lost", extra={"session_id": self.session_id})
+
+    async def _run(self, others_waiting: Any) -> None:
+        claimed = await self._redis_call(
+            self._d.scripts.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
+        )
+        if claimed:
+            log.info(
+                "took over pending entries",
+                extra={"session_id": self.session_id, "entries": claimed},
+            )
+        start, batches = "0", 0
+        while not self._d.stopping.is_set() and not self.lost:
+            entries = await self._read(start)
+            if not entries:
+                if start == "0":
+                    start = ">"  # own pending entries done; now new ones
+                    continue
+                if await self._release("idle") == 0:
+                    return
+                continue
+            await self._process(entries)
+            batches += 1
+            if batches >= self._d.settings.turn_batches and others_waiting():
+                break
+        await self._release("yield")
+
+    async def _read(self, start: str) -> list[tuple[str, dict[bytes, bytes] | None]]:
+        settings = self._d.settings
+        args = [
+            self._me,
+            GROUP,
+            self._me,
+            settings.batch_size,
+            start,
+            int(settings.lease_ttl * 1000),
+        ]
+        try:
+            reply = await self._redis_call(self._d.scripts.read, [self._lease, self._stream], args)
+        except rx.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted by hand
+                return []
+            raise
+        if not reply:
+            return []
+        return [
+            (_text(entry_id), dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None)
+            for entry_id, fields in reply[0][1]
+        ]
+
+    async def _process(self, entries: list[tuple[str, dict[bytes, bytes] | None]]) -> None:
+        run: list[WriteEntry] = []
+        for entry_id, fields in entries:
+            if fields is None:  # deleted after an earlier delivery applied it
+                await self._ack([entry_id])
+                continue
+            try:
+                entry = parse(entry_id, fields)
+            except MalformedEntry as exc:
+                await self._apply_run(run)
+                run = []
+                await self._fail(_as_write(entry_id, fields), exc)
+                await self._ack([entry_id])
+                continue
+            if isinstance(entry, FlushSentinel):
+                await self._apply_run(run)
+                run = []
+                await self._acknowledge_flush(entry)
+            else:
+                run.append(entry)
+        await self._apply_run(run)
+
+    async def _apply_run(self, writes: list[WriteEntry]) -> None:
+        if not writes:
+            return
+        result = await self._apply_with_retry(writes)
+        for write, exc in result.failed:
+            await self._fail(write, exc)
+        await self._ack([w.entry_id for w in writes])
+
+    async def _fail(self, write: WriteEntry, exc: BaseException) -> None:
+        """Report a write that can never apply, then move the progress record past it."""
+        await self._redis_call_plain(
+            dead_letter,
+            self._d.redis,
+            self._d.keys,
+            self.session_id,
+            write,
+            exc,
+            drainer_id=self._me,
+            error_ttl=self._d.settings.error_ttl,
+        )
+        await self._with_retry(self._d.applier.consume, self._progress_id, write)
+
+    async def _apply_with_retry(self, writes: list[WriteEntry]) -> BatchResult:
+        result: BatchResult = await self._with_retry(
+            self._d.applier.apply, self._progress_id, writes
+        )
+        return result
+
+    async def _with_retry(self, func: Any, *args: Any) -> Any:
+        """Neo4j calls: passing failures are retried with capped backoff, never dropped."""
+        delay = 0.1
+        while True:
+            try:
+                return await func(*args)
+            except Exception as exc:
+                if classify(exc) is not Disposition.RETRY:
+                    raise
+                if self.lost:
+                    raise LeaseLost from exc
+                log.warning(
+                    "Neo4j write failed, retrying",
+                    extra={
+                        "session_id": self.session_id,
+                        "error": error_code(exc),
+                        "retry_in": delay,
+                    },
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._d.settings.retry_max_delay)
+
+    async def _acknowledge_flush(self, sentinel: FlushSentinel) -> None:
+        keys = self._d.keys
+        partition = keys.partition_of(self.session_id)
+        await self._redis_call(
+            self._d.scripts.flush_ack,
+            [
+                self._stream,
+                keys.errors(self.session_id, sentinel.client_id),
+                keys.ack(partition, sentinel.token),
+            ],
+            [GROUP, sentinel.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id],
+        )
+
+    async def _ack(self, entry_ids: list[str]) -> None:
+        await self._redis_call(self._d.scripts.ack, [self._stream], [GROUP, *entry_ids])
+
+    async def _release(self, mode: str) -> int:
+        left = int(
+            await self._redis_call(
+                self._d.scripts.release,
+                [self._lease, self._stream, self._ready],
+                [self._me, self.session_id, mode],
+            )
+        )
+        if left < 0:
+            raise LeaseLost
+        return left
+
+    async def _redis_call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        return await self._redis_call_plain(lambda: script(keys=keys, args=args))
+
+    async def _redis_call_plain(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""
+        delay = 0.1
+        while True:
+            try:
+                return await func(*args, **kwargs)
+            except rx.ResponseError as exc:
+                if str(exc).startswith("LEASELOST"):
+                    raise LeaseLost from exc
+                raise
+            except _REDIS_DOWN as exc:
+                if self.lost:
+                    raise LeaseLost from exc
+                log.warning(
+                    "Redis unreachable, retrying",
+                    extra={"session_id": self.session_id, "error": str(exc), "retry_in": delay},
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._d.settings.retry_max_delay)
+
+
+def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:
+    """A malformed entry, shaped as a write so it is reported like one."""
+    client = fields.get(b"c", b"unknown").decode(errors="replace")
+    query = fields.get(b"q", b"").decode(errors="replace")
+    return WriteEntry(entry_id, query, fields.get(b"p", b""), client, 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,225 @@
+"""`Drainer`: the long-running worker behind `drainer run`.
+
+It finds sessions with queued writes in the partitions' ready sets, takes each
+one's lease (one owner per stream), drains up to `concurrency` sessions at once,
+keeps its leases and heartbeat fresh, and on `stop()` finishes in-flight batches
+and hands its sessions back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from redis import exceptions as rx
+
+from drainer.apply import Applier
+from drainer.session import DrainDeps, SessionDrain
+from drainer.settings import DrainerSettings
+from shared.connection import open_redis
+from shared.errors import UnsafeRedisConfig
+from shared.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
+
+
+class Drainer:
+    """Applies queued writes from Redis to Neo4j until stopped."""
+
+    def __init__(self, settings: DrainerSettings) -> None:
+        self.settings = settings
+        self.keys = settings.streams.keyspace()
+        self._stopping = asyncio.Event()
+        self._active: dict[str, tuple[SessionDrain, asyncio.Task[None]]] = {}
+        self._waiting = 0
+        self._wake = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    @property
+    def owned_sessions(self) -> list[str]:
+        return list(self._active)
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown: no new sessions, finish in-flight batches."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, then drain until `stop()`; returns after handing sessions back."""
+        settings = self.settings
+        redis = await open_redis(
+            settings.redis, self.keys, max_connections=settings.concurrency * 2 + 8
+        )
+        driver = settings.neo4j.driver(max_connection_pool_size=settings.concurrency + 4)
+        try:
+            await self._check_eviction(redis)
+            applier = Applier(driver, settings.neo4j.database)
+            await applier.ensure_schema()
+            deps = DrainDeps(redis, Scripts(redis), self.keys, applier, settings, self._stopping)
+            await self._heartbeat(deps)
+            log.info("drainer started", extra=_effective(settings))
+            self.ready.set()
+            background = [
+                asyncio.create_task(self._heartbeat_loop(deps), name="heartbeat"),
+                asyncio.create_task(self._sweep_loop(deps), name="sweep"),
+            ]
+            try:
+                await self._schedule(deps)
+            finally:
+                await self._shutdown(deps)
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
+                with contextlib.suppress(*_REDIS_DOWN):
+                    await redis.zrem(self.keys.drainers, settings.drainer_id)
+        finally:
+            await driver.close()
+            await redis.aclose()
+            log.info("drainer stopped", extra={"drainer_id": settings.drainer_id})
+
+    async def _check_eviction(self, redis: Any) -> None:
+        try:
+            policy = (await redis.config_get("maxmemory-policy")).get("maxmemory-policy", "")
+        except rx.ResponseError:
+            log.warning(
+                "cannot read maxmemory-policy (CONFIG is disabled); make sure it is noeviction"
+            )
+            return
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if policy.startswith("allkeys") and not self.settings.allow_eviction:
+            raise UnsafeRedisConfig(
+                f"Redis runs with maxmemory-policy {policy}, which can evict streams and lose "
+                "queued writes. Set `maxmemory-policy noeviction` (recommended), or start the "
+                "drainer with --allow-eviction to accept that risk."
+            )
+        if policy != "noeviction":
+            log.warning("Redis maxmemory-policy is %s; noeviction is recommended", policy)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    async def _schedule(self, deps: DrainDeps) -> None:
+        """Take ready sessions while there are free slots; wait when there is nothing."""
+        while not self._stopping.is_set():
+            free = self.settings.concurrency - len(self._active)
+            started = 0
+            try:
+                candidates = await self._ready_sessions(deps, limit=max(free, 1) * 2)
+                self._waiting = sum(1 for s in candidates if s not in self._active)
+                for session_id in candidates:
+                    if started >= free:
+                        break
+                    if session_id not in self._active and await self._acquire(deps, session_id):
+                        self._start(deps, session_id)
+                        started += 1
+            except _REDIS_DOWN as exc:
+                log.warning("Redis unreachable while looking for work", extra={"error": str(exc)})
+            if started == 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    async def _ready_sessions(self, deps: DrainDeps, limit: int) -> list[str]:
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            for partition in range(self.keys.partitions):
+                pipe.zrange(self.keys.ready(partition), 0, limit - 1, withscores=True)
+            replies = await pipe.execute()
+        ready = sorted((score, member.decode()) for reply in replies for member, score in reply)
+        return [session for _, session in ready[:limit]]
+
+    async def _acquire(self, deps: DrainDeps, session_id: str) -> bool:
+        ttl_ms = int(self.settings.lease_ttl * 1000)
+        lease = self.keys.lease(session_id)
+        return bool(await deps.redis.set(lease, self.settings.drainer_id, nx=True, px=ttl_ms))
+
+    def _start(self, deps: DrainDeps, session_id: str) -> None:
+        drain = SessionDrain(deps, session_id)
+        task = asyncio.create_task(drain.run(lambda: self._waiting > 0), name=f"drain:{session_id}")
+        self._active[session_id] = (drain, task)
+        task.add_done_callback(lambda t: self._finished(session_id, t))
+
+    def _finished(self, session_id: str, task: asyncio.Task[None]) -> None:
+        self._active.pop(session_id, None)
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "session drain crashed; its lease expires and it is taken over",
+                exc_info=task.exception(),
+                extra={"session_id": session_id},
+            )
+
+    # -- liveness -------------------------------------------------------------------------
+
+    async def _heartbeat(self, deps: DrainDeps) -> None:
+        ttl_ms = int(self.settings.lease_ttl * 1000)
+        await deps.scripts.heartbeat(
+            keys=[self.keys.drainers], args=[self.settings.drainer_id, ttl_ms]
+        )
+        sessions = list(self._active)
+        if not sessions:
+            return
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            for session_id in sessions:
+                deps.scripts.renew(
+                    keys=[self.keys.lease(session_id)],
+                    args=[self.settings.drainer_id, ttl_ms],
+                    client=pipe,
+                )
+            renewed = await pipe.execute()
+        for session_id, ok in zip(sessions, renewed, strict=True):
+            entry = self._active.get(session_id)
+            if not ok and entry is not None:
+                entry[0].lost = True
+
+    async def _heartbeat_loop(self, deps: DrainDeps) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_ttl / 3)
+            try:
+                await self._heartbeat(deps)
+            except _REDIS_DOWN as exc:
+                log.warning("heartbeat failed", extra={"error": str(exc)})
+
+    async def _sweep_loop(self, deps: DrainDeps) -> None:
+        """Safety net: put streams with entries back in their ready set if missing."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self._sweep(deps)
+            except _REDIS_DOWN as exc:
+                log.warning("sweep failed", extra={"error": str(exc)})
+
+    async def _sweep(self, deps: DrainDeps) -> None:
+        for partition in range(self.keys.partitions):
+            ready = self.keys.ready(partition)
+            async for key in deps.redis.scan_iter(
+                match=self.keys.stream_pattern(partition), count=1000
+            ):
+                name = key.decode()
+                if await deps.redis.xlen(name):
+                    session_id = self.keys.session_of_stream(name)
+                    if await deps.redis.zadd(ready, {session_id: 0}, nx=True):
+                        log.warning(
+                            "sweep found a ready session missing", extra={"session_id": session_id}
+                        )
+
+    async def _shutdown(self, deps: DrainDeps) -> None:
+        """Let in-flight batches finish (they release their leases), within the grace time."""
+        self._stopping.set()
+        tasks = [task for _, task in self._active.values()]
+        if not tasks:
+            return
+        log.info("finishing in-flight batches", extra={"sessions": len(tasks)})
+        _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+def _effective(settings: DrainerSettings) -> dict[str, Any]:
+    """Settings for the start-up log line, without secrets."""
+    shown = settings.model_dump(exclude={"neo4j": {"password"}, "redis": {"url"}})
+    shown["redis_url_set"] = bool(settings.redis.url)
+    return {"settings": shown, "drainer_id": settings.drainer_id}

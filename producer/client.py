@@ -1,0 +1,169 @@
+"""`MemoryClient`: what agent code holds to write to Neo4j, inline or buffered."""
+
+from __future__ import annotations
+
+import logging
+import types
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from neo4j import AsyncDriver
+
+from producer.backend import WriteBackend
+from producer.embedded import EmbeddedBackend
+from producer.inline import InlineBackend, run_write
+from producer.settings import MemorySettings
+from producer.streams import StreamBackend
+from shared.codec import check_params
+from shared.connection import open_redis
+from shared.errors import ClientClosed, InvalidWrite
+from shared.failures import BufferedWriteError
+from shared.keys import validate_session_id
+
+log = logging.getLogger(__name__)
+
+ErrorCallback = Callable[[BufferedWriteError], Any]
+
+
+class BufferedWrites:
+    """`client.buffered`: fire-and-forget writes. In sync mode each write is awaited inline."""
+
+    def __init__(self, client: MemoryClient) -> None:
+        self._client = client
+
+    async def submit(
+        self, query: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+    ) -> None:
+        """Queue one write (buffered mode) or run it (sync mode).
+
+        Buffered: returns once the write is safely handed over; waits only while the
+        session already holds `memory.max_pending` queued writes. Failures of the write
+        itself appear in `client.write_errors` after a flush, never here.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidWrite(f"query must be a non-empty str of Cypher, got {query!r:.80}")
+        checked = check_params(params)
+        session = validate_session_id(session_id) if session_id else self._client.session_id
+        await self._client._backend_for_writes().submit(query, checked, session)
+
+    async def pending(self) -> int:
+        """Writes (and flush markers) still queued for the sessions this client wrote to."""
+        return await self._client._backend_for_writes().pending()
+
+
+class MemoryClient:
+    """Writes an agent's memory to Neo4j.
+
+    Use as ``async with MemoryClient(settings) as client``. Leaving the block (also on
+    an exception) flushes buffered writes and disconnects.
+    """
+
+    def __init__(
+        self, settings: MemorySettings | None = None, *, on_error: ErrorCallback | None = None
+    ) -> None:
+        self.settings = settings if settings is not None else MemorySettings()
+        self.client_id = uuid.uuid4().hex[:16]
+        configured = self.settings.memory.session_id
+        self.session_id = validate_session_id(configured or f"client-{self.client_id}")
+        self.write_errors: list[BufferedWriteError] = []
+        self.buffered = BufferedWrites(self)
+        self._on_error = on_error
+        self._driver: AsyncDriver | None = None
+        self._backend: WriteBackend | None = None
+
+    async def __aenter__(self) -> MemoryClient:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        try:
+            await self.close()
+        except Exception:
+            if exc is None:
+                raise
+            # The body's exception matters more; the flush failure is logged, not lost.
+            log.exception("flush on leaving `async with` failed after the body raised")
+
+    async def open(self) -> None:
+        """Connect the configured backend; logs once which backend is active."""
+        if self._backend is not None:
+            return
+        self._backend = await self._make_backend()
+        log.info(
+            "cypherstream writes: %s", self._backend.name, extra={"backend": self._backend.name}
+        )
+
+    async def _make_backend(self) -> WriteBackend:
+        memory = self.settings.memory
+        if memory.write_mode == "sync":
+            return InlineBackend(self._neo4j(), self.settings.neo4j.database)
+        if not self.settings.redis.url:
+            return EmbeddedBackend(
+                self._neo4j(), self.settings.neo4j.database, memory.max_pending, self._record
+            )
+        keyspace = self.settings.streams.keyspace()
+        redis = await open_redis(self.settings.redis, keyspace)
+        return StreamBackend(
+            redis, self.settings.redis, keyspace, memory, self.client_id, self._record
+        )
+
+    def _neo4j(self) -> AsyncDriver:
+        if self._driver is None:
+            self._driver = self.settings.neo4j.driver()
+        return self._driver
+
+    def _backend_for_writes(self) -> WriteBackend:
+        if self._backend is None:
+            raise ClientClosed(
+                "MemoryClient is not open: use `async with MemoryClient(settings) as client` "
+                "or `await client.open()` first."
+            )
+        return self._backend
+
+    def _record(self, error: BufferedWriteError) -> None:
+        self.write_errors.append(error)
+        log.warning(
+            "buffered write failed",
+            extra={"code": error.code, "session_id": error.session_id, "entry_id": error.entry_id},
+        )
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                log.exception("on_error callback raised; the error is still in write_errors")
+
+    async def execute_write(self, query: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run one write inline, whatever the write mode; its errors propagate."""
+        checked = check_params(params)
+        await run_write(self._neo4j(), self.settings.neo4j.database, query, checked)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Return once every write submitted before this call is applied in Neo4j.
+
+        Failed writes land in `write_errors`. Raises `FlushTimeout` when nothing
+        acknowledges in time, and at once when no drainer is alive.
+        """
+        limit = timeout if timeout is not None else self.settings.memory.flush_timeout
+        await self._backend_for_writes().flush(limit)
+
+    wait_for_pending = flush
+
+    async def close(self) -> None:
+        """Flush, then disconnect. Safe to call twice."""
+        backend, self._backend = self._backend, None
+        try:
+            if backend is not None:
+                try:
+                    await backend.flush(self.settings.memory.flush_timeout)
+                finally:
+                    await backend.close()
+        finally:
+            if self._driver is not None:
+                driver, self._driver = self._driver, None
+                await driver.close()

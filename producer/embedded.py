@@ -1,0 +1,105 @@
+"""Buffered mode without Redis: the seed's single-process queue and drainer task.
+
+Fast, but queued writes die with the process. Used when no Redis URL is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import logging
+import random
+from typing import Any
+
+from neo4j import AsyncDriver
+
+from producer.backend import Report
+from producer.inline import run_write
+from shared.errors import FlushTimeout
+from shared.failures import BufferedWriteError, Disposition, classify, error_code, error_message
+
+log = logging.getLogger(__name__)
+
+_Item = tuple[str, dict[str, Any], str, str]
+
+
+class EmbeddedBackend:
+    """A bounded asyncio queue drained in order by one task."""
+
+    name = "buffered, in process (no REDIS_URL: queued writes are lost if the process dies)"
+
+    def __init__(
+        self, driver: AsyncDriver, database: str | None, max_pending: int, report: Report
+    ) -> None:
+        self._driver = driver
+        self._database = database
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_pending)
+        self._report = report
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._unapplied = 0
+
+    async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="cypherstream-embedded-drainer")
+        await self._queue.put((query, params, session_id, f"local-{next(self._ids)}"))
+        self._unapplied += 1
+
+    async def flush(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError as exc:
+            raise FlushTimeout(
+                f"{self._queue.qsize()} in-process writes were not applied within {timeout}s; "
+                "Neo4j may be unreachable (writes are retried until it answers)."
+            ) from exc
+
+    async def pending(self) -> int:
+        return self._unapplied
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await self._apply(*item)
+            finally:
+                self._unapplied -= 1
+                self._queue.task_done()
+
+    async def _apply(self, query: str, params: dict[str, Any], session: str, item_id: str) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await run_write(self._driver, self._database, query, params)
+                return
+            except Exception as exc:
+                if classify(exc) is Disposition.DEAD_LETTER:
+                    self._report(_failure(query, params, session, item_id, exc))
+                    return
+                log.warning(
+                    "in-process write failed, retrying",
+                    extra={"error": error_code(exc), "retry_in": delay},
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, 10.0)
+
+
+def _failure(
+    query: str, params: dict[str, Any], session: str, item_id: str, exc: BaseException
+) -> BufferedWriteError:
+    return BufferedWriteError(
+        query=query,
+        parameters=params,
+        code=error_code(exc),
+        message=error_message(exc),
+        session_id=session,
+        entry_id=item_id,
+        when=dt.datetime.now(dt.timezone.utc),
+        drainer_id="in-process",
+    )

@@ -1,0 +1,45 @@
+"""The producer's settings: one object, from the environment and code."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+
+
+class MemoryOptions(BaseSettings):
+    """How writes are made (``CYPHERSTREAM_*`` variables)."""
+
+    model_config = SettingsConfigDict(env_prefix="CYPHERSTREAM_", validate_assignment=True)
+
+    write_mode: Literal["sync", "buffered"] = Field(
+        default="sync",
+        description="sync: each write awaits Neo4j; buffered: writes are queued and drained",
+    )
+    max_pending: int = Field(
+        default=200, ge=1, description="queued writes per session before submit waits"
+    )
+    session_id: str | None = Field(
+        default=None, description="session for writes that name none; None: one per client"
+    )
+    flush_timeout: float = Field(default=60.0, gt=0, description="seconds flush() may wait")
+    backpressure_timeout: float = Field(
+        default=60.0, gt=0, description="seconds submit() may wait for room before failing"
+    )
+    max_entry_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="largest encoded write submit accepts"
+    )
+
+
+class MemorySettings(BaseSettings):
+    """Everything a `MemoryClient` needs. Without a Redis URL, buffered mode stays in process."""
+
+    model_config = SettingsConfigDict(validate_assignment=True)
+
+    neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    memory: MemoryOptions = Field(default_factory=MemoryOptions)

@@ -1,0 +1,193 @@
+"""Buffered mode over Redis Streams: submit is one script call, flush waits on a sentinel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis import exceptions as rx
+
+from producer.backend import Report
+from producer.settings import MemoryOptions
+from shared.codec import encode_params
+from shared.connection import unreachable
+from shared.entry import flush_fields, write_fields
+from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite
+from shared.failures import BufferedWriteError
+from shared.keys import GROUP, Keyspace
+from shared.scripts import Scripts
+from shared.settings import RedisSettings
+
+log = logging.getLogger(__name__)
+
+_REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
+# How long one blocking wait for flush replies lasts before checking drainers are alive.
+_LIVENESS_CHECK_SECONDS = 2.0
+_FLUSH_REPLY_TTL_SECONDS = 3600
+_START_DRAINER = (
+    "Start one with `drainer run` (it reads REDIS_URL, NEO4J_URI, NEO4J_USERNAME and "
+    "NEO4J_PASSWORD from the environment, or see `drainer run --help`)."
+)
+
+
+class StreamBackend:
+    """Appends writes to per-session Redis streams that `drainer run` workers apply."""
+
+    def __init__(
+        self,
+        redis: Any,
+        redis_settings: RedisSettings,
+        keyspace: Keyspace,
+        options: MemoryOptions,
+        client_id: str,
+        report: Report,
+    ) -> None:
+        self.name = f"buffered, Redis streams (prefix {keyspace.prefix!r})"
+        self._redis = redis
+        self._redis_settings = redis_settings
+        self._scripts = Scripts(redis)
+        self._keys = keyspace
+        self._options = options
+        self._client_id = client_id
+        self._report = report
+        self._seq = itertools.count(1)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._unflushed: set[str] = set()
+        self._sessions: set[str] = set()
+
+    async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
+        packed = encode_params(params)
+        size = len(packed) + len(query.encode())
+        if size > self._options.max_entry_bytes:
+            raise InvalidWrite(
+                f"the write is {size} bytes encoded; the limit is "
+                f"{self._options.max_entry_bytes} (memory.max_entry_bytes). Store large "
+                "payloads elsewhere and pass a reference, or raise the limit."
+            )
+        fields = write_fields(query, packed, self._client_id, next(self._seq))
+        # One lock per session keeps concurrent submits of a session in call order,
+        # also while one of them waits for room.
+        async with self._session_lock(session_id):
+            await self._append(session_id, fields, self._options.max_pending)
+        self._unflushed.add(session_id)
+        self._sessions.add(session_id)
+
+    async def _append(self, session_id: str, fields: list[bytes | str], limit: int) -> str:
+        keys = [
+            self._keys.stream(session_id),
+            self._keys.ready(self._keys.partition_of(session_id)),
+        ]
+        args = [limit, session_id, GROUP, *fields]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.backpressure_timeout
+        delay = 0.001
+        while True:
+            try:
+                entry_id = await self._scripts.submit(keys=keys, args=args)
+            except _REDIS_DOWN as exc:
+                raise unreachable(self._redis_settings, exc) from exc
+            if entry_id is not None:
+                return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+            if loop.time() >= deadline:
+                raise BackpressureTimeout(
+                    f"session {session_id!r} has held {limit} queued writes for "
+                    f"{self._options.backpressure_timeout}s and none drained. Is a drainer "
+                    f"running and is Neo4j reachable? {_START_DRAINER}"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    @contextlib.asynccontextmanager
+    async def _session_lock(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._locks.get(session_id) is lock:
+                del self._locks[session_id]
+
+    async def flush(self, timeout: float) -> None:
+        sessions, self._unflushed = self._unflushed, set()
+        try:
+            await self._flush(sessions, timeout)
+        except BaseException:
+            self._unflushed |= sessions
+            raise
+
+    async def _flush(self, sessions: set[str], timeout: float) -> None:
+        if not sessions:
+            return
+        await self._require_live_drainer()
+        token = uuid.uuid4().hex
+        by_partition: dict[int, int] = defaultdict(int)
+        for session_id in sessions:
+            async with self._session_lock(session_id):
+                await self._append(session_id, flush_fields(token, self._client_id), 0)
+            by_partition[self._keys.partition_of(session_id)] += 1
+        deadline = asyncio.get_running_loop().time() + timeout
+        waits = [
+            self._await_replies(self._keys.ack(partition, token), count, deadline)
+            for partition, count in by_partition.items()
+        ]
+        for replies in await asyncio.gather(*waits):
+            for reply in replies:
+                for error in json.loads(reply)["e"]:
+                    self._report(BufferedWriteError.from_json(error))
+
+    async def _await_replies(self, key: str, count: int, deadline: float) -> list[bytes]:
+        """Block on the reply list until `count` drainers answered (no polling of the streams)."""
+        loop = asyncio.get_running_loop()
+        replies: list[bytes] = []
+        while len(replies) < count:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise FlushTimeout(
+                    f"flush was not acknowledged within the timeout ({count - len(replies)} "
+                    "sessions still unacknowledged). Drainers are alive but behind, or "
+                    "Neo4j is unreachable; try a longer timeout or add drainers."
+                )
+            try:
+                popped = await self._redis.blpop([key], timeout=min(left, _LIVENESS_CHECK_SECONDS))
+            except _REDIS_DOWN as exc:
+                raise unreachable(self._redis_settings, exc) from exc
+            if popped is None:
+                await self._require_live_drainer()
+                continue
+            replies.append(popped[1])
+        return replies
+
+    async def _require_live_drainer(self) -> None:
+        try:
+            live = await self._scripts.live(keys=[self._keys.drainers])
+        except _REDIS_DOWN as exc:
+            raise unreachable(self._redis_settings, exc) from exc
+        if not live:
+            raise FlushTimeout(
+                "no drainer is alive, so nothing can apply the queued writes or acknowledge "
+                f"this flush. {_START_DRAINER} The writes stay queued in Redis."
+            )
+
+    async def pending(self) -> int:
+        if not self._sessions:
+            return 0
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in self._sessions:
+                    pipe.xlen(self._keys.stream(session_id))
+                lengths = await pipe.execute()
+        except _REDIS_DOWN as exc:
+            raise unreachable(self._redis_settings, exc) from exc
+        return int(sum(lengths))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,46 @@
+"""Opening Redis the same way on both sides, and checking they agree on key names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import exceptions as rx
+
+from shared.errors import ConfigurationError, RedisUnavailable
+from shared.keys import Keyspace
+from shared.settings import RedisSettings
+
+
+def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
+    """The error both sides raise when Redis cannot be reached."""
+    return RedisUnavailable(
+        f"cannot reach Redis at {_safe_url(settings.url)}: {exc}. Check REDIS_URL and that "
+        "Redis is running; the call that failed queued nothing."
+    )
+
+
+def _safe_url(url: str | None) -> str:
+    """The URL without its password, for messages and logs."""
+    if not url or "@" not in url:
+        return str(url)
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: Any) -> Any:
+    """Connect, check Redis answers, and check the partition count matches what it holds."""
+    client = settings.client(**overrides)
+    try:
+        await client.hsetnx(keyspace.meta, "partitions", keyspace.partitions)
+        recorded = await client.hget(keyspace.meta, "partitions")
+    except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+        await client.aclose()
+        raise unreachable(settings, exc) from exc
+    if int(recorded) != keyspace.partitions:
+        await client.aclose()
+        raise ConfigurationError(
+            f"Redis records {int(recorded)} partitions under prefix {keyspace.prefix!r}, "
+            f"but this process is configured with {keyspace.partitions}. Producers and "
+            "drainers must agree: set CYPHERSTREAM_PARTITIONS to the recorded value."
+        )
+    return client

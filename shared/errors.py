@@ -1,0 +1,50 @@
+"""Exceptions raised by cypherstream, shared by the producer and the drainer.
+
+Every message says what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class CypherstreamError(Exception):
+    """Base class of every error cypherstream raises."""
+
+
+class ConfigurationError(CypherstreamError, ValueError):
+    """Settings that cannot work together, or that disagree with what Redis holds."""
+
+
+class InvalidSessionId(CypherstreamError, ValueError):
+    """A session id that is empty, too long, or could reach other keys."""
+
+
+class UnsupportedParameter(CypherstreamError, TypeError):
+    """A query parameter the wire format (and the Neo4j driver) cannot carry."""
+
+
+class InvalidWrite(CypherstreamError, ValueError):
+    """A write rejected at submit: empty query, params not a mapping, entry too large."""
+
+
+class MalformedEntry(CypherstreamError, ValueError):
+    """A stream entry the drainer cannot decode; it is dead-lettered, never executed."""
+
+
+class BackpressureTimeout(CypherstreamError, TimeoutError):
+    """`submit` waited for room in a full session stream and nothing drained."""
+
+
+class FlushTimeout(CypherstreamError, TimeoutError):
+    """`flush` was not acknowledged in time, or no drainer is alive to acknowledge it."""
+
+
+class RedisUnavailable(CypherstreamError, ConnectionError):
+    """Redis could not be reached; nothing was queued by the failed call."""
+
+
+class ClientClosed(CypherstreamError, RuntimeError):
+    """A write was submitted to a client that is closed or was never opened."""
+
+
+class UnsafeRedisConfig(ConfigurationError):
+    """Redis runs with settings that could silently delete queued writes."""

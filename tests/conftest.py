@@ -1,0 +1,258 @@
+"""Servers for the suite: real Redis and real Neo4j over the network.
+
+Taken in this order: REDIS_URL / NEO4J_URI from the environment; testcontainers
+when a Docker daemon answers; otherwise local processes from deploy/local/,
+started once per test session on free ports and stopped at the end. Tests
+isolate by unique key prefixes and graph labels, never by restarting servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from neo4j import AsyncDriver, AsyncGraphDatabase
+from redis import asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+import services  # noqa: E402  (deploy/local/services.py, stdlib only)
+
+from drainer.settings import DrainerSettings  # noqa: E402
+from drainer.worker import Drainer  # noqa: E402
+from producer import MemoryClient, MemorySettings  # noqa: E402
+from shared.settings import Neo4jSettings, RedisSettings, StreamSettings  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Neo4jTarget:
+    uri: str
+    username: str
+    password: str
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def tmp_services(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("services")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_services: Path) -> Iterator[services.RedisServer | None]:
+    """The local redis-server this session started, or None when Redis is external."""
+    if os.environ.get("REDIS_URL") or _docker_answers():
+        yield None
+        return
+    server = services.RedisServer(tmp_services / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: services.RedisServer | None) -> Iterator[str]:
+    if redis_server is not None:
+        yield redis_server.url
+    elif os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+    else:
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7") as container:
+            host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def neo4j_server(tmp_services: Path) -> Iterator[services.Neo4jServer | None]:
+    """The local Neo4j this session started, or None when Neo4j is external."""
+    if os.environ.get("NEO4J_URI") or _docker_answers():
+        yield None
+        return
+    server = services.Neo4jServer(tmp_services / "neo4j").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def neo4j_target(neo4j_server: services.Neo4jServer | None) -> Iterator[Neo4jTarget]:
+    if neo4j_server is not None:
+        yield Neo4jTarget(neo4j_server.uri, "neo4j", neo4j_server.password)
+    elif os.environ.get("NEO4J_URI"):
+        yield Neo4jTarget(
+            os.environ["NEO4J_URI"],
+            os.environ.get("NEO4J_USERNAME", "neo4j"),
+            os.environ.get("NEO4J_PASSWORD", ""),
+        )
+    else:
+        from testcontainers.neo4j import Neo4jContainer
+
+        with Neo4jContainer("neo4j:5") as container:
+            yield Neo4jTarget(container.get_connection_url(), "neo4j", container.password)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def neo4j(neo4j_target: Neo4jTarget) -> AsyncIterator[AsyncDriver]:
+    driver = AsyncGraphDatabase.driver(
+        neo4j_target.uri, auth=(neo4j_target.username, neo4j_target.password)
+    )
+    await driver.verify_connectivity()
+    yield driver
+    await driver.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def redis(redis_url: str) -> AsyncIterator[Any]:
+    client = aioredis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+# -- per test -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tag() -> str:
+    """A token unique to this test, for key prefixes and graph labels."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def env(redis_url: str, neo4j_target: Neo4jTarget, tag: str) -> dict[str, str]:
+    """Environment for child processes (drainers, producers) of this test."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "NEO4J_URI": neo4j_target.uri,
+        "NEO4J_USERNAME": neo4j_target.username,
+        "NEO4J_PASSWORD": neo4j_target.password,
+        "CYPHERSTREAM_KEY_PREFIX": tag,
+    }
+
+
+@pytest.fixture
+def streams(tag: str) -> StreamSettings:
+    return StreamSettings(key_prefix=tag, partitions=4)
+
+
+@pytest.fixture
+def neo4j_settings(neo4j_target: Neo4jTarget) -> Neo4jSettings:
+    return Neo4jSettings(
+        uri=neo4j_target.uri, username=neo4j_target.username, password=neo4j_target.password
+    )
+
+
+@pytest.fixture
+def make_settings(
+    redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings
+) -> Any:
+    """Build `MemorySettings` for one of the modes: sync, embedded, redis."""
+
+    def build(mode: str = "redis", **memory: Any) -> MemorySettings:
+        settings = MemorySettings(
+            neo4j=neo4j_settings,
+            redis=RedisSettings(url=redis_url if mode == "redis" else None),
+            streams=streams,
+        )
+        settings.memory.write_mode = "sync" if mode == "sync" else "buffered"
+        settings.memory.flush_timeout = 60
+        for name, value in memory.items():
+            setattr(settings.memory, name, value)
+        return settings
+
+    return build
+
+
+@pytest.fixture
+def drainer_settings(
+    redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings
+) -> Any:
+    def build(**overrides: Any) -> DrainerSettings:
+        return DrainerSettings(
+            redis=RedisSettings(url=redis_url),
+            neo4j=neo4j_settings,
+            streams=streams,
+            poll_interval=0.02,
+            lease_ttl=overrides.pop("lease_ttl", 5.0),
+            **overrides,
+        )
+
+    return build
+
+
+@pytest_asyncio.fixture
+async def start_drainer(drainer_settings: Any) -> AsyncIterator[Any]:
+    """Start in-process drainers (`await start_drainer(**settings)`); all stop at the end."""
+    running: list[tuple[Drainer, asyncio.Task[None]]] = []
+
+    async def start(**overrides: Any) -> Drainer:
+        drainer = Drainer(drainer_settings(**overrides))
+        task = asyncio.create_task(drainer.run())
+        ready = asyncio.create_task(drainer.ready.wait())
+        await asyncio.wait([task, ready], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # raises what went wrong
+        assert drainer.ready.is_set(), "drainer did not start within 60s"
+        running.append((drainer, task))
+        return drainer
+
+    yield start
+    for drainer, _ in running:
+        drainer.stop()
+    for _, task in running:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 60)
+
+
+@pytest_asyncio.fixture
+async def drainer(start_drainer: Any) -> Drainer:
+    """One in-process drainer on this test's prefix."""
+    return await start_drainer()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["sync", "embedded", "redis"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Runs a test once per write mode; redis mode also starts a drainer."""
+    if request.param == "redis":
+        request.getfixturevalue("drainer")
+    return str(request.param)
+
+
+@pytest_asyncio.fixture
+async def graph(neo4j: AsyncDriver, tag: str) -> AsyncIterator[Any]:
+    """Query helper for this test's nodes (label `tag`), removed afterwards."""
+    from tests.helpers import Graph
+
+    helper = Graph(neo4j, tag)
+    yield helper
+    await helper.cleanup()
+
+
+@pytest_asyncio.fixture
+async def client(make_settings: Any) -> AsyncIterator[MemoryClient]:
+    """A buffered Redis-mode client on this test's prefix."""
+    async with MemoryClient(make_settings("redis")) as opened:
+        yield opened

@@ -1,0 +1,47 @@
+"""Helpers the tests share: reading the graph back, waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from neo4j import AsyncDriver
+
+
+class Graph:
+    """Reads and cleans up the nodes of one test, all labelled with the test's tag."""
+
+    def __init__(self, driver: AsyncDriver, label: str) -> None:
+        self.driver = driver
+        self.label = label
+
+    async def query(self, cypher: str, **params: Any) -> list[dict[str, Any]]:
+        records, _, _ = await self.driver.execute_query(cypher.replace("$$", self.label), params)
+        return [record.data() for record in records]
+
+    async def count(self, where: str = "true", **params: Any) -> int:
+        rows = await self.query(f"MATCH (n:$$) WHERE {where} RETURN count(n) AS c", **params)
+        return int(rows[0]["c"])
+
+    async def cleanup(self) -> None:
+        await self.query("MATCH (n:$$) DETACH DELETE n")
+        await self.query(
+            "MATCH (p:CypherstreamProgress) WHERE p.stream STARTS WITH $prefix DELETE p",
+            prefix=f"{self.label}:",
+        )
+        for row in await self.query("SHOW CONSTRAINTS YIELD name, labelsOrTypes"):
+            if self.label in (row["labelsOrTypes"] or []):
+                await self.query(f"DROP CONSTRAINT {row['name']}")
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Wait for `condition()` to hold, checking often, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
