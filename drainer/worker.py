@@ -163,7 +163,7 @@ class Drainer:
             return
         async with deps.redis.pipeline(transaction=False) as pipe:
             for session_id in sessions:
-                deps.scripts.renew(
+                await deps.scripts.renew(
                     keys=[self.keys.lease(session_id)],
                     args=[self.settings.drainer_id, ttl_ms],
                     client=pipe,
@@ -179,8 +179,8 @@ class Drainer:
             await asyncio.sleep(self.settings.lease_ttl / 3)
             try:
                 await self._heartbeat(deps)
-            except _REDIS_DOWN as exc:
-                log.warning("heartbeat failed", extra={"error": str(exc)})
+            except Exception as exc:  # a missed heartbeat must never end the loop
+                log.warning("heartbeat failed", extra={"error": repr(exc)})
 
     async def _sweep_loop(self, deps: DrainDeps) -> None:
         """Safety net: put streams with entries back in their ready set if missing."""
@@ -188,8 +188,8 @@ class Drainer:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
                 await self._sweep(deps)
-            except _REDIS_DOWN as exc:
-                log.warning("sweep failed", extra={"error": str(exc)})
+            except Exception as exc:  # the safety net must keep running
+                log.warning("sweep failed", extra={"error": repr(exc)})
 
     async def _sweep(self, deps: DrainDeps) -> None:
         for partition in range(self.keys.partitions):

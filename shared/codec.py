@@ -53,9 +53,12 @@ def encode_params(params: Mapping[str, Any]) -> bytes:
     """Encode a parameter map, raising `UnsupportedParameter` for anything Neo4j cannot take."""
     _check_map(params, "params", 0)
     # strict_types sends tuple subclasses (Duration, Point) and other subclasses to _to_ext.
-    packed = msgpack.packb(
-        params, default=_to_ext, use_bin_type=True, datetime=False, strict_types=True
-    )
+    try:
+        packed = msgpack.packb(
+            params, default=_to_ext, use_bin_type=True, datetime=False, strict_types=True
+        )
+    except (ValueError, OverflowError) as exc:
+        raise UnsupportedParameter(f"params cannot be encoded: {exc}") from exc
     return packed  # type: ignore[no-any-return]
 
 
@@ -93,6 +96,8 @@ def _check(value: Any, path: str, depth: int) -> None:
                 f"{path} = {value} does not fit in a signed 64-bit integer, the largest "
                 "integer Neo4j stores. Send it as a str or float instead."
             )
+    elif isinstance(value, (ntime.DateTime, ntime.Time)):
+        _check_neo4j_zone(value, path)
     elif kind in _SCALARS or isinstance(value, _SCALARS + _TEMPORAL + (bytearray,)):
         pass
     elif isinstance(value, (list, tuple)):
@@ -107,6 +112,22 @@ def _check(value: Any, path: str, depth: int) -> None:
             f"{path} is a {kind.__module__}.{kind.__qualname__}, which the Neo4j driver "
             "cannot send. Use None, bool, int, float, str, bytes, list, dict, "
             "date/time types, neo4j.time or neo4j.spatial values."
+        )
+
+
+def _check_neo4j_zone(value: ntime.DateTime | ntime.Time, path: str) -> None:
+    # The driver asks the zone for the value's offset; CPython's ZoneInfo (C code)
+    # crashes the interpreter when handed a neo4j value instead of a datetime.
+    zone = value.tzinfo
+    if isinstance(value, ntime.DateTime) and isinstance(zone, zoneinfo.ZoneInfo):
+        raise UnsupportedParameter(
+            f"{path} is a neo4j DateTime with a zoneinfo.ZoneInfo zone, which crashes the "
+            "driver. Use a pytz zone, or send a datetime.datetime instead."
+        )
+    if isinstance(value, ntime.Time) and zone is not None and not isinstance(zone, dt.timezone):
+        raise UnsupportedParameter(
+            f"{path} is a neo4j Time with zone {zone!r}; a Time can carry only a fixed "
+            "offset (datetime.timezone)."
         )
 
 
@@ -134,6 +155,13 @@ def _tz(tzinfo: dt.tzinfo | None, offset: dt.timedelta | None) -> Any:
     )
 
 
+def _untz_fixed(data: Any) -> dt.tzinfo | None:
+    """Zones a neo4j Time can carry safely: none or a fixed offset."""
+    if data is not None and data[0] != "o":
+        raise ValueError("a neo4j Time can only carry a fixed UTC offset")
+    return _untz(data)
+
+
 def _untz(data: Any) -> dt.tzinfo | None:
     if data is None:
         return None
@@ -150,7 +178,10 @@ def _untz(data: Any) -> dt.tzinfo | None:
 def _to_ext(value: Any) -> Any:
     # neo4j.time types first: some of them subclass nothing, some compare equal to natives.
     if isinstance(value, ntime.DateTime):
-        tz = _tz(value.tzinfo, value.utcoffset())
+        # Only pytz needs the offset; asking a ZoneInfo for a neo4j DateTime's offset
+        # crashes the interpreter (ZoneInfo's C code expects a datetime.datetime).
+        pytz_offset = value.utcoffset() if isinstance(value.tzinfo, pytz.BaseTzInfo) else None
+        tz = _tz(value.tzinfo, pytz_offset)
         fields = [value.year, value.month, value.day, value.hour, value.minute, value.second]
         return msgpack.ExtType(_N_DATETIME, _pack([*fields, value.nanosecond, tz]))
     if isinstance(value, ntime.Date):
@@ -212,6 +243,8 @@ def _decode_datetime(d: list[Any]) -> dt.datetime:
 
 
 def _decode_neo4j_datetime(d: list[Any]) -> ntime.DateTime:
+    if d[7] is not None and d[7][0] == "z":
+        raise ValueError("a neo4j DateTime with a ZoneInfo zone would crash the driver")
     tz = _untz(d[7])
     naive = ntime.DateTime(*d[:6], nanosecond=d[6])
     if isinstance(tz, pytz.BaseTzInfo):
@@ -233,7 +266,7 @@ _DECODERS: dict[int, Any] = {
     _DATETIME: _decode_datetime,
     _TIMEDELTA: lambda d: dt.timedelta(days=d[0], seconds=d[1], microseconds=d[2]),
     _N_DATE: lambda d: ntime.Date(*d),
-    _N_TIME: lambda d: ntime.Time(*d[:3], nanosecond=d[3], tzinfo=_untz(d[4])),
+    _N_TIME: lambda d: ntime.Time(*d[:3], nanosecond=d[3], tzinfo=_untz_fixed(d[4])),
     _N_DATETIME: _decode_neo4j_datetime,
     _N_DURATION: lambda d: ntime.Duration(months=d[0], days=d[1], seconds=d[2], nanoseconds=d[3]),
     _POINT: _decode_point,

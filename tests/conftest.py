@@ -141,7 +141,12 @@ def tag() -> str:
 
 
 @pytest.fixture
-def env(redis_url: str, neo4j_target: Neo4jTarget, tag: str) -> dict[str, str]:
+def streams(tag: str) -> StreamSettings:
+    return StreamSettings(key_prefix=tag, partitions=4)
+
+
+@pytest.fixture
+def env(redis_url: str, neo4j_target: Neo4jTarget, streams: StreamSettings) -> dict[str, str]:
     """Environment for child processes (drainers, producers) of this test."""
     return {
         **os.environ,
@@ -149,13 +154,9 @@ def env(redis_url: str, neo4j_target: Neo4jTarget, tag: str) -> dict[str, str]:
         "NEO4J_URI": neo4j_target.uri,
         "NEO4J_USERNAME": neo4j_target.username,
         "NEO4J_PASSWORD": neo4j_target.password,
-        "CYPHERSTREAM_KEY_PREFIX": tag,
+        "CYPHERSTREAM_KEY_PREFIX": streams.key_prefix,
+        "CYPHERSTREAM_PARTITIONS": str(streams.partitions),
     }
-
-
-@pytest.fixture
-def streams(tag: str) -> StreamSettings:
-    return StreamSettings(key_prefix=tag, partitions=4)
 
 
 @pytest.fixture
@@ -256,3 +257,22 @@ async def client(make_settings: Any) -> AsyncIterator[MemoryClient]:
     """A buffered Redis-mode client on this test's prefix."""
     async with MemoryClient(make_settings("redis")) as opened:
         yield opened
+
+
+@pytest_asyncio.fixture
+async def spawn_drainer(env: dict[str, str], redis: Any, streams: StreamSettings) -> AsyncIterator[Any]:
+    """Start `drainer run` processes for this test; each is SIGTERMed (then killed) at the end."""
+    from tests.helpers import DrainerProcess
+
+    started: list[DrainerProcess] = []
+
+    async def spawn(*args: str, wait_ready: bool = True) -> DrainerProcess:
+        proc = DrainerProcess(env, list(args), redis, streams.keyspace())
+        started.append(proc)
+        if wait_ready:
+            await proc.wait_ready()
+        return proc
+
+    yield spawn
+    for proc in started:
+        proc.terminate()

@@ -45,3 +45,44 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+class DrainerProcess:
+    """A `drainer run` child process with its output captured to a temporary file."""
+
+    def __init__(self, env: dict[str, str], args: list[str], redis: Any, keys: Any) -> None:
+        import subprocess
+        import sys
+        import tempfile
+        import uuid
+
+        self.drainer_id = f"proc-{uuid.uuid4().hex[:8]}"
+        self.log = tempfile.NamedTemporaryFile(prefix="drainer-", suffix=".log", delete=False)  # noqa: SIM115
+        self._redis = redis
+        self._keys = keys
+        command = [sys.executable, "-m", "drainer", "run", "--drainer-id", self.drainer_id, *args]
+        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        async def alive() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"drainer exited with {self.proc.returncode}:\n{self.output()}")
+            return await self._redis.zscore(self._keys.drainers, self.drainer_id) is not None
+
+        await wait_until(alive, timeout=timeout, what=f"drainer {self.drainer_id} to start")
+
+    def output(self) -> str:
+        with open(self.log.name, errors="replace") as handle:
+            return handle.read()
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)

@@ -1,0 +1,49 @@
+# The README's two commands are `make demo` and `make test`; each installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SERVICES := $(BIN)/python deploy/local/services.py
+
+.PHONY: demo test lint format services services-down prereqs clean help
+
+help:
+	@echo "make demo           run the main job: services, drainers, producers, verify in Neo4j"
+	@echo "make test           the whole suite against real Redis and Neo4j"
+	@echo "make lint           ruff and mypy"
+	@echo "make services       start local Redis and Neo4j, print export lines"
+	@echo "make services-down  stop them"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "cypherstream needs Python >= 3.10"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+prereqs: $(STAMP)
+	@$(SERVICES) check
+
+demo: prereqs
+	$(BIN)/python examples/quickstart/demo.py
+
+test: prereqs
+	$(BIN)/pytest -ra
+
+lint: $(STAMP)
+	$(BIN)/ruff check producer drainer shared tests examples deploy
+	$(BIN)/ruff format --check producer drainer shared tests examples deploy
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format producer drainer shared tests examples deploy
+	$(BIN)/ruff check --fix producer drainer shared tests examples deploy
+
+services: prereqs
+	@$(SERVICES) up
+
+services-down:
+	@$(PYTHON) deploy/local/services.py down
+
+clean: services-down
+	rm -rf $(VENV) .local deploy/local/neo4j/target .pytest_cache .mypy_cache .ruff_cache .hypothesis

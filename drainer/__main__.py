@@ -1,0 +1,5 @@
+"""`python -m drainer` is the `drainer` command."""
+
+from drainer.cli import main
+
+main()
