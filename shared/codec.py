@@ -169,7 +169,7 @@ def _untz(data: Any) -> dt.tzinfo | None:
     if kind == "z":
         return zoneinfo.ZoneInfo(rest[0])
     if kind == "p":
-        return pytz.timezone(rest[0])  # type: ignore[no-any-return]
+        return pytz.timezone(rest[0])
     if kind == "o":
         return dt.timezone(dt.timedelta(seconds=rest[0], microseconds=rest[1]))
     raise ValueError(f"unknown time zone kind {kind!r}")
@@ -210,7 +210,8 @@ def _to_ext(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """Subclasses of plain types (IntEnum, OrderedDict, tuple) travel as their base type."""
-    for base in (bool, int, float, str, bytes, dict):
+    bases: tuple[Any, ...] = (bool, int, float, str, bytes, dict)
+    for base in bases:
         if isinstance(value, base):
             return base(value)
     if isinstance(value, (tuple, list, bytearray)):
@@ -230,7 +231,8 @@ def _pytz_localize(tz: pytz.BaseTzInfo, naive: Any, offset: float | None) -> Any
     """Attach a pytz zone, choosing the DST side whose offset was carried."""
     for is_dst in (False, True):
         candidate = tz.localize(naive, is_dst=is_dst)
-        if offset is None or candidate.utcoffset().total_seconds() == offset:
+        found = candidate.utcoffset()
+        if offset is None or (found is not None and found.total_seconds() == offset):
             return candidate
     return tz.localize(naive)
 
@@ -238,15 +240,16 @@ def _pytz_localize(tz: pytz.BaseTzInfo, naive: Any, offset: float | None) -> Any
 def _decode_datetime(d: list[Any]) -> dt.datetime:
     tz = _untz(d[7])
     if isinstance(tz, pytz.BaseTzInfo):
-        return _pytz_localize(tz, dt.datetime(*d[:7], fold=d[8]), d[7][2])  # type: ignore[no-any-return]
-    return dt.datetime(*d[:7], tzinfo=tz, fold=d[8])
+        naive = dt.datetime(d[0], d[1], d[2], d[3], d[4], d[5], d[6], fold=d[8])
+        return _pytz_localize(tz, naive, d[7][2])  # type: ignore[no-any-return]
+    return dt.datetime(d[0], d[1], d[2], d[3], d[4], d[5], d[6], tzinfo=tz, fold=d[8])
 
 
 def _decode_neo4j_datetime(d: list[Any]) -> ntime.DateTime:
     if d[7] is not None and d[7][0] == "z":
         raise ValueError("a neo4j DateTime with a ZoneInfo zone would crash the driver")
     tz = _untz(d[7])
-    naive = ntime.DateTime(*d[:6], nanosecond=d[6])
+    naive = ntime.DateTime(d[0], d[1], d[2], d[3], d[4], d[5], nanosecond=d[6])
     if isinstance(tz, pytz.BaseTzInfo):
         return _pytz_localize(tz, naive, d[7][2])  # type: ignore[no-any-return]
     return naive.replace(tzinfo=tz) if tz is not None else naive
@@ -262,11 +265,11 @@ def _decode_point(d: list[Any]) -> spatial.Point:
 
 _DECODERS: dict[int, Any] = {
     _DATE: lambda d: dt.date(*d),
-    _TIME: lambda d: dt.time(*d[:4], tzinfo=_untz(d[4]), fold=d[5]),
+    _TIME: lambda d: dt.time(d[0], d[1], d[2], d[3], tzinfo=_untz(d[4]), fold=d[5]),
     _DATETIME: _decode_datetime,
     _TIMEDELTA: lambda d: dt.timedelta(days=d[0], seconds=d[1], microseconds=d[2]),
     _N_DATE: lambda d: ntime.Date(*d),
-    _N_TIME: lambda d: ntime.Time(*d[:3], nanosecond=d[3], tzinfo=_untz_fixed(d[4])),
+    _N_TIME: lambda d: ntime.Time(d[0], d[1], d[2], nanosecond=d[3], tzinfo=_untz_fixed(d[4])),
     _N_DATETIME: _decode_neo4j_datetime,
     _N_DURATION: lambda d: ntime.Duration(months=d[0], days=d[1], seconds=d[2], nanoseconds=d[3]),
     _POINT: _decode_point,

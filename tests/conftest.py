@@ -167,9 +167,7 @@ def neo4j_settings(neo4j_target: Neo4jTarget) -> Neo4jSettings:
 
 
 @pytest.fixture
-def make_settings(
-    redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings
-) -> Any:
+def make_settings(redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings) -> Any:
     """Build `MemorySettings` for one of the modes: sync, embedded, redis."""
 
     def build(mode: str = "redis", **memory: Any) -> MemorySettings:
@@ -188,9 +186,7 @@ def make_settings(
 
 
 @pytest.fixture
-def drainer_settings(
-    redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings
-) -> Any:
+def drainer_settings(redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings) -> Any:
     def build(**overrides: Any) -> DrainerSettings:
         return DrainerSettings(
             redis=RedisSettings(url=redis_url),
@@ -260,7 +256,9 @@ async def client(make_settings: Any) -> AsyncIterator[MemoryClient]:
 
 
 @pytest_asyncio.fixture
-async def spawn_drainer(env: dict[str, str], redis: Any, streams: StreamSettings) -> AsyncIterator[Any]:
+async def spawn_drainer(
+    env: dict[str, str], redis: Any, streams: StreamSettings
+) -> AsyncIterator[Any]:
     """Start `drainer run` processes for this test; each is SIGTERMed (then killed) at the end."""
     from tests.helpers import DrainerProcess
 

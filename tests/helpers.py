@@ -66,7 +66,9 @@ class DrainerProcess:
     async def wait_ready(self, timeout: float = 60.0) -> None:
         async def alive() -> bool:
             if self.proc.poll() is not None:
-                raise AssertionError(f"drainer exited with {self.proc.returncode}:\n{self.output()}")
+                raise AssertionError(
+                    f"drainer exited with {self.proc.returncode}:\n{self.output()}"
+                )
             return await self._redis.zscore(self._keys.drainers, self.drainer_id) is not None
 
         await wait_until(alive, timeout=timeout, what=f"drainer {self.drainer_id} to start")

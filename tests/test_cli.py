@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -30,19 +31,16 @@ async def test_refuses_to_run_when_redis_may_evict_queued_writes(
 ) -> None:
     await redis.config_set("maxmemory-policy", "allkeys-lru")
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "drainer", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "drainer", "run", env=env, stderr=asyncio.subprocess.PIPE
         )
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     finally:
         await redis.config_set("maxmemory-policy", "noeviction")
 
-    assert result.returncode == 2
-    assert "allkeys-lru" in result.stderr
-    assert "--allow-eviction" in result.stderr
+    assert proc.returncode == 2
+    assert b"allkeys-lru" in stderr
+    assert b"--allow-eviction" in stderr
 
 
 def test_help_lists_every_setting_with_its_environment_variable() -> None:

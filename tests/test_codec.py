@@ -22,9 +22,7 @@ ZONES = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkat
 OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
 )
-TZINFOS = st.one_of(
-    st.none(), OFFSETS, ZONES.map(zoneinfo.ZoneInfo), ZONES.map(pytz.timezone)
-)
+TZINFOS = st.one_of(st.none(), OFFSETS, ZONES.map(zoneinfo.ZoneInfo), ZONES.map(pytz.timezone))
 
 
 @st.composite
@@ -45,6 +43,8 @@ neo4j_times = st.builds(
     st.integers(0, 999_999_999),
     tzinfo=st.one_of(st.none(), OFFSETS),
 )
+
+
 def _neo4j_datetime(d: dt.datetime, ns: int, tz: Any, zone: Any) -> ntime.DateTime:
     value = ntime.DateTime(d.year, d.month, d.day, d.hour, d.minute, d.second, ns, tzinfo=tz)
     return zone.localize(value.replace(tzinfo=None)) if zone is not None else value
@@ -89,7 +89,9 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(st.text(), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 

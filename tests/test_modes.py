@@ -71,9 +71,7 @@ async def test_parameters_reach_neo4j_unchanged(mode: str, make_settings: Any, g
         "raw": b"\x00\xff",
     }
     async with MemoryClient(make_settings(mode)) as client:
-        await client.buffered.submit(
-            f"CREATE (n:{graph.label}) SET n = $props", {"props": values}
-        )
+        await client.buffered.submit(f"CREATE (n:{graph.label}) SET n = $props", {"props": values})
         await client.flush()
 
     rows = await graph.query("MATCH (n:$$) RETURN properties(n) AS p")

@@ -54,15 +54,13 @@ async def test_submit_returns_before_the_write_is_applied(
     assert await client.buffered.pending() == 0
 
 
-async def test_flush_without_a_live_drainer_raises_promptly(
-    make_settings: Any, graph: Any
-) -> None:
+async def test_flush_without_a_live_drainer_raises_promptly(make_settings: Any, graph: Any) -> None:
     client = MemoryClient(make_settings("redis", flush_timeout=60))
     await client.open()
     await client.buffered.submit(f"CREATE (:{graph.label})")
     started = time.monotonic()
 
-    with pytest.raises(FlushTimeout, match="no drainer is alive.*drainer run"):
+    with pytest.raises(FlushTimeout, match=r"no drainer is alive.*drainer run"):
         await client.flush()
 
     assert time.monotonic() - started < 5

@@ -110,11 +110,11 @@ def main() -> None:
     stored = asyncio.run(count_messages(run))
     print()
     print(f"Read back from Neo4j: {stored} messages (expected {2 * writes})")
-    print(
-        "Look at them: MATCH (s:DemoSession {run: '%s'})-[:HAS]->(m) RETURN s, m LIMIT 50" % run
-    )
+    print(f"Look at them: MATCH (s:DemoSession {{run: '{run}'}})-[:HAS]->(m) RETURN s, m LIMIT 50")
     if not state.get("external"):
-        print("Local Redis and Neo4j keep running for the next demo; `make services-down` stops them.")
+        print(
+            "Local Redis and Neo4j keep running for the next demo; `make services-down` stops them."
+        )
     if stored != 2 * writes:
         sys.exit(1)
 
