@@ -29,6 +29,11 @@ class MemoryOptions(BaseSettings):
     backpressure_timeout: float = Field(
         default=60.0, gt=0, description="seconds submit() may wait for room before failing"
     )
+    redis_retry: float = Field(
+        default=5.0,
+        ge=0,
+        description="seconds submit/flush retry a broken Redis connection before raising",
+    )
     max_entry_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest encoded write submit accepts"
     )

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 _REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
 # How long one blocking wait for flush replies lasts before checking drainers are alive.
 _LIVENESS_CHECK_SECONDS = 2.0
-_FLUSH_REPLY_TTL_SECONDS = 3600
+# How long Redis remembers a client's highest appended sequence number per session.
+_SEEN_TTL_SECONDS = 3600
 _START_DRAINER = (
     "Start one with `drainer run` (it reads REDIS_URL, NEO4J_URI, NEO4J_USERNAME and "
     "NEO4J_PASSWORD from the environment, or see `drainer run --help`)."
@@ -71,30 +72,34 @@ class StreamBackend:
                 f"{self._options.max_entry_bytes} (memory.max_entry_bytes). Store large "
                 "payloads elsewhere and pass a reference, or raise the limit."
             )
-        fields = write_fields(query, packed, self._client_id, next(self._seq))
+        seq = next(self._seq)
+        fields = write_fields(query, packed, self._client_id, seq)
         # One lock per session keeps concurrent submits of a session in call order,
         # also while one of them waits for room.
         async with self._session_lock(session_id):
-            await self._append(session_id, fields, self._options.max_pending)
+            await self._append(session_id, fields, self._options.max_pending, seq)
         self._unflushed.add(session_id)
         self._sessions.add(session_id)
 
-    async def _append(self, session_id: str, fields: list[bytes | str], limit: int) -> str:
-        keys = [
-            self._keys.stream(session_id),
-            self._keys.ready(self._keys.partition_of(session_id)),
-        ]
-        args = [limit, session_id, GROUP, *fields]
+    async def _append(
+        self, session_id: str, fields: list[bytes | str], limit: int, seq: int = 0
+    ) -> None:
+        """Run the submit script until it appends, waiting while the stream is full.
+
+        Retrying with the same `seq` is safe: the script appends a client's sequence
+        number at most once, so a reply lost with a broken connection costs nothing.
+        """
+        keys = self._keys
+        partition = keys.partition_of(session_id)
+        script_keys = [keys.stream(session_id), keys.ready(partition), keys.seen(session_id)]
+        args = [limit, session_id, GROUP, self._client_id, seq, _SEEN_TTL_SECONDS, *fields]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.backpressure_timeout
         delay = 0.001
         while True:
-            try:
-                entry_id = await self._scripts.submit(keys=keys, args=args)
-            except _REDIS_DOWN as exc:
-                raise unreachable(self._redis_settings, exc) from exc
+            entry_id = await self._call(self._scripts.submit, script_keys, args)
             if entry_id is not None:
-                return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                return
             if loop.time() >= deadline:
                 raise BackpressureTimeout(
                     f"session {session_id!r} has held {limit} queued writes for "
@@ -103,6 +108,21 @@ class StreamBackend:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a script, retrying broken connections for `memory.redis_retry` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.redis_retry
+        delay = 0.05
+        while True:
+            try:
+                return await script(keys=keys, args=args)
+            except _REDIS_DOWN as exc:
+                if loop.time() + delay > deadline:
+                    raise unreachable(self._redis_settings, exc) from exc
+                log.warning("Redis connection failed, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     @contextlib.asynccontextmanager
     async def _session_lock(self, session_id: str) -> AsyncIterator[None]:
@@ -129,32 +149,39 @@ class StreamBackend:
             return
         await self._require_live_drainer()
         token = uuid.uuid4().hex
-        by_partition: dict[int, int] = defaultdict(int)
+        by_partition: dict[int, set[str]] = defaultdict(set)
         for session_id in sessions:
             async with self._session_lock(session_id):
                 await self._append(session_id, flush_fields(token, self._client_id), 0)
-            by_partition[self._keys.partition_of(session_id)] += 1
+            by_partition[self._keys.partition_of(session_id)].add(session_id)
         deadline = asyncio.get_running_loop().time() + timeout
         waits = [
-            self._await_replies(self._keys.ack(partition, token), count, deadline)
-            for partition, count in by_partition.items()
+            self._await_replies(self._keys.ack(partition, token), expected, deadline)
+            for partition, expected in by_partition.items()
         ]
         for replies in await asyncio.gather(*waits):
             for reply in replies:
-                for error in json.loads(reply)["e"]:
+                for error in reply["e"]:
                     self._report(BufferedWriteError.from_json(error))
 
-    async def _await_replies(self, key: str, count: int, deadline: float) -> list[bytes]:
-        """Block on the reply list until `count` drainers answered (no polling of the streams)."""
+    async def _await_replies(
+        self, key: str, expected: set[str], deadline: float
+    ) -> list[dict[str, Any]]:
+        """Block on the reply list until every expected session answered (no polling).
+
+        Replies name their session, so a sentinel delivered twice cannot stand in for
+        another session's.
+        """
         loop = asyncio.get_running_loop()
-        replies: list[bytes] = []
-        while len(replies) < count:
+        waiting = set(expected)
+        replies: list[dict[str, Any]] = []
+        while waiting:
             left = deadline - loop.time()
             if left <= 0:
                 raise FlushTimeout(
-                    f"flush was not acknowledged within the timeout ({count - len(replies)} "
-                    "sessions still unacknowledged). Drainers are alive but behind, or "
-                    "Neo4j is unreachable; try a longer timeout or add drainers."
+                    f"flush was not acknowledged within the timeout ({len(waiting)} sessions "
+                    "still unacknowledged). Drainers are alive but behind, or Neo4j is "
+                    "unreachable; try a longer timeout or add drainers."
                 )
             try:
                 popped = await self._redis.blpop([key], timeout=min(left, _LIVENESS_CHECK_SECONDS))
@@ -163,14 +190,14 @@ class StreamBackend:
             if popped is None:
                 await self._require_live_drainer()
                 continue
-            replies.append(popped[1])
+            reply = json.loads(popped[1])
+            if reply["s"] in waiting:
+                waiting.discard(reply["s"])
+                replies.append(reply)
         return replies
 
     async def _require_live_drainer(self) -> None:
-        try:
-            live = await self._scripts.live(keys=[self._keys.drainers])
-        except _REDIS_DOWN as exc:
-            raise unreachable(self._redis_settings, exc) from exc
+        live = await self._call(self._scripts.live, [self._keys.drainers], [])
         if not live:
             raise FlushTimeout(
                 "no drainer is alive, so nothing can apply the queued writes or acknowledge "

@@ -62,6 +62,10 @@ class Keyspace:
     def lease(self, session_id: str) -> str:
         return f"{self._session(session_id)}:lease"
 
+    def seen(self, session_id: str) -> str:
+        """Hash of client id to the highest sequence number appended (idempotent retries)."""
+        return f"{self._session(session_id)}:seen"
+
     def errors(self, session_id: str, client_id: str) -> str:
         """Failures of one client's writes in a session, handed over at its next flush."""
         return f"{self._session(session_id)}:errors:{client_id}"

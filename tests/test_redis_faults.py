@@ -1,0 +1,77 @@
+"""Redis failing under the producer: clear errors, nothing half-written, nothing twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from producer import MemoryClient, RedisUnavailable
+from tests.helpers import FlakyProxy
+
+
+@pytest_asyncio.fixture
+async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    flaky = await FlakyProxy(port).start()
+    yield flaky
+    await flaky.stop()
+
+
+def through(settings: Any, proxy: FlakyProxy) -> Any:
+    settings.redis.url = f"redis://127.0.0.1:{proxy.port}/0"
+    return settings
+
+
+async def test_a_submit_whose_reply_was_lost_is_retried_without_queuing_twice(
+    make_settings: Any, proxy: FlakyProxy, redis: Any, streams: Any, graph: Any, start_drainer: Any
+) -> None:
+    async with MemoryClient(through(make_settings("redis"), proxy)) as client:
+        stream = streams.keyspace().stream(client.session_id)
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 1}})")
+
+        proxy.drop_next_reply = True
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 2}})")
+
+        assert proxy.dropped == 1
+        assert await redis.xlen(stream) == 2
+        queries = [fields[b"q"] for _, fields in await redis.xrange(stream)]
+        assert queries == [f"CREATE (:{graph.label} {{i: {i}}})".encode() for i in (1, 2)]
+        await start_drainer()
+        await client.flush()
+
+    assert await graph.count() == 2
+
+
+async def test_submit_raises_a_clear_error_and_queues_nothing_when_redis_is_gone(
+    make_settings: Any, proxy: FlakyProxy, redis: Any, streams: Any, graph: Any
+) -> None:
+    settings = through(make_settings("redis", redis_retry=0.5), proxy)
+    client = MemoryClient(settings)
+    await client.open()
+    stream = streams.keyspace().stream(client.session_id)
+    await client.buffered.submit(f"CREATE (:{graph.label} {{i: 1}})")
+    await proxy.stop()
+    started = time.monotonic()
+
+    with pytest.raises(RedisUnavailable, match=r"cannot reach Redis.*queued nothing"):
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 2}})")
+
+    assert time.monotonic() - started < 10
+    assert await redis.xlen(stream) == 1
+    with pytest.raises(RedisUnavailable):
+        await client.flush()
+    await redis.delete(stream)
+
+
+async def test_opening_a_client_against_a_dead_redis_says_what_to_check(
+    make_settings: Any, proxy: FlakyProxy
+) -> None:
+    settings = through(make_settings("redis"), proxy)
+    await proxy.stop()
+
+    with pytest.raises(RedisUnavailable, match="REDIS_URL"):
+        await MemoryClient(settings).open()
