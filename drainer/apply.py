@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, unit_of_work
 
 from shared.codec import decode_params
 from shared.entry import WriteEntry, id_key
@@ -51,9 +51,12 @@ class BatchResult:
 class Applier:
     """Runs writes of one session in transactions, with the progress record."""
 
-    def __init__(self, driver: AsyncDriver, database: str | None) -> None:
+    def __init__(self, driver: AsyncDriver, database: str | None, tx_timeout: float = 60.0) -> None:
         self._driver = driver
         self._database = database
+        # A server-side limit: a transaction of a stalled drainer (SIGSTOP, partition)
+        # is ended by Neo4j, releasing the progress lock for the new owner.
+        self._unit = unit_of_work(timeout=tx_timeout)
 
     async def ensure_schema(self) -> None:
         async with self._driver.session(database=self._database) as session:
@@ -113,7 +116,7 @@ class Applier:
             return True
 
         async with self._driver.session(database=self._database) as session:
-            return bool(await session.execute_write(work))
+            return bool(await session.execute_write(self._unit(work)))
 
     async def _transaction(
         self, stream: str, decoded: list[tuple[WriteEntry, dict[str, Any]]]
@@ -133,7 +136,7 @@ class Applier:
             return result
 
         async with self._driver.session(database=self._database) as session:
-            result: BatchResult = await session.execute_write(work)
+            result: BatchResult = await session.execute_write(self._unit(work))
             return result
 
 

@@ -57,6 +57,9 @@ def main() -> None:
     "--poll-interval", type=float, help="idle poll in seconds [env DRAINER_POLL_INTERVAL]"
 )
 @click.option("--shutdown-grace", type=float, help="seconds to finish on SIGTERM")
+@click.option(
+    "--tx-timeout", type=float, help="seconds Neo4j lets a batch run [env DRAINER_TX_TIMEOUT]"
+)
 @click.option("--allow-eviction", is_flag=True, default=None, help="run despite allkeys-* eviction")
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True

@@ -39,6 +39,9 @@ class DrainerSettings(BaseSettings):
     turn_batches: int = Field(
         default=20, ge=1, description="batches a session drains before yielding to waiting ones"
     )
+    tx_timeout: float = Field(
+        default=60.0, gt=0, description="seconds Neo4j lets one batch transaction run"
+    )
     retry_max_delay: float = Field(default=10.0, gt=0, description="cap of the retry backoff (s)")
     error_ttl: int = Field(
         default=86400, ge=60, description="seconds a client's unflushed error reports are kept"

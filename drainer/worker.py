@@ -57,7 +57,7 @@ class Drainer:
         driver = settings.neo4j.driver(max_connection_pool_size=settings.concurrency + 4)
         try:
             await self._check_eviction(redis)
-            applier = Applier(driver, settings.neo4j.database)
+            applier = Applier(driver, settings.neo4j.database, settings.tx_timeout)
             await applier.ensure_schema()
             deps = DrainDeps(redis, Scripts(redis), self.keys, applier, settings, self._stopping)
             await self._heartbeat(deps)

@@ -33,6 +33,11 @@ _PASSING_CLIENT_CODES = (
     "Neo.ClientError.Database.DatabaseNotFound",
     "Neo.ClientError.Cluster.NotALeader",
     "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
+    # The transaction ran out of time (a slow batch, or a lock held by a stalled drainer).
+    "Neo.ClientError.Transaction.TransactionTimedOut",
+    "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+    "Neo.ClientError.Transaction.LockClientStopped",
+    "Neo.ClientError.Transaction.Terminated",
 )
 
 
@@ -47,7 +52,7 @@ def classify(exc: BaseException) -> Disposition:
         ):
             return Disposition.RETRY
         return Disposition.DEAD_LETTER
-    if isinstance(exc, _PASSING_DRIVER_ERRORS | OSError | TimeoutError):
+    if isinstance(exc, (*_PASSING_DRIVER_ERRORS, OSError, TimeoutError)):
         return Disposition.RETRY
     return Disposition.DEAD_LETTER
 

@@ -50,7 +50,9 @@ class Neo4jSettings(BaseSettings):
     database: str | None = Field(default=None, description="None: the server's default")
 
     def driver(self, **options: Any) -> AsyncDriver:
+        """An async driver; server notifications about user queries are not logged."""
         auth = (self.username, self.password.get_secret_value()) if self.username else None
+        options.setdefault("notifications_min_severity", "OFF")
         return AsyncGraphDatabase.driver(self.uri, auth=auth, **options)
 
 

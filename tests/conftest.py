@@ -117,7 +117,9 @@ def neo4j_target(neo4j_server: services.Neo4jServer | None) -> Iterator[Neo4jTar
 @pytest_asyncio.fixture(scope="session")
 async def neo4j(neo4j_target: Neo4jTarget) -> AsyncIterator[AsyncDriver]:
     driver = AsyncGraphDatabase.driver(
-        neo4j_target.uri, auth=(neo4j_target.username, neo4j_target.password)
+        neo4j_target.uri,
+        auth=(neo4j_target.username, neo4j_target.password),
+        notifications_min_severity="OFF",
     )
     await driver.verify_connectivity()
     yield driver
@@ -264,8 +266,13 @@ async def spawn_drainer(
 
     started: list[DrainerProcess] = []
 
-    async def spawn(*args: str, wait_ready: bool = True) -> DrainerProcess:
-        proc = DrainerProcess(env, list(args), redis, streams.keyspace())
+    async def spawn(
+        *args: str, wait_ready: bool = True, redis_client: Any = None, **env_overrides: str
+    ) -> DrainerProcess:
+        """`redis_client` (and REDIS_URL among the overrides) for a drainer on another Redis."""
+        proc = DrainerProcess(
+            {**env, **env_overrides}, list(args), redis_client or redis, streams.keyspace()
+        )
         started.append(proc)
         if wait_ready:
             await proc.wait_ready()

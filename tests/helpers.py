@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -139,3 +140,41 @@ class FlakyProxy:
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+
+@dataclass
+class Audit:
+    """What became of numbered writes, read back from Neo4j (see `SEQUENCED_WRITE`)."""
+
+    submitted: int = 0
+    applied: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    lost: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"submitted={self.submitted} applied={self.applied} duplicated={self.duplicated} "
+            f"out_of_order={self.out_of_order} lost={self.lost}"
+        )
+
+
+# Appends the write's sequence number to its session's node: duplicates, gaps and
+# reordering all show in the list.
+SEQUENCED_WRITE = "MERGE (s:{label} {{session: $session}}) SET s.seqs = coalesce(s.seqs, []) + $seq"
+
+
+async def audit(graph: Graph, submitted: dict[str, int]) -> Audit:
+    """Compare each session's applied sequence numbers with 0..n-1 submitted."""
+    rows = await graph.query("MATCH (s:$$) RETURN s.session AS session, s.seqs AS seqs")
+    seen = {row["session"]: row["seqs"] for row in rows}
+    result = Audit(submitted=sum(submitted.values()))
+    for session, count in submitted.items():
+        seqs = seen.get(session, [])
+        distinct = set(seqs)
+        result.applied += len(distinct & set(range(count)))
+        result.duplicated += len(seqs) - len(distinct)
+        result.out_of_order += sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
+        result.lost += count - len(distinct & set(range(count)))
+    print(f"\n[{graph.label}] {result}")
+    return result

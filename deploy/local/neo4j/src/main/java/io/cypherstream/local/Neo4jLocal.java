@@ -44,15 +44,31 @@ public final class Neo4jLocal {
             stopped.countDown();
         }, "neo4j-local-shutdown"));
 
-        if (password != null) {
-            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
-                    "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        try {
+            if (password != null) {
+                setPassword(dbms, password);
+            }
+            // Touch the default database so it is started before we report ready.
+            dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
+        } catch (RuntimeException e) {
+            e.printStackTrace();
+            System.exit(1); // runs the shutdown hook; never linger half-started
         }
-        // Touch the default database so it is started before we report ready.
-        dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
         System.out.println("BOLT READY bolt://" + host + ":" + port);
         System.out.flush();
         stopped.await();
+    }
+
+    /** Sets the password of user neo4j; a restart on the same data finds it already set. */
+    private static void setPassword(DatabaseManagementService dbms, String password) {
+        try {
+            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+                    "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
+        } catch (RuntimeException e) {
+            if (!String.valueOf(e.getMessage()).contains("cannot be the same")) {
+                throw e;
+            }
+        }
     }
 
     private static Map<String, String> parse(String[] args) {

@@ -1,0 +1,57 @@
+"""Telling a passing failure from a permanent one (a pure function: no servers)."""
+
+from __future__ import annotations
+
+import pytest
+from neo4j import exceptions as nx
+
+from shared.failures import Disposition, classify
+
+
+def neo4j_error(code: str) -> nx.Neo4jError:
+    return nx.Neo4jError._hydrate_neo4j(code=code, message="m")  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "Neo.TransientError.Transaction.DeadlockDetected",
+        "Neo.TransientError.General.DatabaseUnavailable",
+        "Neo.ClientError.Cluster.NotALeader",
+        "Neo.ClientError.Security.Unauthorized",
+        "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+    ],
+)
+def test_errors_about_the_server_or_cluster_are_retried(code: str) -> None:
+    assert classify(neo4j_error(code)) is Disposition.RETRY
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "Neo.ClientError.Statement.SyntaxError",
+        "Neo.ClientError.Schema.ConstraintValidationFailed",
+        "Neo.ClientError.Statement.TypeError",
+        "Neo.ClientError.Statement.ParameterMissing",
+        "Neo.ClientError.Security.Forbidden",
+    ],
+)
+def test_errors_about_the_write_itself_are_dead_lettered(code: str) -> None:
+    assert classify(neo4j_error(code)) is Disposition.DEAD_LETTER
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        nx.ServiceUnavailable("down"),
+        nx.SessionExpired("gone"),
+        ConnectionRefusedError(),
+        TimeoutError(),
+    ],
+)
+def test_connection_failures_are_retried(error: BaseException) -> None:
+    assert classify(error) is Disposition.RETRY
+
+
+def test_a_bad_parameter_is_dead_lettered() -> None:
+    assert classify(TypeError("cannot send")) is Disposition.DEAD_LETTER
