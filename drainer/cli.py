@@ -7,6 +7,7 @@ Every option can also come from the environment (``DRAINER_*``, ``REDIS_URL``,
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -15,9 +16,11 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
 from drainer.logs import setup_logging
 from drainer.settings import DrainerSettings
 from drainer.worker import Drainer
+from shared.connection import open_redis
 from shared.errors import CypherstreamError
 
 
@@ -37,18 +40,36 @@ def build_settings(options: dict[str, Any]) -> DrainerSettings:
     return settings
 
 
+def _connection_options(func: Any) -> Any:
+    """Where the queue is: the options every command that only talks to Redis takes."""
+    for option in reversed(
+        [
+            click.option("--redis-url", "redis__url", help="Redis URL [env REDIS_URL]"),
+            click.option(
+                "--key-prefix", "streams__key_prefix", help="[env CYPHERSTREAM_KEY_PREFIX]"
+            ),
+            click.option(
+                "--partitions",
+                "streams__partitions",
+                type=int,
+                help="[env CYPHERSTREAM_PARTITIONS]",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @click.group()
 def main() -> None:
     """cypherstream drainer: applies queued writes from Redis Streams to Neo4j."""
 
 
 @main.command()
-@click.option("--redis-url", "redis__url", help="Redis URL [env REDIS_URL]")
+@_connection_options
 @click.option("--neo4j-uri", "neo4j__uri", help="Neo4j URI [env NEO4J_URI]")
 @click.option("--neo4j-username", "neo4j__username", help="[env NEO4J_USERNAME]")
 @click.option("--neo4j-database", "neo4j__database", help="[env NEO4J_DATABASE]")
-@click.option("--key-prefix", "streams__key_prefix", help="[env CYPHERSTREAM_KEY_PREFIX]")
-@click.option("--partitions", "streams__partitions", type=int, help="[env CYPHERSTREAM_PARTITIONS]")
 @click.option("--drainer-id", help="unique id of this worker [env DRAINER_DRAINER_ID]")
 @click.option("--concurrency", type=int, help="sessions drained at once [env DRAINER_CONCURRENCY]")
 @click.option("--batch-size", type=int, help="entries per transaction [env DRAINER_BATCH_SIZE]")
@@ -76,12 +97,84 @@ def run(log_format: str, log_level: str, **options: Any) -> None:
         settings = build_settings(options)
     except ValidationError as exc:
         raise click.UsageError(str(exc)) from exc
-    drainer = Drainer(settings)
+    _run_async(_run_until_signalled(Drainer(settings)))
+
+
+async def _with_redis(options: dict[str, Any], action: Any) -> Any:
+    settings = build_settings(options)
+    keys = settings.streams.keyspace()
+    redis = await open_redis(settings.redis, keys)
     try:
-        asyncio.run(_run_until_signalled(drainer))
+        return await action(redis, keys)
+    finally:
+        await redis.aclose()
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
     except CypherstreamError as exc:
         click.echo(f"drainer: {exc}", err=True)
         sys.exit(2)
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay and purge dead letters (writes that failed for good)."""
+
+
+@dlq.command("list")
+@_connection_options
+@click.option("--session", help="only this session's dead letters")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
+    """Show dead letters, oldest first."""
+
+    async def action(redis: Any, keys: Any) -> list[DeadLetter]:
+        return await list_dead_letters(redis, keys, session_id=session)
+
+    letters = _run_async(_with_redis(options, action))
+    for letter in letters:
+        row = letter.summary()
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{row['id']}  {row['session']}  {row['code']}  {row['query'][:60]!r}")
+    if not as_json:
+        click.echo(f"{len(letters)} dead letters")
+
+
+@dlq.command("replay")
+@_connection_options
+@click.argument("ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
+@click.option("--session", help="replay this session's dead letters")
+def dlq_replay(ids: tuple[str, ...], replay_all: bool, session: str | None, **options: Any) -> None:
+    """Queue dead letters again, in their original order, to their original sessions."""
+    if not ids and not replay_all and session is None:
+        raise click.UsageError("name dead letter IDs, or give --session or --all")
+
+    async def action(redis: Any, keys: Any) -> int:
+        letters = await list_dead_letters(redis, keys, session_id=session, ids=list(ids))
+        return await replay(redis, keys, letters)
+
+    click.echo(f"replayed {_run_async(_with_redis(options, action))} dead letters")
+
+
+@dlq.command("purge")
+@_connection_options
+@click.option("--session", help="only this session's dead letters")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def dlq_purge(session: str | None, yes: bool, **options: Any) -> None:
+    """Delete dead letters for good."""
+    scope = f"dead letters of session {session}" if session else "ALL dead letters"
+    if not yes:
+        click.confirm(f"Delete {scope}?", abort=True)
+
+    async def action(redis: Any, keys: Any) -> int:
+        return await purge(redis, keys, await list_dead_letters(redis, keys, session_id=session))
+
+    click.echo(f"purged {_run_async(_with_redis(options, action))} dead letters")
 
 
 async def _run_until_signalled(drainer: Drainer) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from shared.entry import WriteEntry
+from shared.entry import WriteEntry, id_key, write_fields
 from shared.failures import BufferedWriteError, error_code, error_message
-from shared.keys import Keyspace
+from shared.keys import GROUP, Keyspace
+from shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +70,89 @@ async def dead_letter(
         "write dead-lettered",
         extra={"session_id": session_id, "entry_id": write.entry_id, "code": report.code},
     )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One entry of the dead-letter stream."""
+
+    dead_id: str
+    session_id: str
+    entry_id: str
+    client_id: str
+    query: str
+    params: bytes
+    code: str
+    message: str
+    when: str
+    drainer_id: str
+
+    def summary(self) -> dict[str, str]:
+        """The fields people and scripts read (parameters stay encoded, and out)."""
+        return {
+            "id": self.dead_id,
+            "session": self.session_id,
+            "entry_id": self.entry_id,
+            "code": self.code,
+            "message": self.message,
+            "query": self.query,
+            "when": self.when,
+            "drainer": self.drainer_id,
+        }
+
+
+def _from_fields(dead_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    def text(name: str) -> str:
+        return fields.get(name.encode(), b"").decode(errors="replace")
+
+    return DeadLetter(
+        dead_id=dead_id.decode(),
+        session_id=text("session"),
+        entry_id=text("entry_id"),
+        client_id=text("client"),
+        query=text("query"),
+        params=fields.get(b"params", b""),
+        code=text("code"),
+        message=text("message"),
+        when=text("when"),
+        drainer_id=text("drainer"),
+    )
+
+
+async def list_dead_letters(
+    redis: Any, keys: Keyspace, *, session_id: str | None = None, ids: list[str] | None = None
+) -> list[DeadLetter]:
+    """Dead letters in the order they were recorded, optionally of one session or by id."""
+    letters = [
+        _from_fields(dead_id, fields) for dead_id, fields in await redis.xrange(keys.dead_letters)
+    ]
+    if session_id is not None:
+        letters = [d for d in letters if d.session_id == session_id]
+    if ids:
+        wanted = set(ids)
+        letters = [d for d in letters if d.dead_id in wanted]
+    return letters
+
+
+async def replay(redis: Any, keys: Keyspace, letters: list[DeadLetter]) -> int:
+    """Queue dead letters again, in their original order, each to its original session.
+
+    Each is removed from the dead-letter stream once it is queued again.
+    """
+    scripts = Scripts(redis)
+    for letter in sorted(letters, key=lambda d: id_key(d.dead_id)):
+        session = letter.session_id
+        fields = write_fields(letter.query, letter.params, letter.client_id, 0)
+        await scripts.submit(
+            keys=[keys.stream(session), keys.ready(keys.partition_of(session)), keys.seen(session)],
+            args=[0, session, GROUP, letter.client_id, 0, 0, *fields],
+        )
+        await redis.xdel(keys.dead_letters, letter.dead_id)
+    return len(letters)
+
+
+async def purge(redis: Any, keys: Keyspace, letters: list[DeadLetter]) -> int:
+    """Delete dead letters for good."""
+    if not letters:
+        return 0
+    return int(await redis.xdel(keys.dead_letters, *[d.dead_id for d in letters]))

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from producer import MemoryClient
+from tests.helpers import SEQUENCED_WRITE, audit, wait_until
 
 
 async def test_sigterm_finishes_the_work_and_exits_zero(
@@ -52,3 +53,33 @@ def test_help_lists_every_setting_with_its_environment_variable() -> None:
     for flag in ("--redis-url", "--concurrency", "--batch-size", "--lease-ttl", "--shutdown-grace"):
         assert flag in result.stdout
     assert "env REDIS_URL" in result.stdout
+
+
+async def test_sigterm_mid_backlog_exits_zero_and_hands_its_sessions_back(
+    spawn_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any
+) -> None:
+    keys = streams.keyspace()
+    query = SEQUENCED_WRITE.format(label=graph.label)
+    sessions = [f"g{i}" for i in range(10)]
+    async with MemoryClient(make_settings("redis", flush_timeout=120)) as client:
+        for seq in range(200):
+            for name in sessions:
+                await client.buffered.submit(query, {"session": name, "seq": seq}, session_id=name)
+        first = await spawn_drainer("--batch-size", "10", "--shutdown-grace", "20")
+        await wait_until(lambda: _some_applied(graph), what="draining to start")
+
+        first.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(first.proc.wait, 60)
+        leases = await redis.mget([keys.lease(name) for name in sessions])
+
+        await spawn_drainer()
+        await client.flush()
+
+    assert code == 0, first.output()
+    assert first.drainer_id.encode() not in leases
+    result = await audit(graph, dict.fromkeys(sessions, 200))
+    assert (result.duplicated, result.out_of_order, result.lost) == (0, 0, 0)
+
+
+async def _some_applied(graph: Any) -> bool:
+    return await graph.count() > 0
