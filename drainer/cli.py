@@ -16,8 +16,10 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from drainer.backlog import Status, snapshot
 from drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
 from drainer.logs import setup_logging
+from drainer.report import print_status
 from drainer.settings import DrainerSettings
 from drainer.worker import Drainer
 from shared.connection import open_redis
@@ -83,6 +85,9 @@ def main() -> None:
 )
 @click.option("--allow-eviction", is_flag=True, default=None, help="run despite allkeys-* eviction")
 @click.option(
+    "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"
+)
+@click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option("--log-level", default="INFO", show_default=True)
@@ -116,6 +121,29 @@ def _run_async(coro: Any) -> Any:
     except CypherstreamError as exc:
         click.echo(f"drainer: {exc}", err=True)
         sys.exit(2)
+
+
+@main.command()
+@_connection_options
+@click.option("--top", default=10, show_default=True, help="sessions listed, longest-waiting first")
+@click.option("--json", "as_json", is_flag=True, help="print the stable JSON form (docs/status.md)")
+def status(top: int, as_json: bool, **options: Any) -> None:
+    """Live drainers, backlog, the longest-waiting sessions and dead letters.
+
+    Exits 1 when entries are queued but no drainer is alive to apply them.
+    """
+
+    async def action(redis: Any, keys: Any) -> Status:
+        return await snapshot(redis, keys, top=top)
+
+    current: Status = _run_async(_with_redis(options, action))
+    if as_json:
+        click.echo(json.dumps(current.to_json(), indent=2))
+    else:
+        print_status(current)
+    if current.entries and not current.live_drainers:
+        click.echo("no drainer is alive but writes are queued: start `drainer run`", err=True)
+        sys.exit(1)
 
 
 @main.group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +13,9 @@ from redis import exceptions as rx
 
 from drainer.apply import Applier, BatchResult
 from drainer.deadletter import dead_letter
+from drainer.metrics import Metrics
 from drainer.settings import DrainerSettings
-from shared.entry import FlushSentinel, WriteEntry, parse
+from shared.entry import FlushSentinel, WriteEntry, id_key, parse
 from shared.errors import MalformedEntry
 from shared.failures import Disposition, classify, error_code
 from shared.keys import GROUP, Keyspace
@@ -39,6 +41,7 @@ class DrainDeps:
     applier: Applier
     settings: DrainerSettings
     stopping: asyncio.Event
+    metrics: Metrics
 
 
 class SessionDrain:
@@ -68,6 +71,7 @@ class SessionDrain:
             self._d.scripts.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
         )
         if claimed:
+            self._d.metrics.takeovers.inc()
             log.info(
                 "took over pending entries",
                 extra={"session_id": self.session_id, "entries": claimed},
@@ -136,13 +140,29 @@ class SessionDrain:
     async def _apply_run(self, writes: list[WriteEntry]) -> None:
         if not writes:
             return
+        started = time.perf_counter()
         result = await self._apply_with_retry(writes)
+        self._observe(result, time.perf_counter() - started)
         for write, exc in result.failed:
             await self._fail(write, exc)
         await self._ack([w.entry_id for w in writes])
 
+    def _observe(self, result: BatchResult, seconds: float) -> None:
+        metrics = self._d.metrics
+        if not result.applied:
+            return
+        metrics.writes_applied.inc(len(result.applied))
+        metrics.transactions.inc()
+        metrics.batch_size.observe(len(result.applied))
+        metrics.commit_seconds.observe(seconds)
+        now_ms = time.time() * 1000
+        for write in result.applied:
+            metrics.lag_seconds.observe(max(0.0, now_ms - id_key(write.entry_id)[0]) / 1000)
+
     async def _fail(self, write: WriteEntry, exc: BaseException) -> None:
         """Report a write that can never apply, then move the progress record past it."""
+        self._d.metrics.writes_failed.labels(error_code(exc)).inc()
+        self._d.metrics.dead_letters.inc()
         await self._redis_call_plain(
             dead_letter,
             self._d.redis,
@@ -172,6 +192,7 @@ class SessionDrain:
                     raise
                 if self.lost:
                     raise LeaseLost from exc
+                self._d.metrics.retries.labels("neo4j").inc()
                 log.warning(
                     "Neo4j write failed, retrying",
                     extra={
@@ -227,6 +248,7 @@ class SessionDrain:
             except _REDIS_DOWN as exc:
                 if self.lost:
                     raise LeaseLost from exc
+                self._d.metrics.retries.labels("redis").inc()
                 log.warning(
                     "Redis unreachable, retrying",
                     extra={"session_id": self.session_id, "error": str(exc), "retry_in": delay},

@@ -50,6 +50,14 @@ class DrainerSettings(BaseSettings):
         default=False, description="run even if Redis may evict keys (queued writes)"
     )
 
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz here"
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="address the metrics port binds")
+    stats_interval: float = Field(
+        default=5.0, gt=0, description="seconds between backlog gauge updates"
+    )
+
     redis: RedisSettings = Field(default_factory=RedisSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
     streams: StreamSettings = Field(default_factory=StreamSettings)

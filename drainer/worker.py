@@ -11,11 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import time
 from typing import Any
 
 from redis import exceptions as rx
 
 from drainer.apply import Applier
+from drainer.backlog import snapshot
+from drainer.endpoints import Endpoints
+from drainer.metrics import Metrics
 from drainer.session import DrainDeps, SessionDrain
 from drainer.settings import DrainerSettings
 from shared.connection import open_redis
@@ -38,6 +44,12 @@ class Drainer:
         self._waiting = 0
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self.metrics = Metrics()
+        self.endpoints: Endpoints | None = None
+        self._last_tick = time.monotonic()
+        self._started = time.time()
+        self._redis: Any = None
+        self._driver: Any = None
 
     @property
     def owned_sessions(self) -> list[str]:
@@ -59,27 +71,78 @@ class Drainer:
             await self._check_eviction(redis)
             applier = Applier(driver, settings.neo4j.database, settings.tx_timeout)
             await applier.ensure_schema()
-            deps = DrainDeps(redis, Scripts(redis), self.keys, applier, settings, self._stopping)
+            deps = DrainDeps(
+                redis, Scripts(redis), self.keys, applier, settings, self._stopping, self.metrics
+            )
+            self._redis, self._driver = redis, driver
             await self._heartbeat(deps)
-            log.info("drainer started", extra=_effective(settings))
-            self.ready.set()
             background = [
                 asyncio.create_task(self._heartbeat_loop(deps), name="heartbeat"),
                 asyncio.create_task(self._sweep_loop(deps), name="sweep"),
             ]
+            if settings.metrics_port is not None:
+                await self._serve_endpoints(settings)
+                background.append(asyncio.create_task(self._stats_loop(deps), name="stats"))
+            log.info("drainer started", extra=_effective(settings))
+            self.ready.set()
             try:
                 await self._schedule(deps)
             finally:
                 await self._shutdown(deps)
+                if self.endpoints is not None:
+                    await self.endpoints.stop()
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
                 with contextlib.suppress(*_REDIS_DOWN):
                     await redis.zrem(self.keys.drainers, settings.drainer_id)
+                    await redis.delete(self.keys.drainer_info(settings.drainer_id))
         finally:
             await driver.close()
             await redis.aclose()
             log.info("drainer stopped", extra={"drainer_id": settings.drainer_id})
+
+    async def _serve_endpoints(self, settings: DrainerSettings) -> None:
+        assert settings.metrics_port is not None
+        self.endpoints = Endpoints(
+            self.metrics.registry, self._healthy, self._readiness,
+            settings.metrics_host, settings.metrics_port,
+        )  # fmt: skip
+        await self.endpoints.start()
+
+    async def _healthy(self) -> tuple[bool, str]:
+        """Alive: this loop answers and the scheduler has ticked recently."""
+        quiet = time.monotonic() - self._last_tick
+        limit = max(30.0, 20 * self.settings.poll_interval)
+        if quiet > limit:
+            return False, f"scheduler has not run for {quiet:.0f}s"
+        return True, "ok"
+
+    async def _readiness(self) -> tuple[bool, str]:
+        """Ready: not shutting down, and both Redis and Neo4j answer."""
+        if self._stopping.is_set():
+            return False, "shutting down"
+        try:
+            await asyncio.wait_for(self._redis.ping(), 2)
+        except Exception as exc:
+            return False, f"Redis unreachable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self._driver.verify_connectivity(), 2)
+        except Exception as exc:
+            return False, f"Neo4j unreachable: {type(exc).__name__}"
+        return True, "ok"
+
+    async def _stats_loop(self, deps: DrainDeps) -> None:
+        """Keep the backlog gauges current for scrapes."""
+        while True:
+            try:
+                status = await snapshot(deps.redis, self.keys, top=0)
+                self.metrics.backlog_entries.set(status.entries)
+                self.metrics.ready_sessions.set(status.ready_sessions)
+                self.metrics.oldest_pending_seconds.set(status.oldest_pending_age_seconds)
+            except Exception as exc:  # gauges go stale rather than the loop dying
+                log.warning("backlog stats failed", extra={"error": repr(exc)})
+            await asyncio.sleep(self.settings.stats_interval)
 
     async def _check_eviction(self, redis: Any) -> None:
         try:
@@ -104,6 +167,7 @@ class Drainer:
     async def _schedule(self, deps: DrainDeps) -> None:
         """Take ready sessions while there are free slots; wait when there is nothing."""
         while not self._stopping.is_set():
+            self._last_tick = time.monotonic()
             free = self.settings.concurrency - len(self._active)
             started = 0
             try:
@@ -139,10 +203,12 @@ class Drainer:
         drain = SessionDrain(deps, session_id)
         task = asyncio.create_task(drain.run(lambda: self._waiting > 0), name=f"drain:{session_id}")
         self._active[session_id] = (drain, task)
+        self.metrics.streams_owned.set(len(self._active))
         task.add_done_callback(lambda t: self._finished(session_id, t))
 
     def _finished(self, session_id: str, task: asyncio.Task[None]) -> None:
         self._active.pop(session_id, None)
+        self.metrics.streams_owned.set(len(self._active))
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error(
@@ -155,8 +221,13 @@ class Drainer:
 
     async def _heartbeat(self, deps: DrainDeps) -> None:
         ttl_ms = int(self.settings.lease_ttl * 1000)
+        info = [
+            "host", socket.gethostname(), "pid", os.getpid(),
+            "streams_owned", len(self._active), "started", int(self._started),
+        ]  # fmt: skip
         await deps.scripts.heartbeat(
-            keys=[self.keys.drainers], args=[self.settings.drainer_id, ttl_ms]
+            keys=[self.keys.drainers, self.keys.drainer_info(self.settings.drainer_id)],
+            args=[self.settings.drainer_id, ttl_ms, *info],
         )
         sessions = list(self._active)
         if not sessions:

@@ -90,6 +90,10 @@ class Keyspace:
         """Sorted set of live drainer ids scored by their last heartbeat (ms)."""
         return f"{self.prefix}:drainers"
 
+    def drainer_info(self, drainer_id: str) -> str:
+        """Hash of what `drainer status` shows about one drainer (host, pid, streams)."""
+        return f"{self.prefix}:drainer:{drainer_id}"
+
     @property
     def dead_letters(self) -> str:
         return f"{self.prefix}:dead"

@@ -190,14 +190,14 @@ def make_settings(redis_url: str, neo4j_settings: Neo4jSettings, streams: Stream
 @pytest.fixture
 def drainer_settings(redis_url: str, neo4j_settings: Neo4jSettings, streams: StreamSettings) -> Any:
     def build(**overrides: Any) -> DrainerSettings:
-        return DrainerSettings(
-            redis=RedisSettings(url=redis_url),
-            neo4j=neo4j_settings,
-            streams=streams,
-            poll_interval=0.02,
-            lease_ttl=overrides.pop("lease_ttl", 5.0),
-            **overrides,
-        )
+        params: dict[str, Any] = {
+            "redis": RedisSettings(url=redis_url),
+            "neo4j": neo4j_settings,
+            "streams": streams,
+            "poll_interval": 0.02,
+            "lease_ttl": 5.0,
+        }
+        return DrainerSettings(**{**params, **overrides})
 
     return build
 

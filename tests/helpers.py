@@ -108,8 +108,11 @@ class FlakyProxy:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self) -> FlakyProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> FlakyProxy:
+        """Listen (again) on `port`, or on a free one."""
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", port, reuse_address=True
+        )
         return self
 
     async def stop(self) -> None:
@@ -183,3 +186,18 @@ async def audit(graph: Graph, submitted: dict[str, int]) -> Audit:
         result.lost += count - len(distinct & set(range(count)))
     print(f"\n[{graph.label}] {result}")
     return result
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET from a local port: (status code, body)."""
+    import urllib.error
+    import urllib.request
+
+    def fetch() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                return int(reply.status), reply.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read().decode()
+
+    return await asyncio.to_thread(fetch)

@@ -1,0 +1,130 @@
+"""What operators watch: metrics, health and readiness, and `drainer status`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from typing import Any
+
+from producer import MemoryClient
+from shared.settings import Neo4jSettings
+from tests.helpers import FlakyProxy, http_get, wait_until
+
+
+def metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    assert found, f"{name} not in metrics"
+    return float(found.group(1))
+
+
+async def test_metrics_count_applied_writes_and_transactions(
+    start_drainer: Any, client: MemoryClient, graph: Any
+) -> None:
+    drainer = await start_drainer(metrics_port=0, stats_interval=0.1)
+    for i in range(25):
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: $i}})", {"i": i})
+    await client.buffered.submit("CREAT broken")
+    await client.flush()
+
+    status, text = await http_get(drainer.endpoints.port, "/metrics")
+
+    assert status == 200
+    assert metric(text, "cypherstream_writes_applied_total") == 25
+    assert metric(text, "cypherstream_transactions_total") >= 1
+    assert metric(text, "cypherstream_dead_letters_total") == 1
+    assert (
+        'cypherstream_writes_failed_total{code="Neo.ClientError.Statement.SyntaxError"} 1.0' in text
+    )
+    assert metric(text, "cypherstream_lag_seconds_count") == 25
+    assert metric(text, "cypherstream_commit_seconds_count") >= 1
+
+
+async def test_backlog_gauges_show_what_waits(
+    start_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any
+) -> None:
+    drainer = await start_drainer(metrics_port=0, stats_interval=0.05)
+    lease = streams.keyspace().lease("blocked")
+    await redis.set(lease, "another-drainer", px=60_000)  # held elsewhere: nothing drains
+    async with MemoryClient(make_settings("redis", session_id="blocked")) as client:
+        for _ in range(3):
+            await client.buffered.submit(f"CREATE (:{graph.label})")
+
+        async def shows(entries: int) -> bool:
+            _, text = await http_get(drainer.endpoints.port, "/metrics")
+            return f"cypherstream_backlog_entries {entries}.0" in text
+
+        await wait_until(lambda: shows(3), timeout=10, what="backlog gauge to show 3")
+        await redis.delete(lease)
+        await client.flush()
+        await wait_until(lambda: shows(0), timeout=10, what="backlog gauge to show 0")
+
+
+async def test_readiness_follows_neo4j_and_liveness_stays_up(
+    start_drainer: Any, neo4j_settings: Neo4jSettings
+) -> None:
+    port = int(neo4j_settings.uri.rsplit(":", 1)[1])
+    proxy = await FlakyProxy(port).start()
+    through = neo4j_settings.model_copy(update={"uri": f"bolt://127.0.0.1:{proxy.port}"})
+    drainer = await start_drainer(metrics_port=0, neo4j=through)
+    endpoints = drainer.endpoints
+
+    assert await http_get(endpoints.port, "/readyz") == (200, "ok\n")
+    listen_port = proxy.port
+    await proxy.stop()
+
+    async def ready_is(code: int) -> bool:
+        return (await http_get(endpoints.port, "/readyz"))[0] == code
+
+    await wait_until(lambda: ready_is(503), timeout=30, what="readiness to go false")
+    assert (await http_get(endpoints.port, "/healthz"))[0] == 200
+    status, body = await http_get(endpoints.port, "/readyz")
+    assert "Neo4j unreachable" in body
+
+    await proxy.start(listen_port)
+    await wait_until(lambda: ready_is(200), timeout=30, what="readiness to come back")
+    await proxy.stop()
+
+
+async def drainer_status(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "drainer", "status", *args,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return int(proc.returncode or 0), out.decode() + err.decode()
+
+
+async def test_status_fails_when_writes_wait_and_no_drainer_is_alive(
+    start_drainer: Any, client: MemoryClient, env: dict[str, str], graph: Any
+) -> None:
+    for _ in range(4):
+        await client.buffered.submit(f"CREATE (:{graph.label})")
+
+    code, out = await drainer_status(env, "--json")
+
+    assert code == 1
+    report = json.loads(out[: out.rindex("}") + 1])
+    assert report["backlog"]["entries"] == 4
+    assert report["backlog"]["ready_sessions"] == 1
+    assert report["sessions"][0]["session"] == client.session_id
+    assert report["drainers"] == []
+    assert "no drainer is alive" in out
+    await start_drainer()  # so the client's closing flush has someone to answer it
+
+
+async def test_status_lists_live_drainers_and_renders_a_table(
+    spawn_drainer: Any, env: dict[str, str]
+) -> None:
+    proc = await spawn_drainer()
+
+    code, out = await drainer_status(env, "--json")
+    report = json.loads(out)
+    _, table = await drainer_status(env)
+
+    assert code == 0
+    assert [d["id"] for d in report["drainers"]] == [proc.drainer_id]
+    assert report["drainers"][0]["alive"] is True
+    assert report["dead_letters"] == 0
+    assert proc.drainer_id[:10] in table and "Backlog: 0 entries" in table
