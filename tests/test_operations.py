@@ -79,7 +79,7 @@ async def test_readiness_follows_neo4j_and_liveness_stays_up(
 
     await wait_until(lambda: ready_is(503), timeout=30, what="readiness to go false")
     assert (await http_get(endpoints.port, "/healthz"))[0] == 200
-    status, body = await http_get(endpoints.port, "/readyz")
+    _, body = await http_get(endpoints.port, "/readyz")
     assert "Neo4j unreachable" in body
 
     await proxy.start(listen_port)
