@@ -88,9 +88,13 @@ def main() -> None:
     "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"
 )
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-@click.option("--log-level", default="INFO", show_default=True)
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    envvar="DRAINER_LOG_FORMAT", help="[env DRAINER_LOG_FORMAT]",
+)  # fmt: skip
+@click.option(
+    "--log-level", default="INFO", show_default=True, envvar="DRAINER_LOG_LEVEL",
+    help="[env DRAINER_LOG_LEVEL]",
+)  # fmt: skip
 def run(log_format: str, log_level: str, **options: Any) -> None:
     """Drain queued writes until SIGTERM or SIGINT (a second signal exits at once).
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -83,3 +84,17 @@ async def test_sigterm_mid_backlog_exits_zero_and_hands_its_sessions_back(
 
 async def _some_applied(graph: Any) -> bool:
     return await graph.count() > 0
+
+
+async def test_json_logs_say_each_event_once_per_line_and_never_the_password(
+    spawn_drainer: Any, env: dict[str, str]
+) -> None:
+    proc = await spawn_drainer(DRAINER_LOG_FORMAT="json")
+    proc.terminate()
+
+    lines = [json.loads(line) for line in proc.output().splitlines() if line.strip()]
+    messages = [line["message"] for line in lines]
+    assert "drainer started" in messages and "drainer stopped" in messages
+    started = lines[messages.index("drainer started")]
+    assert started["settings"]["batch_size"] == 100
+    assert env["NEO4J_PASSWORD"] not in proc.output()
