@@ -59,11 +59,14 @@ async def _now_ms(redis: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def ready_sessions(redis: Any, keys: Keyspace) -> list[tuple[str, float]]:
-    """Every session with queued entries and since when (ms), oldest first."""
+async def ready_sessions(
+    redis: Any, keys: Keyspace, *, per_partition: int = 0
+) -> list[tuple[str, float]]:
+    """Sessions with queued entries and since when (ms), oldest first: all of them, or
+    the oldest `per_partition` of each partition (one pipelined call either way)."""
     async with redis.pipeline(transaction=False) as pipe:
         for partition in range(keys.partitions):
-            pipe.zrange(keys.ready(partition), 0, -1, withscores=True)
+            pipe.zrange(keys.ready(partition), 0, per_partition - 1, withscores=True)
         replies = await pipe.execute()
     ready = [(member.decode(), score) for reply in replies for member, score in reply]
     return sorted(ready, key=lambda item: item[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from drainer.apply import Applier, BatchResult
 from drainer.deadletter import dead_letter
 from drainer.metrics import Metrics
 from drainer.settings import DrainerSettings
+from shared.backoff import Backoff
 from shared.entry import FlushSentinel, WriteEntry, id_key, parse
 from shared.errors import MalformedEntry
 from shared.failures import Disposition, classify, error_code
@@ -183,7 +183,7 @@ class SessionDrain:
 
     async def _with_retry(self, func: Any, *args: Any) -> Any:
         """Neo4j calls: passing failures are retried with capped backoff, never dropped."""
-        delay = 0.1
+        backoff = Backoff(cap=self._d.settings.retry_max_delay)
         while True:
             try:
                 return await func(*args)
@@ -198,11 +198,10 @@ class SessionDrain:
                     extra={
                         "session_id": self.session_id,
                         "error": error_code(exc),
-                        "retry_in": delay,
+                        "retry_in": backoff.delay,
                     },
                 )
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self._d.settings.retry_max_delay)
+                await backoff.wait()
 
     async def _acknowledge_flush(self, sentinel: FlushSentinel) -> None:
         keys = self._d.keys
@@ -237,7 +236,7 @@ class SessionDrain:
 
     async def _redis_call_plain(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""
-        delay = 0.1
+        backoff = Backoff(cap=self._d.settings.retry_max_delay)
         while True:
             try:
                 return await func(*args, **kwargs)
@@ -251,10 +250,13 @@ class SessionDrain:
                 self._d.metrics.retries.labels("redis").inc()
                 log.warning(
                     "Redis unreachable, retrying",
-                    extra={"session_id": self.session_id, "error": str(exc), "retry_in": delay},
+                    extra={
+                        "session_id": self.session_id,
+                        "error": str(exc),
+                        "retry_in": backoff.delay,
+                    },
                 )
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, self._d.settings.retry_max_delay)
+                await backoff.wait()
 
 
 def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:

@@ -19,7 +19,7 @@ from typing import Any
 from redis import exceptions as rx
 
 from drainer.apply import Applier
-from drainer.backlog import snapshot
+from drainer.backlog import ready_sessions, snapshot
 from drainer.endpoints import Endpoints
 from drainer.metrics import Metrics
 from drainer.session import DrainDeps, SessionDrain
@@ -187,12 +187,8 @@ class Drainer:
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
     async def _ready_sessions(self, deps: DrainDeps, limit: int) -> list[str]:
-        async with deps.redis.pipeline(transaction=False) as pipe:
-            for partition in range(self.keys.partitions):
-                pipe.zrange(self.keys.ready(partition), 0, limit - 1, withscores=True)
-            replies = await pipe.execute()
-        ready = sorted((score, member.decode()) for reply in replies for member, score in reply)
-        return [session for _, session in ready[:limit]]
+        ready = await ready_sessions(deps.redis, self.keys, per_partition=limit)
+        return [session for session, _ in ready[:limit]]
 
     async def _acquire(self, deps: DrainDeps, session_id: str) -> bool:
         ttl_ms = int(self.settings.lease_ttl * 1000)

@@ -9,13 +9,13 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
-import random
 from typing import Any
 
 from neo4j import AsyncDriver
 
 from producer.backend import Report
 from producer.inline import run_write
+from shared.backoff import Backoff
 from shared.errors import FlushTimeout
 from shared.failures import BufferedWriteError, Disposition, classify, error_code, error_message
 
@@ -73,7 +73,7 @@ class EmbeddedBackend:
                 self._queue.task_done()
 
     async def _apply(self, query: str, params: dict[str, Any], session: str, item_id: str) -> None:
-        delay = 0.1
+        backoff = Backoff()
         while True:
             try:
                 await run_write(self._driver, self._database, query, params)
@@ -84,10 +84,9 @@ class EmbeddedBackend:
                     return
                 log.warning(
                     "in-process write failed, retrying",
-                    extra={"error": error_code(exc), "retry_in": delay},
+                    extra={"error": error_code(exc), "retry_in": backoff.delay},
                 )
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, 10.0)
+                await backoff.wait()
 
 
 def _failure(

@@ -16,6 +16,7 @@ from redis import exceptions as rx
 
 from producer.backend import Report
 from producer.settings import MemoryOptions
+from shared.backoff import Backoff
 from shared.codec import encode_params
 from shared.connection import unreachable
 from shared.entry import flush_fields, write_fields
@@ -95,7 +96,7 @@ class StreamBackend:
         args = [limit, session_id, GROUP, self._client_id, seq, _SEEN_TTL_SECONDS, *fields]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.backpressure_timeout
-        delay = 0.001
+        backoff = Backoff(first=0.001, cap=0.05)
         while True:
             entry_id = await self._call(self._scripts.submit, script_keys, args)
             if entry_id is not None:
@@ -106,23 +107,21 @@ class StreamBackend:
                     f"{self._options.backpressure_timeout}s and none drained. Is a drainer "
                     f"running and is Neo4j reachable? {_START_DRAINER}"
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            await backoff.wait()
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a script, retrying broken connections for `memory.redis_retry` seconds."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.redis_retry
-        delay = 0.05
+        backoff = Backoff(first=0.05, cap=1.0)
         while True:
             try:
                 return await script(keys=keys, args=args)
             except _REDIS_DOWN as exc:
-                if loop.time() + delay > deadline:
+                if loop.time() + backoff.delay > deadline:
                     raise unreachable(self._redis_settings, exc) from exc
                 log.warning("Redis connection failed, retrying", extra={"error": str(exc)})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                await backoff.wait()
 
     @contextlib.asynccontextmanager
     async def _session_lock(self, session_id: str) -> AsyncIterator[None]:

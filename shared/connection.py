@@ -15,7 +15,7 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable
     """The error both sides raise when Redis cannot be reached."""
     return RedisUnavailable(
         f"cannot reach Redis at {_safe_url(settings.url)}: {exc}. Check REDIS_URL and that "
-        "Redis is running; the call that failed queued nothing."
+        "Redis is running. The call that failed wrote nothing."
     )
 
 

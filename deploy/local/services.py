@@ -305,7 +305,7 @@ def down() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down", "env", "check"])
+    parser.add_argument("action", choices=["up", "down", "check"])
     args = parser.parse_args(argv)
     try:
         if args.action == "check":
