@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SERVICES := $(BIN)/python deploy/local/services.py
 
-.PHONY: demo test lint format services services-down prereqs clean help
+.PHONY: demo test bench lint format services services-down prereqs clean help
 
 help:
 	@echo "make demo           run the main job: services, drainers, producers, verify in Neo4j"
 	@echo "make test           the whole suite against real Redis and Neo4j"
+	@echo "make bench          every way of writing, side by side (examples/benchmark/)"
 	@echo "make lint           ruff and mypy"
 	@echo "make services       start local Redis and Neo4j, print export lines"
 	@echo "make services-down  stop them"
@@ -29,6 +30,14 @@ demo: prereqs
 
 test: prereqs
 	$(BIN)/pytest -ra
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: prereqs $(BENCH_STAMP)
+	$(BIN)/python examples/benchmark/bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check producer drainer shared tests examples deploy

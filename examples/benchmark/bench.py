@@ -1,0 +1,351 @@
+"""`make bench`: one workload through every way of writing, on the same servers, in one run.
+
+Modes: sync (each write awaited), embedded (in-process queue), Redis with 1, 2 and 4
+drainer processes, and Redis with a drainer committing one write per transaction.
+References measured in the same run: the Redis PING round trip from Python (the
+floor for a durable hand-off) and the same rows written by one UNWIND in a single
+transaction (the floor for Neo4j's cost per write).
+
+Prints a markdown table, writes JSON to examples/benchmark/results/ and a PNG chart.
+Uses REDIS_URL / NEO4J_URI when set, else starts the local services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+
+import services  # noqa: E402
+
+from producer import MemoryClient, MemorySettings  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    sessions: int
+    writes: int  # in all
+    query: str
+    embedding: bool = False
+    chained: bool = False
+
+    def params(self, run: str, i: int) -> dict[str, Any]:
+        session = i % self.sessions
+        params: dict[str, Any] = {"run": run, "session": session, "i": i}
+        if self.embedding:
+            params["vector"] = [((i * 31 + k) % 1000) / 1000.0 for k in range(384)]
+        return params
+
+
+def workloads(scale: int) -> list[Workload]:
+    return [
+        Workload(
+            "small writes, 100 sessions", 100, 2000 * scale,
+            "MERGE (n:BenchItem {run: $run, session: $session, i: $i}) SET n.at = timestamp()",
+        ),
+        Workload(
+            "dependent chain, 1 session", 1, 500 * scale,
+            "MERGE (c:BenchChain {run: $run}) SET c.last = $i, c.count = coalesce(c.count, 0) + 1",
+            chained=True,
+        ),
+        Workload(
+            "384-float embeddings, 20 sessions", 20, 500 * scale,
+            "CREATE (:BenchVector {run: $run, session: $session, i: $i, v: $vector})",
+            embedding=True,
+        ),
+    ]  # fmt: skip
+
+
+@dataclass
+class Row:
+    workload: str
+    mode: str
+    writes: int
+    submit_p50_ms: float
+    submit_p99_ms: float
+    throughput_wps: float
+    drainer_cpu_s: float | None = None
+    drainer_peak_rss_mb: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _settings(mode: str, prefix: str) -> MemorySettings:
+    settings = MemorySettings()
+    settings.memory.write_mode = "sync" if mode == "sync" else "buffered"
+    settings.memory.max_pending = 100_000
+    settings.memory.flush_timeout = 600
+    settings.streams.key_prefix = prefix
+    if mode == "embedded":
+        settings.redis.url = None
+    return settings
+
+
+class Drainers:
+    """`drainer run` processes for one measurement, with their CPU and peak memory."""
+
+    def __init__(self, count: int, prefix: str, *args: str) -> None:
+        env = {**os.environ, "CYPHERSTREAM_KEY_PREFIX": prefix, "DRAINER_LOG_LEVEL": "WARNING"}
+        command = [sys.executable, "-m", "drainer", "run", "--concurrency", "32", *args]
+        self.procs = [subprocess.Popen(command, env=env) for _ in range(count)]
+
+    def stop(self) -> tuple[float, float]:
+        """Stop them; return total CPU seconds and the largest peak RSS (MB)."""
+        cpu, peak = 0.0, 0.0
+        for proc in self.procs:
+            info = psutil.Process(proc.pid)
+            times = info.cpu_times()
+            cpu += times.user + times.system
+            peak = max(peak, _peak_rss_mb(proc.pid))
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(60)
+        return cpu, peak
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def _wait_for_drainers(prefix: str, count: int) -> None:
+    settings = _settings("redis", prefix)
+    redis = settings.redis.client()
+    deadline = time.monotonic() + 60
+    while await redis.zcard(f"{prefix}:drainers") < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError("drainers did not start")
+        await asyncio.sleep(0.05)
+    await redis.aclose()
+
+
+async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *args: str) -> Row:
+    """Submit every write in order (the latency an agent sees), then flush (throughput)."""
+    prefix = f"bench-{run}-{uuid.uuid4().hex[:6]}"
+    pool = None
+    if drainers:
+        pool = Drainers(drainers, prefix, *args)
+        await _wait_for_drainers(prefix, drainers)
+    latencies = []
+    async with MemoryClient(_settings(mode, prefix)) as client:
+        started = time.perf_counter()
+        for i in range(workload.writes):
+            params = workload.params(run, i)
+            session = f"s{params['session']}"
+            t0 = time.perf_counter()
+            await client.buffered.submit(workload.query, params, session_id=session)
+            latencies.append(time.perf_counter() - t0)
+        await client.flush()
+        elapsed = time.perf_counter() - started
+        assert not client.write_errors, client.write_errors[:3]
+    cpu, peak = pool.stop() if pool else (None, None)
+    return Row(
+        workload.name,
+        mode
+        if not drainers
+        else f"{mode}, {drainers} drainer(s){' ' + ' '.join(args) if args else ''}",
+        workload.writes,
+        _quantile(latencies, 0.5) * 1000,
+        _quantile(latencies, 0.99) * 1000,
+        workload.writes / elapsed,
+        cpu,
+        peak,
+    )
+
+
+async def ping_floor(samples: int = 2000) -> tuple[float, float]:
+    redis = MemorySettings().redis.client()
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        await redis.ping()
+        times.append(time.perf_counter() - t0)
+    await redis.aclose()
+    return _quantile(times, 0.5) * 1000, _quantile(times, 0.99) * 1000
+
+
+async def unwind_floor(workload: Workload, run: str) -> float:
+    """Writes per second when all rows go in one UNWIND, one transaction."""
+    rows = [workload.params(run + "-unwind", i) for i in range(workload.writes)]
+    query = (
+        "UNWIND $rows AS row CALL (row) { WITH row " + workload.query.replace("$", "row.") + " }"
+    )
+    driver = MemorySettings().neo4j.driver()
+    async with driver:
+        t0 = time.perf_counter()
+        await driver.execute_query(query, rows=rows)
+        return workload.writes / (time.perf_counter() - t0)
+
+
+async def redis_bytes_per_write(workload: Workload, run: str, count: int = 1000) -> float:
+    """Redis memory grown per queued (not yet drained) write."""
+    prefix = f"bench-mem-{run}"
+    settings = _settings("redis", prefix)
+    redis = settings.redis.client()
+    before = (await redis.info("memory"))["used_memory"]
+    async with MemoryClient(settings) as client:
+        for i in range(count):
+            params = workload.params(run, i)
+            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+        after = (await redis.info("memory"))["used_memory"]
+        drainer = Drainers(1, prefix)  # drain what was queued, so the client's flush returns
+        await _wait_for_drainers(prefix, 1)
+    drainer.stop()
+    await redis.aclose()
+    return (after - before) / count
+
+
+async def cleanup(run: str) -> None:
+    driver = MemorySettings().neo4j.driver()
+    async with driver:
+        for label in ("BenchItem", "BenchChain", "BenchVector"):
+            await driver.execute_query(
+                f"MATCH (n:{label}) WHERE n.run STARTS WITH $run "
+                "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
+                run=run,
+            )
+
+
+async def run_all(scale: int) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    rows: list[Row] = []
+    plan = [
+        ("sync", 0, ()),
+        ("embedded", 0, ()),
+        ("redis", 1, ("--batch-size", "1")),
+        ("redis", 1, ()),
+        ("redis", 2, ()),
+        ("redis", 4, ()),
+    ]
+    loads = workloads(scale)
+    refs: dict[str, Any] = {}
+    with Progress() as progress:
+        task = progress.add_task("benchmark", total=len(loads) * (len(plan) + 2) + 1)
+        refs["ping_p50_ms"], refs["ping_p99_ms"] = await ping_floor()
+        progress.advance(task)
+        for workload in loads:
+            for mode, drainers, args in plan:
+                if workload.chained and drainers > 1:
+                    progress.advance(task)
+                    continue  # one session drains on one drainer whatever the count
+                progress.update(task, description=f"{workload.name}: {mode} {drainers or ''}")
+                rows.append(await measure(workload, mode, run, drainers, *args))
+                progress.advance(task)
+            refs[f"unwind_wps:{workload.name}"] = await unwind_floor(workload, run)
+            progress.advance(task)
+            refs[f"redis_bytes_per_write:{workload.name}"] = await redis_bytes_per_write(
+                workload, run
+            )
+            progress.advance(task)
+    await cleanup(run)
+    return {
+        "run": run,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "scale": scale,
+        "references": refs,
+        "rows": [asdict(row) for row in rows],
+    }  # fmt: skip
+
+
+def markdown(result: dict[str, Any]) -> str:
+    refs = result["references"]
+    lines = [
+        f"Redis PING round trip: p50 {refs['ping_p50_ms']:.3f} ms, "
+        f"p99 {refs['ping_p99_ms']:.3f} ms",
+        "",
+        "| workload | mode | writes | submit p50 ms | submit p99 ms | writes/s "
+        "| drainer CPU s | drainer peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        cpu = f"{row['drainer_cpu_s']:.1f}" if row["drainer_cpu_s"] is not None else "-"
+        rss = f"{row['drainer_peak_rss_mb']:.0f}" if row["drainer_peak_rss_mb"] is not None else "-"
+        lines.append(
+            f"| {row['workload']} | {row['mode']} | {row['writes']} | {row['submit_p50_ms']:.3f} "
+            f"| {row['submit_p99_ms']:.3f} | {row['throughput_wps']:.0f} | {cpu} | {rss} |"
+        )
+    lines.append("")
+    for key, value in refs.items():
+        if key.startswith("unwind_wps:"):
+            lines.append(f"- single-UNWIND floor, {key.split(':', 1)[1]}: {value:.0f} writes/s")
+        if key.startswith("redis_bytes_per_write:"):
+            lines.append(
+                f"- Redis memory per queued write, {key.split(':', 1)[1]}: {value:.0f} bytes"
+            )
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if r["workload"] == result["rows"][0]["workload"]]
+    labels = [r["mode"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.barh(labels, [r["submit_p50_ms"] for r in rows], label="p50")
+    left.barh(labels, [r["submit_p99_ms"] for r in rows], alpha=0.35, label="p99")
+    left.axvline(result["references"]["ping_p50_ms"], color="k", ls="--", label="PING p50")
+    left.set_xscale("log")
+    left.set_xlabel("agent-visible submit latency (ms, log)")
+    left.legend()
+    right.barh(labels, [r["throughput_wps"] for r in rows])
+    floor = result["references"].get(f"unwind_wps:{rows[0]['workload']}")
+    if floor:
+        right.axvline(floor, color="k", ls="--", label="single UNWIND")
+        right.legend()
+    right.set_xlabel("writes committed per second until flush returns")
+    fig.suptitle(rows[0]["workload"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=1, help="multiply every workload's size")
+    args = parser.parse_args()
+    state = services.up()
+    os.environ.setdefault("REDIS_URL", str(state["redis_url"]))
+    os.environ.setdefault("NEO4J_URI", str(state["neo4j_uri"]))
+    os.environ.setdefault("NEO4J_USERNAME", "neo4j")
+    os.environ.setdefault("NEO4J_PASSWORD", str(state["neo4j_password"]))
+    result = asyncio.run(run_all(args.scale))
+    RESULTS.mkdir(exist_ok=True)
+    stamp = result["when"].replace(":", "")
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
+    chart(result, RESULTS / "latest.png")
+    print(markdown(result))
+    print(f"\nJSON: {RESULTS / 'latest.json'}  chart: {RESULTS / 'latest.png'}")
+
+
+if __name__ == "__main__":
+    main()
