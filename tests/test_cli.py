@@ -23,7 +23,7 @@ async def test_sigterm_finishes_the_work_and_exits_zero(
 
     proc.proc.send_signal(signal.SIGTERM)
 
-    assert proc.proc.wait(60) == 0, proc.output()
+    assert await asyncio.to_thread(proc.proc.wait, 60) == 0, proc.output()
     assert "drainer stopped" in proc.output()
     assert await redis.zscore(streams.keyspace().drainers, proc.drainer_id) is None
 

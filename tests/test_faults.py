@@ -44,6 +44,11 @@ async def submit_sequenced(
     return dict.fromkeys(names, writes)
 
 
+async def off_loop(func: Any, *args: Any) -> Any:
+    """Start or stop a server without blocking the loop the producers and drainers run on."""
+    return await asyncio.to_thread(func, *args)
+
+
 def assert_exactly_once_in_order(result: Audit) -> None:
     assert (result.duplicated, result.out_of_order, result.lost) == (0, 0, 0), str(result)
     assert result.applied == result.submitted
@@ -85,7 +90,8 @@ async def test_drainers_killed_and_restarted_every_two_seconds(
 async def test_neo4j_stopped_for_ten_seconds_mid_run(
     spawn_drainer: Any, make_settings: Any, tmp_path: Path, tag: str
 ) -> None:
-    neo4j = services.Neo4jServer(tmp_path / "neo4j").start()
+    neo4j = services.Neo4jServer(tmp_path / "neo4j")
+    await off_loop(neo4j.start)
     driver = AsyncGraphDatabase.driver(
         neo4j.uri, auth=("neo4j", neo4j.password), notifications_min_severity="OFF"
     )
@@ -96,7 +102,7 @@ async def test_neo4j_stopped_for_ten_seconds_mid_run(
         async with MemoryClient(settings) as client:
             writer = asyncio.create_task(submit_sequenced(client, tag, sessions=20, writes=100))
             await wait_until(lambda: _some_applied(graph), timeout=60, what="first writes")
-            neo4j.stop()
+            await off_loop(neo4j.stop)
             await wait_until(
                 lambda: _logged(drainer, "Neo4j write failed, retrying"),
                 timeout=60,
@@ -106,14 +112,14 @@ async def test_neo4j_stopped_for_ten_seconds_mid_run(
             await wait_until(
                 lambda: _elapsed(down_since, 10.0), timeout=30, what="ten seconds of outage"
             )
-            neo4j.start()
+            await off_loop(neo4j.start)
             submitted = await writer
             await client.flush()
         result = await audit(graph, submitted)
         assert_exactly_once_in_order(result)
     finally:
         await driver.close()
-        neo4j.stop()
+        await off_loop(neo4j.stop)
 
 
 async def test_a_producer_killed_right_after_submit_returned_loses_nothing(
@@ -145,7 +151,7 @@ async def test_redis_killed_and_restarted_with_aof_keeps_every_acknowledged_subm
     spawn_drainer: Any, make_settings: Any, graph: Graph, tmp_path: Path, streams: Any
 ) -> None:
     redis_server = services.RedisServer(tmp_path / "redis", extra_args=["--appendfsync", "always"])
-    redis_server.start()
+    await off_loop(redis_server.start)
     client_of_this_redis = aioredis.from_url(redis_server.url)
     try:
         await spawn_drainer(
@@ -155,15 +161,15 @@ async def test_redis_killed_and_restarted_with_aof_keeps_every_acknowledged_subm
         settings.redis.url = redis_server.url
         async with MemoryClient(settings) as client:
             first = await submit_sequenced(client, graph.label, sessions=10, writes=100)
-            redis_server.stop(signal.SIGKILL)
-            redis_server.start()
+            await off_loop(redis_server.stop, signal.SIGKILL)
+            await off_loop(redis_server.start)
             second = await submit_sequenced(client, graph.label, sessions=10, writes=50, prefix="t")
             await client.flush()
         result = await audit(graph, {**first, **second})
         assert_exactly_once_in_order(result)
     finally:
         await client_of_this_redis.aclose()
-        redis_server.stop()
+        await off_loop(redis_server.stop)
 
 
 async def test_a_drainer_stopped_past_its_lease_and_resumed_applies_nothing_twice(
