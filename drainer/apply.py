@@ -14,6 +14,7 @@ from typing import Any
 
 from neo4j import AsyncDriver, unit_of_work
 
+from drainer.unwind import group
 from shared.codec import decode_params
 from shared.entry import WriteEntry, id_key
 from shared.failures import Disposition, classify
@@ -124,12 +125,16 @@ class Applier:
         async def work(tx: Any) -> BatchResult:
             last = await _lock(tx, stream)
             result = BatchResult()
+            todo = []
             for write, params in decoded:
                 if last is not None and id_key(write.entry_id) <= id_key(last):
                     result.skipped.append(write)
-                    continue
-                await (await tx.run(write.query, params)).consume()
-                result.applied.append(write)
+                else:
+                    todo.append((write, write.query, params))
+            # Runs of one query text go as one UNWIND statement where that is the same.
+            for text, params, writes in group(todo):
+                await (await tx.run(text, params)).consume()
+                result.applied += writes
             if result.applied:
                 last_id = result.applied[-1].entry_id
                 await (await tx.run(_ADVANCE, stream=stream, last_id=last_id)).consume()

@@ -67,6 +67,34 @@ class SessionDrain:
             log.warning("lease lost", extra={"session_id": self.session_id})
 
     async def _run(self, others_waiting: Any) -> None:
+        await self._take_over()
+        start, batches, unreadable = "0", 0, 0
+        while not self._d.stopping.is_set() and not self.lost:
+            entries = await self._read(start)
+            if not entries:
+                if start == "0":
+                    start = ">"  # own pending entries done; now new ones
+                    continue
+                if await self._release("idle") == 0:
+                    return
+                # Entries remain that '>' did not return: new ones that just arrived, or
+                # ones pending under another consumer. Claim them once; if still nothing
+                # is readable, yield rather than spin.
+                unreadable += 1
+                if unreadable > 2:
+                    break
+                await self._take_over()
+                start = "0"
+                continue
+            unreadable = 0
+            await self._process(entries)
+            batches += 1
+            if batches >= self._d.settings.turn_batches and others_waiting():
+                break
+        await self._release("yield")
+
+    async def _take_over(self) -> None:
+        """Move a former owner's pending entries to this drainer, to apply them first."""
         claimed = await self._redis_call(
             self._d.scripts.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
         )
@@ -76,21 +104,6 @@ class SessionDrain:
                 "took over pending entries",
                 extra={"session_id": self.session_id, "entries": claimed},
             )
-        start, batches = "0", 0
-        while not self._d.stopping.is_set() and not self.lost:
-            entries = await self._read(start)
-            if not entries:
-                if start == "0":
-                    start = ">"  # own pending entries done; now new ones
-                    continue
-                if await self._release("idle") == 0:
-                    return
-                continue
-            await self._process(entries)
-            batches += 1
-            if batches >= self._d.settings.turn_batches and others_waiting():
-                break
-        await self._release("yield")
 
     async def _read(self, start: str) -> list[tuple[str, dict[bytes, bytes] | None]]:
         settings = self._d.settings
