@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class Row:
     throughput_wps: float
     drainer_cpu_s: float | None = None
     drainer_peak_rss_mb: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
+    drain_wps: float | None = None  # a queued backlog, drained: the drainers alone
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -140,7 +140,7 @@ async def _wait_for_drainers(prefix: str, count: int) -> None:
     while await redis.zcard(f"{prefix}:drainers") < count:
         if time.monotonic() > deadline:
             raise TimeoutError("drainers did not start")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.005)
     await redis.aclose()
 
 
@@ -164,6 +164,7 @@ async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *a
         elapsed = time.perf_counter() - started
         assert not client.write_errors, client.write_errors[:3]
     cpu, peak = pool.stop() if pool else (None, None)
+    drain = await drain_only(workload, run, drainers, *args) if drainers else None
     return Row(
         workload.name,
         mode
@@ -175,7 +176,24 @@ async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *a
         workload.writes / elapsed,
         cpu,
         peak,
+        drain,
     )
+
+
+async def drain_only(workload: Workload, run: str, drainers: int, *args: str) -> float:
+    """Queue the whole workload with no drainer, then time the drainers emptying it."""
+    prefix = f"bench-{run}-{uuid.uuid4().hex[:6]}"
+    async with MemoryClient(_settings("redis", prefix)) as client:
+        for i in range(workload.writes):
+            params = workload.params(run + "-drain", i)
+            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+        pool = Drainers(drainers, prefix, *args)
+        await _wait_for_drainers(prefix, 1)  # the clock starts when the first one is up
+        started = time.perf_counter()
+        await client.flush()
+        elapsed = time.perf_counter() - started
+    pool.stop()
+    return workload.writes / elapsed
 
 
 async def ping_floor(samples: int = 2000) -> tuple[float, float]:
@@ -298,16 +316,18 @@ def markdown(result: dict[str, Any]) -> str:
         f"Redis PING round trip: p50 {refs['ping_p50_ms']:.3f} ms, "
         f"p99 {refs['ping_p99_ms']:.3f} ms",
         "",
-        "| workload | mode | writes | submit p50 ms | submit p99 ms | writes/s "
-        "| drainer CPU s | drainer peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | mode | writes | submit p50 ms | submit p99 ms | end-to-end writes/s "
+        "| drain-only writes/s | drainer CPU s | drainer peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["rows"]:
         cpu = f"{row['drainer_cpu_s']:.1f}" if row["drainer_cpu_s"] is not None else "-"
         rss = f"{row['drainer_peak_rss_mb']:.0f}" if row["drainer_peak_rss_mb"] is not None else "-"
+        drain = f"{row['drain_wps']:.0f}" if row["drain_wps"] is not None else "-"
         lines.append(
             f"| {row['workload']} | {row['mode']} | {row['writes']} | {row['submit_p50_ms']:.3f} "
-            f"| {row['submit_p99_ms']:.3f} | {row['throughput_wps']:.0f} | {cpu} | {rss} |"
+            f"| {row['submit_p99_ms']:.3f} | {row['throughput_wps']:.0f} | {drain} "
+            f"| {cpu} | {rss} |"
         )
     lines.append("")
     for key, value in refs.items():
@@ -335,11 +355,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
     left.set_xscale("log")
     left.set_xlabel("agent-visible submit latency (ms, log)")
     left.legend()
-    right.barh(labels, [r["throughput_wps"] for r in rows])
+    right.barh(labels, [r["throughput_wps"] for r in rows], label="end to end")
+    right.barh(
+        labels, [r["drain_wps"] or 0 for r in rows], height=0.4, label="drain only (backlog)"
+    )
     floor = result["references"].get(f"unwind_wps:{rows[0]['workload']}")
     if floor:
         right.axvline(floor, color="k", ls="--", label="single UNWIND")
-        right.legend()
+    right.legend()
     right.set_xlabel("writes committed per second until flush returns")
     fig.suptitle(rows[0]["workload"])
     fig.tight_layout()
