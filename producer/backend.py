@@ -12,7 +12,8 @@ Report = Callable[[BufferedWriteError], None]
 
 
 class WriteBackend(Protocol):
-    """A destination for writes that the client has already validated."""
+    """A destination for writes whose query, session id and parameters the client has
+    already validated (`shared.codec.check_params`): backends do not check them again."""
 
     name: str
 

@@ -65,7 +65,7 @@ class StreamBackend:
         self._sessions: set[str] = set()
 
     async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
-        packed = encode_params(params)
+        packed = encode_params(params, checked=True)  # the client checked them
         size = len(packed) + len(query.encode())
         if size > self._options.max_entry_bytes:
             raise InvalidWrite(

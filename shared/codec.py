@@ -49,9 +49,13 @@ _TEMPORAL = (
 )
 
 
-def encode_params(params: Mapping[str, Any]) -> bytes:
-    """Encode a parameter map, raising `UnsupportedParameter` for anything Neo4j cannot take."""
-    _check_map(params, "params", 0)
+def encode_params(params: Mapping[str, Any], *, checked: bool = False) -> bytes:
+    """Encode a parameter map, raising `UnsupportedParameter` for anything Neo4j cannot take.
+
+    `checked=True` skips the walk when `check_params` already did it (the submit path).
+    """
+    if not checked:
+        _check_map(params, "params", 0)
     # strict_types sends tuple subclasses (Duration, Point) and other subclasses to _to_ext.
     try:
         packed = msgpack.packb(
