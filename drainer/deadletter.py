@@ -9,8 +9,8 @@ from typing import Any
 
 from shared.entry import WriteEntry, id_key, write_fields
 from shared.failures import BufferedWriteError, error_code, error_message
-from shared.keys import GROUP, Keyspace
-from shared.scripts import Scripts
+from shared.keys import Keyspace
+from shared.scripts import Scripts, submit_call
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +143,8 @@ async def replay(redis: Any, keys: Keyspace, letters: list[DeadLetter]) -> int:
     for letter in sorted(letters, key=lambda d: id_key(d.dead_id)):
         session = letter.session_id
         fields = write_fields(letter.query, letter.params, letter.client_id, 0)
-        await scripts.submit(
-            keys=[keys.stream(session), keys.ready(keys.partition_of(session)), keys.seen(session)],
-            args=[0, session, GROUP, letter.client_id, 0, 0, *fields],
-        )
+        script_keys, args = submit_call(keys, session, fields, limit=0, client_id=letter.client_id)
+        await scripts.submit(keys=script_keys, args=args)
         await redis.xdel(keys.dead_letters, letter.dead_id)
     return len(letters)
 

@@ -22,8 +22,8 @@ from shared.connection import unreachable
 from shared.entry import flush_fields, write_fields
 from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite
 from shared.failures import BufferedWriteError
-from shared.keys import GROUP, Keyspace
-from shared.scripts import Scripts
+from shared.keys import Keyspace
+from shared.scripts import Scripts, submit_call
 from shared.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,10 @@ class StreamBackend:
         Retrying with the same `seq` is safe: the script appends a client's sequence
         number at most once, so a reply lost with a broken connection costs nothing.
         """
-        keys = self._keys
-        partition = keys.partition_of(session_id)
-        script_keys = [keys.stream(session_id), keys.ready(partition), keys.seen(session_id)]
-        args = [limit, session_id, GROUP, self._client_id, seq, _SEEN_TTL_SECONDS, *fields]
+        script_keys, args = submit_call(
+            self._keys, session_id, fields, limit=limit, client_id=self._client_id,
+            seq=seq, seen_ttl=_SEEN_TTL_SECONDS,
+        )  # fmt: skip
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.backpressure_timeout
         backoff = Backoff(first=0.001, cap=0.05)
