@@ -15,6 +15,7 @@ from drainer.deadletter import dead_letter
 from drainer.metrics import Metrics
 from drainer.settings import DrainerSettings
 from shared.backoff import Backoff
+from shared.connection import REDIS_DOWN
 from shared.entry import FlushSentinel, WriteEntry, id_key, parse
 from shared.errors import MalformedEntry
 from shared.failures import Disposition, classify, error_code
@@ -23,7 +24,6 @@ from shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
-_REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
 _FLUSH_REPLY_TTL_SECONDS = 3600
 
 
@@ -257,7 +257,7 @@ class SessionDrain:
                 if str(exc).startswith("LEASELOST"):
                     raise LeaseLost from exc
                 raise
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 if self.lost:
                     raise LeaseLost from exc
                 self._d.metrics.retries.labels("redis").inc()

@@ -24,13 +24,11 @@ from drainer.endpoints import Endpoints
 from drainer.metrics import Metrics
 from drainer.session import DrainDeps, SessionDrain
 from drainer.settings import DrainerSettings
-from shared.connection import open_redis
+from shared.connection import REDIS_DOWN, open_redis
 from shared.errors import UnsafeRedisConfig
 from shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
-
-_REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
 
 
 class Drainer:
@@ -94,7 +92,7 @@ class Drainer:
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
-                with contextlib.suppress(*_REDIS_DOWN):
+                with contextlib.suppress(*REDIS_DOWN):
                     await redis.zrem(self.keys.drainers, settings.drainer_id)
                     await redis.delete(self.keys.drainer_info(settings.drainer_id))
         finally:
@@ -179,7 +177,7 @@ class Drainer:
                     if session_id not in self._active and await self._acquire(deps, session_id):
                         self._start(deps, session_id)
                         started += 1
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 log.warning("Redis unreachable while looking for work", extra={"error": str(exc)})
             if started == 0:
                 self._wake.clear()

@@ -12,13 +12,11 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis import exceptions as rx
-
 from producer.backend import Report
 from producer.settings import MemoryOptions
 from shared.backoff import Backoff
 from shared.codec import encode_params
-from shared.connection import unreachable
+from shared.connection import REDIS_DOWN, unreachable
 from shared.entry import flush_fields, write_fields
 from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite
 from shared.failures import BufferedWriteError
@@ -28,7 +26,6 @@ from shared.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
-_REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
 # How long one blocking wait for flush replies lasts before checking drainers are alive.
 _LIVENESS_CHECK_SECONDS = 2.0
 # How long Redis remembers a client's highest appended sequence number per session.
@@ -117,7 +114,7 @@ class StreamBackend:
         while True:
             try:
                 return await script(keys=keys, args=args)
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 if loop.time() + backoff.delay > deadline:
                     raise unreachable(self._redis_settings, exc) from exc
                 log.warning("Redis connection failed, retrying", extra={"error": str(exc)})
@@ -184,7 +181,7 @@ class StreamBackend:
                 )
             try:
                 popped = await self._redis.blpop([key], timeout=min(left, _LIVENESS_CHECK_SECONDS))
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 raise unreachable(self._redis_settings, exc) from exc
             if popped is None:
                 await self._require_live_drainer()
@@ -211,7 +208,7 @@ class StreamBackend:
                 for session_id in self._sessions:
                     pipe.xlen(self._keys.stream(session_id))
                 lengths = await pipe.execute()
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             raise unreachable(self._redis_settings, exc) from exc
         return int(sum(lengths))
 

@@ -10,6 +10,9 @@ from shared.errors import ConfigurationError, RedisUnavailable
 from shared.keys import Keyspace
 from shared.settings import RedisSettings
 
+REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
+"""What redis-py raises when Redis cannot be reached (as opposed to a command error)."""
+
 
 def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
     """The error both sides raise when Redis cannot be reached."""
@@ -33,7 +36,7 @@ async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: A
     try:
         await client.hsetnx(keyspace.meta, "partitions", keyspace.partitions)
         recorded = await client.hget(keyspace.meta, "partitions")
-    except (rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+    except REDIS_DOWN as exc:
         await client.aclose()
         raise unreachable(settings, exc) from exc
     if int(recorded) != keyspace.partitions:
