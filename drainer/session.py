@@ -154,7 +154,9 @@ class SessionDrain:
         if not writes:
             return
         started = time.perf_counter()
-        result = await self._apply_with_retry(writes)
+        result: BatchResult = await self._with_retry(
+            self._d.applier.apply, self._progress_id, writes
+        )
         self._observe(result, time.perf_counter() - started)
         for write, exc in result.failed:
             await self._fail(write, exc)
@@ -187,12 +189,6 @@ class SessionDrain:
             error_ttl=self._d.settings.error_ttl,
         )
         await self._with_retry(self._d.applier.consume, self._progress_id, write)
-
-    async def _apply_with_retry(self, writes: list[WriteEntry]) -> BatchResult:
-        result: BatchResult = await self._with_retry(
-            self._d.applier.apply, self._progress_id, writes
-        )
-        return result
 
     async def _with_retry(self, func: Any, *args: Any) -> Any:
         """Neo4j calls: passing failures are retried with capped backoff, never dropped."""

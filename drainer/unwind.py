@@ -108,33 +108,28 @@ def group(
     one must fail as it would alone, not become null).
     """
     statements: list[tuple[str, dict[str, Any], list[Any]]] = []
-    batch_query: str | None = None
-    rows: list[dict[str, Any]] = []
-    items: list[Any] = []
+    run: list[tuple[Any, dict[str, Any]]] = []  # consecutive writes of `run_query`
+    run_query = ""
 
     def close() -> None:
-        if not items:
-            return
-        if len(items) == 1:
-            statements.append((str(batch_query), rows[0], list(items)))
-        else:
-            done = rewrite(str(batch_query))
-            assert done is not None
-            statements.append((done.text, {ROWS: list(rows)}, list(items)))
-        rows.clear()
-        items.clear()
+        if len(run) == 1:
+            statements.append((run_query, run[0][1], [run[0][0]]))
+        elif run:
+            form = rewrite(run_query)
+            assert form is not None
+            statements.append((form.text, {ROWS: [p for _, p in run]}, [i for i, _ in run]))
+        run.clear()
 
     for item, query, params in writes:
         form = rewrite(query)
-        fits = form is not None and form.params <= params.keys()
-        if not (fits and query == batch_query):
+        if form is None or not form.params <= params.keys():
             close()
-        batch_query = query if fits else None
-        rows.append(params)
-        items.append(item)
-        if not fits:
             statements.append((query, params, [item]))
-            rows.clear()
-            items.clear()
+            run_query = ""
+            continue
+        if query != run_query:
+            close()
+            run_query = query
+        run.append((item, params))
     close()
     return statements
