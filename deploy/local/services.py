@@ -286,6 +286,16 @@ def up() -> dict[str, object]:
     return state
 
 
+def up_and_export() -> dict[str, object]:
+    """`up`, then point this process's environment at the services (where not already set)."""
+    state = up()
+    os.environ.setdefault("REDIS_URL", str(state["redis_url"]))
+    os.environ.setdefault("NEO4J_URI", str(state["neo4j_uri"]))
+    os.environ.setdefault("NEO4J_USERNAME", "neo4j")
+    os.environ.setdefault("NEO4J_PASSWORD", str(state["neo4j_password"]))
+    return state
+
+
 def down() -> None:
     """Stop the services that `up` started, waiting for a clean shutdown."""
     if not STATE_FILE.exists():

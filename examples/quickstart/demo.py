@@ -80,11 +80,7 @@ def start_drainer(run: str) -> subprocess.Popen[bytes]:
 
 
 def main() -> None:
-    state = services.up()
-    os.environ.setdefault("REDIS_URL", str(state["redis_url"]))
-    os.environ.setdefault("NEO4J_URI", str(state["neo4j_uri"]))
-    os.environ.setdefault("NEO4J_USERNAME", "neo4j")
-    os.environ.setdefault("NEO4J_PASSWORD", str(state["neo4j_password"]))
+    state = services.up_and_export()
     run = uuid.uuid4().hex[:8]
     print(f"Redis {os.environ['REDIS_URL']}  Neo4j {os.environ['NEO4J_URI']}  run {run}")
 
