@@ -1,11 +1,14 @@
-"""What agent processes import: `MemoryClient` and its settings.
+"""What agent processes import: `MemoryClient` (or `SyncMemoryClient`) and its settings.
 
 async with MemoryClient(settings) as client:
     await client.buffered.submit("MERGE (m:Message {id: $id})", {"id": 1})
+    message = await client.buffered.add_message("session-1", "user", "Hello")
     await client.flush()
 """
 
+from producer.blocking import SyncBufferedWrites, SyncMemoryClient
 from producer.client import BufferedWrites, MemoryClient
+from producer.records import SCHEMA, MemoryRecord, Mention, Message, ReasoningStep, ToolCall
 from producer.settings import MemoryOptions, MemorySettings
 from shared.errors import (
     BackpressureTimeout,
@@ -22,6 +25,7 @@ from shared.failures import BufferedWriteError
 from shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 
 __all__ = [
+    "SCHEMA",
     "BackpressureTimeout",
     "BufferedWriteError",
     "BufferedWrites",
@@ -33,10 +37,17 @@ __all__ = [
     "InvalidWrite",
     "MemoryClient",
     "MemoryOptions",
+    "MemoryRecord",
     "MemorySettings",
+    "Mention",
+    "Message",
     "Neo4jSettings",
+    "ReasoningStep",
     "RedisSettings",
     "RedisUnavailable",
     "StreamSettings",
+    "SyncBufferedWrites",
+    "SyncMemoryClient",
+    "ToolCall",
     "UnsupportedParameter",
 ]

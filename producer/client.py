@@ -6,13 +6,22 @@ import logging
 import types
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from neo4j import AsyncDriver
 
 from producer.backend import WriteBackend
 from producer.embedded import EmbeddedBackend
 from producer.inline import InlineBackend, run_write
+from producer.records import (
+    SCHEMA,
+    MemoryRecord,
+    Mention,
+    Message,
+    ReasoningStep,
+    Role,
+    ToolCall,
+)
 from producer.settings import MemorySettings
 from producer.streams import StreamBackend
 from shared.codec import check_params
@@ -24,6 +33,7 @@ from shared.keys import validate_session_id
 log = logging.getLogger(__name__)
 
 ErrorCallback = Callable[[BufferedWriteError], Any]
+R = TypeVar("R", bound=MemoryRecord)
 
 
 class BufferedWrites:
@@ -50,6 +60,45 @@ class BufferedWrites:
     async def pending(self) -> int:
         """Writes (and flush markers) still queued for the sessions this client wrote to."""
         return await self._client._backend_for_writes().pending()
+
+    async def add(self, record: R) -> R:
+        """Submit one typed record (see `producer.records`) to its session; returns it."""
+        query, params = record.write()
+        await self.submit(query, params, session_id=record.session_id)
+        return record
+
+    async def add_message(
+        self, session_id: str, role: Role, content: str, **fields: Any
+    ) -> Message:
+        """Store a message of the conversation; returns it (its `id` links later records)."""
+        return await self.add(Message(session_id=session_id, role=role, content=content, **fields))
+
+    async def record_tool_call(
+        self, session_id: str, name: str, arguments: Mapping[str, Any] | None = None, **fields: Any
+    ) -> ToolCall:
+        """Store a tool call (result, status, duration, `message_id` that caused it)."""
+        return await self.add(
+            ToolCall(session_id=session_id, name=name, arguments=dict(arguments or {}), **fields)
+        )
+
+    async def add_reasoning_step(
+        self, session_id: str, content: str, **fields: Any
+    ) -> ReasoningStep:
+        """Store one reasoning step (`step` number, `message_id` it is about)."""
+        return await self.add(ReasoningStep(session_id=session_id, content=content, **fields))
+
+    async def link_mention(
+        self, session_id: str, message_id: str, entity: str, entity_type: str | None = None
+    ) -> Mention:
+        """Link a message (added earlier in this session) to the entity it mentions."""
+        return await self.add(
+            Mention(
+                session_id=session_id,
+                message_id=message_id,
+                entity=entity,
+                entity_type=entity_type,
+            )
+        )
 
 
 class MemoryClient:
@@ -142,6 +191,11 @@ class MemoryClient:
         """Run one write inline, whatever the write mode; its errors propagate."""
         checked = check_params(params)
         await run_write(self._neo4j(), self.settings.neo4j.database, query, checked)
+
+    async def ensure_schema(self) -> None:
+        """Create the constraints the typed records rely on (idempotent; runs inline)."""
+        for statement in SCHEMA:
+            await run_write(self._neo4j(), self.settings.neo4j.database, statement, {})
 
     async def flush(self, timeout: float | None = None) -> None:
         """Return once every write submitted before this call is applied in Neo4j.

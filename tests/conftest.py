@@ -240,6 +240,14 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["async", "blocking"])
+def open_client(request: pytest.FixtureRequest) -> Any:
+    """`MemoryClient`, then `SyncMemoryClient` driven from threads: one body, both APIs."""
+    from tests.helpers import ThreadedClient
+
+    return MemoryClient if request.param == "async" else ThreadedClient
+
+
 @pytest_asyncio.fixture
 async def graph(neo4j: AsyncDriver, tag: str) -> AsyncIterator[Any]:
     """Query helper for this test's nodes (label `tag`), removed afterwards."""

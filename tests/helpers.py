@@ -201,3 +201,42 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
             return int(error.code), error.read().decode()
 
     return await asyncio.to_thread(fetch)
+
+
+class _InThreads:
+    """Calls the methods of a blocking object from worker threads, as coroutines."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if not callable(value):
+            return value
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(value, *args, **kwargs)
+
+        return call
+
+
+class ThreadedClient(_InThreads):
+    """A `SyncMemoryClient` driven from threads behind `MemoryClient`'s async surface.
+
+    So one test body specifies both APIs; the blocking calls never run on the test's
+    event loop (where in-process drainers live).
+    """
+
+    def __init__(self, settings: Any, **kwargs: Any) -> None:
+        from producer import SyncMemoryClient
+
+        self.sync = SyncMemoryClient(settings, **kwargs)
+        super().__init__(self.sync)
+        self.buffered = _InThreads(self.sync.buffered)
+
+    async def __aenter__(self) -> ThreadedClient:
+        await asyncio.to_thread(self.sync.open)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await asyncio.to_thread(self.sync.__exit__, *exc)

@@ -1,4 +1,5 @@
-"""The seed's API behaves the same in sync, embedded (in process) and Redis mode."""
+"""The seed's API behaves the same in sync, embedded (in process) and Redis mode,
+through `MemoryClient` and through the blocking `SyncMemoryClient`."""
 
 from __future__ import annotations
 
@@ -6,13 +7,11 @@ from typing import Any
 
 import pytest
 
-from producer import MemoryClient
-
 
 async def test_flush_makes_every_submitted_write_visible(
-    mode: str, make_settings: Any, graph: Any
+    mode: str, make_settings: Any, graph: Any, open_client: Any
 ) -> None:
-    async with MemoryClient(make_settings(mode)) as client:
+    async with open_client(make_settings(mode)) as client:
         for i in range(50):
             await client.buffered.submit(f"CREATE (:{graph.label} {{i: $i}})", {"i": i})
         await client.flush()
@@ -22,9 +21,9 @@ async def test_flush_makes_every_submitted_write_visible(
 
 
 async def test_writes_of_one_session_apply_in_submission_order(
-    mode: str, make_settings: Any, graph: Any
+    mode: str, make_settings: Any, graph: Any, open_client: Any
 ) -> None:
-    async with MemoryClient(make_settings(mode)) as client:
+    async with open_client(make_settings(mode)) as client:
         await client.buffered.submit(f"CREATE (:{graph.label} {{id: 'c', value: -1}})")
         for i in range(100):
             await client.buffered.submit(
@@ -37,10 +36,10 @@ async def test_writes_of_one_session_apply_in_submission_order(
 
 
 async def test_leaving_async_with_drains_even_when_the_body_raised(
-    mode: str, make_settings: Any, graph: Any
+    mode: str, make_settings: Any, graph: Any, open_client: Any
 ) -> None:
     with pytest.raises(RuntimeError, match="agent failed"):
-        async with MemoryClient(make_settings(mode)) as client:
+        async with open_client(make_settings(mode)) as client:
             for i in range(20):
                 await client.buffered.submit(f"CREATE (:{graph.label} {{i: $i}})", {"i": i})
             raise RuntimeError("agent failed")
@@ -48,8 +47,10 @@ async def test_leaving_async_with_drains_even_when_the_body_raised(
     assert await graph.count() == 20
 
 
-async def test_close_drains_before_disconnecting(mode: str, make_settings: Any, graph: Any) -> None:
-    client = MemoryClient(make_settings(mode))
+async def test_close_drains_before_disconnecting(
+    mode: str, make_settings: Any, graph: Any, open_client: Any
+) -> None:
+    client = open_client(make_settings(mode))
     await client.open()
     for i in range(20):
         await client.buffered.submit(f"CREATE (:{graph.label} {{i: $i}})", {"i": i})
@@ -59,7 +60,9 @@ async def test_close_drains_before_disconnecting(mode: str, make_settings: Any, 
     assert await graph.count() == 20
 
 
-async def test_parameters_reach_neo4j_unchanged(mode: str, make_settings: Any, graph: Any) -> None:
+async def test_parameters_reach_neo4j_unchanged(
+    mode: str, make_settings: Any, graph: Any, open_client: Any
+) -> None:
     import datetime as dt
 
     values = {
@@ -70,7 +73,7 @@ async def test_parameters_reach_neo4j_unchanged(mode: str, make_settings: Any, g
         "day": dt.date(2024, 5, 1),
         "raw": b"\x00\xff",
     }
-    async with MemoryClient(make_settings(mode)) as client:
+    async with open_client(make_settings(mode)) as client:
         await client.buffered.submit(f"CREATE (n:{graph.label}) SET n = $props", {"props": values})
         await client.flush()
 
