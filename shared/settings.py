@@ -23,6 +23,11 @@ class RedisSettings(BaseSettings):
     url: str | None = Field(default=None, description="redis:// or rediss:// URL")
     socket_timeout: float = Field(default=10.0, gt=0, description="seconds per command")
     connect_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(
+        default=64,
+        ge=1,
+        description="connections per process; callers beyond it wait for one (not an error)",
+    )
 
     def client(self, **overrides: Any) -> Any:
         """A redis.asyncio client for `url` (bytes replies)."""
@@ -34,9 +39,13 @@ class RedisSettings(BaseSettings):
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": 30,
+            "max_connections": self.max_connections,
+            "timeout": self.socket_timeout,  # waiting for a free connection
         }
         options.update(overrides)
-        return aioredis.from_url(self.url, **options)
+        # Blocking: many coroutines share a bounded pool instead of failing past its size.
+        pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+        return aioredis.Redis.from_pool(pool)
 
 
 class Neo4jSettings(BaseSettings):

@@ -94,6 +94,24 @@ async def test_back_pressure_holds_submit_and_bounds_the_stream(
     )
 
 
+async def test_more_concurrent_submits_than_connections_wait_for_a_connection(
+    drainer: Any, make_settings: Any, graph: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings("redis")
+    settings.redis.max_connections = 2
+    async with MemoryClient(settings) as client:
+        await asyncio.gather(
+            *(
+                client.buffered.submit(f"CREATE (:{graph.label})", session_id=f"s{n}")
+                for n in range(60)
+            )
+        )
+        await client.flush()
+
+    assert await graph.count() == 60
+    assert "retrying" not in caplog.text  # a busy pool is not a broken Redis
+
+
 async def _xlen_is(redis: Any, stream: str, length: int) -> bool:
     return int(await redis.xlen(stream)) == length
 
