@@ -26,7 +26,7 @@ prereqs: $(STAMP)
 	@$(SERVICES) check
 
 demo: prereqs
-	$(BIN)/python examples/quickstart/demo.py
+	$(BIN)/python examples/agent-fleet/fleet.py
 
 test: prereqs
 	$(BIN)/pytest -ra

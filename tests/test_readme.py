@@ -1,4 +1,4 @@
-"""The README's quick start is code that runs."""
+"""The README's code is code that runs: every python block, as written."""
 
 from __future__ import annotations
 
@@ -9,24 +9,82 @@ from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
 
+from neo4j import AsyncDriver
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def test_the_readme_example_runs_and_leaves_its_message_in_neo4j(
-    env: dict[str, str], drainer: Any, graph: Any, tmp_path: Path
-) -> None:
-    readme = (ROOT / "README.md").read_text()
-    example = re.search(r"```python\n(.*?)```", readme, re.S)
-    assert example is not None
-    script = tmp_path / "example.py"
-    script.write_text(example.group(1).replace(":Message", f":{graph.label}"))
+def _blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
+
+async def _run(code: str, env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(code)
     # Not subprocess.run: the in-process drainer needs this event loop to keep running.
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(script), env=env, stdout=PIPE, stderr=PIPE
     )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-
     assert proc.returncode == 0, stderr.decode()
     assert b"failed:" not in stdout
+
+
+async def _sessions(neo4j: AsyncDriver, tag: str) -> dict[str, int]:
+    records, _, _ = await neo4j.execute_query(
+        "MATCH (s:Session)-[]->(n) WHERE s.id STARTS WITH $tag "
+        "RETURN labels(n)[0] AS label, count(n) AS c",
+        tag=tag,
+    )
+    return {r["label"]: r["c"] for r in records}
+
+
+async def _forget(neo4j: AsyncDriver, tag: str) -> None:
+    await neo4j.execute_query(
+        "MATCH (n) WHERE n.session_id STARTS WITH $tag OR n.id STARTS WITH $tag "
+        "OR n.name STARTS WITH $tag DETACH DELETE n",
+        tag=tag,
+    )
+
+
+def test_the_readme_shows_the_quick_start_the_typed_records_and_the_blocking_client() -> None:
+    blocks = _blocks()
+
+    assert len(blocks) == 3
+    assert "client.buffered.submit" in blocks[0]
+    assert "add_message" in blocks[1] and "ensure_schema" in blocks[1]
+    assert "SyncMemoryClient" in blocks[2]
+
+
+async def test_the_quick_start_runs_and_leaves_its_message_in_neo4j(
+    env: dict[str, str], drainer: Any, graph: Any, tmp_path: Path
+) -> None:
+    await _run(_blocks()[0].replace(":Message", f":{graph.label}"), env, tmp_path)
+
     assert await graph.query("MATCH (m:$$) RETURN m.content AS c") == [{"c": "Hello"}]
+
+
+async def test_the_typed_records_example_builds_its_graph(
+    env: dict[str, str], drainer: Any, neo4j: AsyncDriver, tag: str, tmp_path: Path
+) -> None:
+    try:
+        await _run(_blocks()[1].replace('"agent-7"', f'"{tag}-agent-7"'), env, tmp_path)
+
+        assert await _sessions(neo4j, tag) == {"Message": 2, "ReasoningStep": 1, "ToolCall": 1}
+    finally:
+        await _forget(neo4j, tag)
+
+
+async def test_the_blocking_client_example_runs(
+    env: dict[str, str], drainer: Any, neo4j: AsyncDriver, tag: str, tmp_path: Path
+) -> None:
+    code = _blocks()[2].replace('"agent-8"', f'"{tag}-agent-8"').replace(":Tool ", f":{tag} ")
+    try:
+        await _run(code, env, tmp_path)
+
+        assert await _sessions(neo4j, tag) == {"Message": 1}
+        records, _, _ = await neo4j.execute_query(f"MATCH (t:{tag}) RETURN t.name AS name")
+        assert [r["name"] for r in records] == ["search"]
+    finally:
+        await _forget(neo4j, tag)
+        await neo4j.execute_query(f"MATCH (t:{tag}) DELETE t")

@@ -238,6 +238,48 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> Non
         proc.wait()
 
 
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class Drainers:
+    """`drainer run` processes for the examples, each serving /metrics on its own port.
+
+    As a context manager: entering starts them and waits until each answers /readyz
+    (so a flush finds a live drainer); leaving stops them with SIGTERM.
+    """
+
+    count: int
+    env: dict[str, str]
+    name: str = "drainer"
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+    def __enter__(self) -> Drainers:
+        for n in range(self.count):
+            port = free_port()
+            command = [sys.executable, "-m", "drainer", "run", "--metrics-port", str(port),
+                       "--drainer-id", f"{self.name}-{n}"]  # fmt: skip
+            self.ports.append(port)
+            self.procs.append(subprocess.Popen(command, env=self.env, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        for proc, port in zip(self.procs, self.ports, strict=True):
+            ready = f"http://127.0.0.1:{port}/readyz"
+            _wait(lambda url=ready: _answers(url), deadline, "drainer run", proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            _stop(proc, signal.SIGTERM, 60)
+
+
 # -- `make services` / `make services-down` ----------------------------------------------
 
 

@@ -13,10 +13,7 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -64,7 +61,6 @@ class Fleet:
 
     run: str
     args: argparse.Namespace
-    drainers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     metrics_ports: list[int] = field(default_factory=list)
     phases: dict[str, Phase] = field(default_factory=lambda: {m: Phase(m) for m in MODES})
     transactions: int = 0
@@ -81,35 +77,6 @@ class Fleet:
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "CYPHERSTREAM_KEY_PREFIX": self.prefix}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_drainers(fleet: Fleet) -> None:
-    for n in range(fleet.args.drainers):
-        port = _free_port()
-        fleet.metrics_ports.append(port)
-        fleet.drainers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "drainer", "run", "--metrics-port", str(port),
-                 "--drainer-id", f"{fleet.prefix}-d{n}"],
-                env=fleet.env, stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-
-
-def stop_drainers(fleet: Fleet) -> None:
-    for proc in fleet.drainers:
-        proc.send_signal(signal.SIGTERM)
-    for proc in fleet.drainers:
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _scrape(port: int, series: re.Pattern[str]) -> int:
@@ -305,14 +272,14 @@ def main(argv: list[str] | None = None) -> int:
         soft_wrap=True,
     )
     asyncio.run(create_schema())
-    start_drainers(fleet)
     try:
-        asyncio.run(run_phases(fleet, console))
+        with services.Drainers(args.drainers, fleet.env, name=fleet.prefix) as drainers:
+            fleet.metrics_ports = drainers.ports
+            asyncio.run(run_phases(fleet, console))
+        console.print()
     except RuntimeError as exc:
         console.print(f"the fleet failed: {exc}")
         return 1
-    finally:
-        stop_drainers(fleet)
     found, lag = asyncio.run(verify(fleet))
     ok = report(fleet, found, lag, console)
     pointers(fleet, console)
