@@ -88,6 +88,18 @@ def main() -> None:
     "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"
 )
 @click.option(
+    "--queries", type=click.Path(exists=True, dir_okay=False),
+    help="YAML file of named queries (name: Cypher) [env DRAINER_QUERIES]",
+)  # fmt: skip
+@click.option(
+    "--allow-raw-cypher", type=bool,
+    help="false: run named queries only [env DRAINER_ALLOW_RAW_CYPHER, default true]",
+)  # fmt: skip
+@click.option(
+    "--redact-params", is_flag=True, default=None,
+    help="keep parameters out of dead letters and error reports [env DRAINER_REDACT_PARAMS]",
+)  # fmt: skip
+@click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
     envvar="DRAINER_LOG_FORMAT", help="[env DRAINER_LOG_FORMAT]",
 )  # fmt: skip
@@ -98,8 +110,9 @@ def main() -> None:
 def run(log_format: str, log_level: str, **options: Any) -> None:
     """Drain queued writes until SIGTERM or SIGINT (a second signal exits at once).
 
-    The password comes only from NEO4J_PASSWORD, never from a flag, so it stays out of
-    process listings.
+    Secrets come only from the environment, never from flags, so they stay out of
+    process listings: NEO4J_PASSWORD, REDIS_PASSWORD and CYPHERSTREAM_SIGNING_KEYS
+    (comma-separated; the drainer runs only entries signed with one of them).
     """
     setup_logging(log_format, log_level)
     try:
@@ -171,7 +184,10 @@ def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
         if as_json:
             click.echo(json.dumps(row))
         else:
-            click.echo(f"{row['id']}  {row['session']}  {row['code']}  {row['query'][:60]!r}")
+            click.echo(
+                f"{row['id']}  {row['session']}  {row['reason']}  {row['code']}  "
+                f"{row['query'][:60]!r}"
+            )
     if not as_json:
         click.echo(f"{len(letters)} dead letters")
 
@@ -186,9 +202,11 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool, session: str | None, **op
     if not ids and not replay_all and session is None:
         raise click.UsageError("name dead letter IDs, or give --session or --all")
 
+    signer = build_settings(options).streams.signer()
+
     async def action(redis: Any, keys: Any) -> int:
         letters = await list_dead_letters(redis, keys, session_id=session, ids=list(ids))
-        return await replay(redis, keys, letters)
+        return await replay(redis, keys, letters, signer)
 
     click.echo(f"replayed {_run_async(_with_redis(options, action))} dead letters")
 

@@ -4,25 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from shared.entry import WriteEntry, id_key, write_fields
+from shared.errors import BadSignature, CypherstreamError, MalformedEntry, RejectedEntry
 from shared.failures import BufferedWriteError, error_code, error_message
 from shared.keys import Keyspace
 from shared.scripts import Scripts, submit_call
+from shared.signing import Signer
 
 log = logging.getLogger(__name__)
 
 
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def reason_of(exc: BaseException) -> str:
+    """Why a write was dead-lettered: a refusal's reason, else that Neo4j failed it."""
+    return exc.reason if isinstance(exc, RejectedEntry) else "failed"
+
+
+def redact_message(message: str) -> str:
+    """An error message without the values it quotes (Neo4j quotes offending values)."""
+    return _QUOTED.sub("'***'", message)
+
+
 def failure_report(
-    session_id: str, write: WriteEntry, exc: BaseException, drainer_id: str
+    session_id: str, write: WriteEntry, exc: BaseException, drainer_id: str, redact: bool = False
 ) -> BufferedWriteError:
+    message = error_message(exc)
     return BufferedWriteError(
-        query=write.query,
+        query=write.wire_query,
         parameters=None,
         code=error_code(exc),
-        message=error_message(exc),
+        message=redact_message(message) if redact else message,
         session_id=session_id,
         entry_id=write.entry_id,
         when=dt.datetime.now(dt.timezone.utc),
@@ -39,36 +56,47 @@ async def dead_letter(
     *,
     drainer_id: str,
     error_ttl: int,
+    redact: bool = False,
 ) -> None:
     """Record a failed write in the dead-letter stream and in its client's error list.
 
     Runs before the progress record moves past the write, so a crash in between
-    reports it twice rather than never.
+    reports it twice rather than never. With `redact`, parameters are kept out of
+    both and quoted values out of the error message (they may be personal data).
     """
-    report = failure_report(session_id, write, exc, drainer_id)
+    report = failure_report(session_id, write, exc, drainer_id, redact)
+    reason = reason_of(exc)
     errors_key = keys.errors(session_id, write.client_id)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.rpush(errors_key, report.to_json(write.params))
+        pipe.rpush(errors_key, report.to_json(None if redact else write.params))
         pipe.expire(errors_key, error_ttl)
         await pipe.execute()
-    await redis.xadd(
-        keys.dead_letters,
-        {
-            "session": session_id,
-            "entry_id": write.entry_id,
-            "client": write.client_id,
-            "seq": str(write.seq),
-            "query": write.query,
-            "params": write.params,
-            "code": report.code,
-            "message": report.message,
-            "when": report.when.isoformat(),
-            "drainer": drainer_id,
-        },
-    )
+    fields: dict[str, str | bytes] = {
+        "session": session_id,
+        "entry_id": write.entry_id,
+        "client": write.client_id,
+        "seq": str(write.seq),
+        "query": write.wire_query,
+        "params": b"" if redact else write.params,
+        "reason": reason,
+        "code": report.code,
+        "message": report.message,
+        "when": report.when.isoformat(),
+        "drainer": drainer_id,
+    }
+    if write.name is not None:
+        fields["named"] = "1"
+    if redact:
+        fields["redacted"] = "1"
+    await redis.xadd(keys.dead_letters, fields)
     log.warning(
         "write dead-lettered",
-        extra={"session_id": session_id, "entry_id": write.entry_id, "code": report.code},
+        extra={
+            "session_id": session_id,
+            "entry_id": write.entry_id,
+            "reason": reason,
+            "code": report.code,
+        },
     )
 
 
@@ -86,6 +114,9 @@ class DeadLetter:
     message: str
     when: str
     drainer_id: str
+    reason: str = "failed"
+    named: bool = False
+    redacted: bool = False
 
     def summary(self) -> dict[str, str]:
         """The fields people and scripts read (parameters stay encoded, and out)."""
@@ -93,6 +124,7 @@ class DeadLetter:
             "id": self.dead_id,
             "session": self.session_id,
             "entry_id": self.entry_id,
+            "reason": self.reason,
             "code": self.code,
             "message": self.message,
             "query": self.query,
@@ -116,6 +148,9 @@ def _from_fields(dead_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
         message=text("message"),
         when=text("when"),
         drainer_id=text("drainer"),
+        reason=text("reason") or "failed",
+        named=fields.get(b"named") == b"1",
+        redacted=fields.get(b"redacted") == b"1",
     )
 
 
@@ -134,15 +169,47 @@ async def list_dead_letters(
     return letters
 
 
-async def replay(redis: Any, keys: Keyspace, letters: list[DeadLetter]) -> int:
+def _refuse_replay(letters: list[DeadLetter]) -> None:
+    for letter in letters:
+        if letter.reason in (BadSignature.reason, MalformedEntry.reason):
+            raise CypherstreamError(
+                f"dead letter {letter.dead_id} was refused as {letter.reason}: nobody "
+                "trusted signed it, and replaying would sign it now. Resubmit it from a "
+                "producer if it is genuine, or purge it."
+            )
+        if letter.redacted:
+            raise CypherstreamError(
+                f"dead letter {letter.dead_id} was recorded with its parameters redacted "
+                "(--redact-params), so it cannot be replayed; resubmit it from the producer."
+            )
+
+
+async def replay(
+    redis: Any, keys: Keyspace, letters: list[DeadLetter], signer: Signer | None = None
+) -> int:
     """Queue dead letters again, in their original order, each to its original session.
 
-    Each is removed from the dead-letter stream once it is queued again.
+    Each is removed from the dead-letter stream once it is queued again. With signing
+    on they are signed again (with `signer`, the drainer's first key); entries that
+    were refused as unsigned or malformed, or recorded redacted, are never replayed.
     """
+    _refuse_replay(letters)
     scripts = Scripts(redis)
     for letter in sorted(letters, key=lambda d: id_key(d.dead_id)):
         session = letter.session_id
-        fields = write_fields(letter.query, letter.params, letter.client_id, 0)
+        signature = None
+        if signer is not None:
+            signature = signer.sign(
+                session, letter.query, letter.named, letter.params, letter.client_id, 0
+            )
+        fields = write_fields(
+            letter.query,
+            letter.params,
+            letter.client_id,
+            0,
+            named=letter.named,
+            signature=signature,
+        )
         script_keys, args = submit_call(keys, session, fields, limit=0, client_id=letter.client_id)
         await scripts.submit(keys=script_keys, args=args)
         await redis.xdel(keys.dead_letters, letter.dead_id)

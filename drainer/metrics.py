@@ -24,6 +24,12 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.entries_rejected = Counter(
+            "cypherstream_entries_rejected",
+            "Entries refused before running (signature, not-allowed, unknown-query, malformed)",
+            ["reason"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "cypherstream_dead_letters", "Entries written to the dead-letter stream", registry=r
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
+from drainer.admission import Admission
 from drainer.apply import Applier, BatchResult
 from drainer.deadletter import dead_letter
 from drainer.metrics import Metrics
@@ -17,7 +18,7 @@ from drainer.settings import DrainerSettings
 from shared.backoff import Backoff
 from shared.connection import REDIS_DOWN
 from shared.entry import FlushSentinel, WriteEntry, id_key, parse
-from shared.errors import MalformedEntry
+from shared.errors import RejectedEntry
 from shared.failures import Disposition, classify, error_code
 from shared.keys import GROUP, Keyspace
 from shared.scripts import Scripts
@@ -42,6 +43,7 @@ class DrainDeps:
     settings: DrainerSettings
     stopping: asyncio.Event
     metrics: Metrics
+    admission: Admission
 
 
 class SessionDrain:
@@ -136,9 +138,12 @@ class SessionDrain:
                 continue
             try:
                 entry = parse(entry_id, fields)
-            except MalformedEntry as exc:
+                if isinstance(entry, WriteEntry):
+                    entry = self._d.admission.admit(self.session_id, entry)
+            except RejectedEntry as exc:
                 await self._apply_run(run)
                 run = []
+                self._d.metrics.entries_rejected.labels(exc.reason).inc()
                 await self._fail(_as_write(entry_id, fields), exc)
                 await self._ack([entry_id])
                 continue
@@ -187,6 +192,7 @@ class SessionDrain:
             exc,
             drainer_id=self._me,
             error_ttl=self._d.settings.error_ttl,
+            redact=self._d.settings.redact_params,
         )
         await self._with_retry(self._d.applier.consume, self._progress_id, write)
 
@@ -269,10 +275,13 @@ class SessionDrain:
 
 
 def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:
-    """A malformed entry, shaped as a write so it is reported like one."""
+    """A refused entry as it arrived, shaped as a write so it is reported like one."""
     client = fields.get(b"c", b"unknown").decode(errors="replace")
     query = fields.get(b"q", b"").decode(errors="replace")
-    return WriteEntry(entry_id, query, fields.get(b"p", b""), client, 0)
+    name = fields[b"a"].decode(errors="replace") if b"a" in fields else None
+    seq = fields.get(b"n", b"0")
+    number = int(seq) if seq.isdigit() and len(seq) < 20 else 0
+    return WriteEntry(entry_id, query or (name or ""), fields.get(b"p", b""), client, number, name)
 
 
 def _text(value: bytes | str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,17 @@ class DrainerSettings(BaseSettings):
     )
     allow_eviction: bool = Field(
         default=False, description="run even if Redis may evict keys (queued writes)"
+    )
+    queries: Path | None = Field(
+        default=None, description="YAML file of named queries (name: Cypher) this drainer runs"
+    )
+    allow_raw_cypher: bool = Field(
+        default=True, description="run Cypher text from entries; false: named queries only"
+    )
+    redact_params: bool = Field(
+        default=False,
+        description="keep parameters (and values quoted in errors) out of dead letters, "
+        "error reports and logs",
     )
 
     metrics_port: int | None = Field(

@@ -18,6 +18,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
+from drainer.admission import Admission
 from drainer.apply import Applier
 from drainer.backlog import ready_sessions, snapshot
 from drainer.endpoints import Endpoints
@@ -26,7 +27,9 @@ from drainer.session import DrainDeps, SessionDrain
 from drainer.settings import DrainerSettings
 from shared.connection import REDIS_DOWN, open_redis
 from shared.errors import UnsafeRedisConfig
+from shared.queries import QueryBook
 from shared.scripts import Scripts
+from shared.signing import announce
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class Drainer:
     async def run(self) -> None:
         """Connect, then drain until `stop()`; returns after handing sessions back."""
         settings = self.settings
+        signer = settings.streams.signer()
+        admission = Admission(signer, QueryBook.load(settings.queries), settings.allow_raw_cypher)
         redis = await open_redis(
             settings.redis, self.keys, max_connections=settings.concurrency * 2 + 8
         )
@@ -69,9 +74,11 @@ class Drainer:
             await self._check_eviction(redis)
             applier = Applier(driver, settings.neo4j.database, settings.tx_timeout)
             await applier.ensure_schema()
+            await announce(redis, self.keys, signer)
             deps = DrainDeps(
-                redis, Scripts(redis), self.keys, applier, settings, self._stopping, self.metrics
-            )
+                redis, Scripts(redis), self.keys, applier, settings, self._stopping,
+                self.metrics, admission,
+            )  # fmt: skip
             self._redis, self._driver = redis, driver
             await self._heartbeat(deps)
             background = [
@@ -285,6 +292,13 @@ class Drainer:
 
 def _effective(settings: DrainerSettings) -> dict[str, Any]:
     """Settings for the start-up log line, without secrets."""
-    shown = settings.model_dump(exclude={"neo4j": {"password"}, "redis": {"url"}})
+    shown = settings.model_dump(
+        exclude={
+            "neo4j": {"password"},
+            "redis": {"url", "password"},
+            "streams": {"signing_keys"},
+        }
+    )
+    shown["signing"] = settings.streams.signing_keys is not None
     shown["redis_url_set"] = bool(settings.redis.url)
     return {"settings": shown, "drainer_id": settings.drainer_id}

@@ -17,8 +17,13 @@ class WriteBackend(Protocol):
 
     name: str
 
-    async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
-        """Hand the write over; return once it is as safe as the backend makes it."""
+    async def submit(
+        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+    ) -> None:
+        """Hand the write over; return once it is as safe as the backend makes it.
+
+        With `named`, `query` is the name of a query (`shared.queries`), not Cypher.
+        """
 
     async def flush(self, timeout: float) -> None:
         """Return when every write submitted before the call is applied or reported."""

@@ -29,6 +29,8 @@ from shared.connection import open_redis
 from shared.errors import ClientClosed, InvalidWrite
 from shared.failures import BufferedWriteError
 from shared.keys import validate_session_id
+from shared.queries import BUILTIN_PREFIX, QueryBook
+from shared.signing import check_producer
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +59,32 @@ class BufferedWrites:
         session = validate_session_id(session_id) if session_id else self._client.session_id
         await self._client._backend_for_writes().submit(query, checked, session)
 
+    async def submit_named(
+        self, name: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+    ) -> None:
+        """Queue one write of a named query (`shared.queries`) instead of Cypher text.
+
+        Drainers look the name up in their `--queries` file (or the built-in queries
+        of the typed records); with `--allow-raw-cypher false` only these run. A name
+        this client can check (its own `memory.queries` file, or a built-in name) is
+        checked here and raises `UnknownQuery` before anything is queued.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidWrite(f"query name must be a non-empty str, got {name!r:.80}")
+        client = self._client
+        if client.settings.memory.queries is not None or name.startswith(BUILTIN_PREFIX):
+            client._queries.cypher(name)  # raises UnknownQuery
+        checked = check_params(params)
+        session = validate_session_id(session_id) if session_id else client.session_id
+        await client._backend_for_writes().submit(name, checked, session, named=True)
+
     async def pending(self) -> int:
         """Writes (and flush markers) still queued for the sessions this client wrote to."""
         return await self._client._backend_for_writes().pending()
 
     async def add(self, record: R) -> R:
         """Submit one typed record (see `producer.records`) to its session; returns it."""
-        query, params = record.write()
-        await self.submit(query, params, session_id=record.session_id)
+        await self.submit_named(record.NAME, record.params(), session_id=record.session_id)
         return record
 
     async def add_message(
@@ -118,6 +138,7 @@ class MemoryClient:
         self.write_errors: list[BufferedWriteError] = []
         self.buffered = BufferedWrites(self)
         self._on_error = on_error
+        self._queries = QueryBook.load(self.settings.memory.queries)
         self._driver: AsyncDriver | None = None
         self._backend: WriteBackend | None = None
 
@@ -150,16 +171,23 @@ class MemoryClient:
 
     async def _make_backend(self) -> WriteBackend:
         memory = self.settings.memory
+        database = self.settings.neo4j.database
         if memory.write_mode == "sync":
-            return InlineBackend(self._neo4j(), self.settings.neo4j.database)
+            return InlineBackend(self._neo4j(), database, self._queries)
         if not self.settings.redis.url:
             return EmbeddedBackend(
-                self._neo4j(), self.settings.neo4j.database, memory.max_pending, self._record
+                self._neo4j(), database, memory.max_pending, self._record, self._queries
             )
         keyspace = self.settings.streams.keyspace()
+        signer = self.settings.streams.signer()
         redis = await open_redis(self.settings.redis, keyspace)
+        try:
+            await check_producer(redis, keyspace, signer)
+        except BaseException:
+            await redis.aclose()
+            raise
         return StreamBackend(
-            redis, self.settings.redis, keyspace, memory, self.client_id, self._record
+            redis, self.settings.redis, keyspace, memory, self.client_id, self._record, signer
         )
 
     def _neo4j(self) -> AsyncDriver:

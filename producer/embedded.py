@@ -18,6 +18,7 @@ from producer.inline import run_write
 from shared.backoff import Backoff
 from shared.errors import FlushTimeout
 from shared.failures import BufferedWriteError, Disposition, classify, error_code, error_message
+from shared.queries import QueryBook
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,14 @@ class EmbeddedBackend:
     name = "buffered, in process (no REDIS_URL: queued writes are lost if the process dies)"
 
     def __init__(
-        self, driver: AsyncDriver, database: str | None, max_pending: int, report: Report
+        self,
+        driver: AsyncDriver,
+        database: str | None,
+        max_pending: int,
+        report: Report,
+        queries: QueryBook,
     ) -> None:
+        self._queries = queries
         self._driver = driver
         self._database = database
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_pending)
@@ -40,10 +47,13 @@ class EmbeddedBackend:
         self._task: asyncio.Task[None] | None = None
         self._unapplied = 0
 
-    async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
+    async def submit(
+        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+    ) -> None:
+        text = self._queries.cypher(query) if named else query
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="cypherstream-embedded-drainer")
-        await self._queue.put((query, params, session_id, f"local-{next(self._ids)}"))
+        await self._queue.put((text, params, session_id, f"local-{next(self._ids)}"))
         self._unapplied += 1
 
     async def flush(self, timeout: float) -> None:

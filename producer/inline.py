@@ -6,6 +6,8 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
+from shared.queries import QueryBook
+
 
 async def run_write(driver: AsyncDriver, database: str | None, query: str, params: Any) -> None:
     """Run one write in its own managed transaction (the driver retries transient errors)."""
@@ -23,12 +25,16 @@ class InlineBackend:
 
     name = "sync (each write awaited inline)"
 
-    def __init__(self, driver: AsyncDriver, database: str | None) -> None:
+    def __init__(self, driver: AsyncDriver, database: str | None, queries: QueryBook) -> None:
         self._driver = driver
         self._database = database
+        self._queries = queries
 
-    async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
-        await run_write(self._driver, self._database, query, params)
+    async def submit(
+        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+    ) -> None:
+        text = self._queries.cypher(query) if named else query
+        await run_write(self._driver, self._database, text, params)
 
     async def flush(self, timeout: float) -> None:
         return None

@@ -2,7 +2,9 @@
 
 Each record is a pydantic model that becomes one parameterised, idempotent write
 (MERGE on the record's id), so a write that is retried or replayed changes
-nothing. The graph they build is documented in `docs/memory-graph.md`:
+nothing. The writes are built-in named queries (`shared.queries.BUILTIN`): entries
+carry the name, not the Cypher, and drainers that run named queries only accept
+them too. The graph they build is documented in `docs/memory-graph.md`:
 
     (:Session {id})-[:HAS_MESSAGE]->(:Message {id, role, content, ...})
     (:Session)-[:HAS_TOOL_CALL]->(:ToolCall {id, name, arguments, ...})
@@ -20,6 +22,8 @@ import uuid
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.queries import BUILTIN
 
 Role = Literal["user", "assistant", "system", "tool"]
 
@@ -56,29 +60,24 @@ class MemoryRecord(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    QUERY: ClassVar[str]
+    NAME: ClassVar[str]
+    """The built-in named query (`shared.queries.BUILTIN`) that stores this record."""
 
     session_id: str
 
     def params(self) -> dict[str, Any]:
-        """The parameters of `QUERY` for this record."""
+        """The parameters of the record's query."""
         return self.model_dump()
 
     def write(self) -> tuple[str, dict[str, Any]]:
         """The Cypher and parameters that store this record."""
-        return self.QUERY, self.params()
+        return BUILTIN[self.NAME], self.params()
 
 
 class Message(MemoryRecord):
     """A message of the conversation, linked to its session."""
 
-    QUERY: ClassVar[str] = (
-        "MERGE (s:Session {id: $session_id}) "
-        "MERGE (m:Message {id: $id}) "
-        "ON CREATE SET m.session_id = $session_id, m.role = $role, m.content = $content, "
-        "m.created_at = $created_at, m.metadata = $metadata, m.stored_at = datetime() "
-        "MERGE (s)-[:HAS_MESSAGE]->(m)"
-    )
+    NAME: ClassVar[str] = "cypherstream.message"
 
     role: Role
     content: str
@@ -93,16 +92,7 @@ class Message(MemoryRecord):
 class ToolCall(MemoryRecord):
     """A tool the agent called, with its arguments and result, optionally tied to a message."""
 
-    QUERY: ClassVar[str] = (
-        "MERGE (s:Session {id: $session_id}) "
-        "MERGE (t:ToolCall {id: $id}) "
-        "ON CREATE SET t.session_id = $session_id, t.name = $name, t.arguments = $arguments, "
-        "t.result = $result, t.status = $status, t.error = $error, "
-        "t.duration_ms = $duration_ms, t.created_at = $created_at, t.stored_at = datetime() "
-        "MERGE (s)-[:HAS_TOOL_CALL]->(t) "
-        "WITH t OPTIONAL MATCH (m:Message {id: $message_id}) "
-        "FOREACH (_ IN CASE WHEN m IS NULL THEN [] ELSE [1] END | MERGE (m)-[:CALLED]->(t))"
-    )
+    NAME: ClassVar[str] = "cypherstream.tool_call"
 
     name: str = Field(min_length=1)
     arguments: dict[str, Any] = Field(default_factory=dict)
@@ -125,15 +115,7 @@ class ToolCall(MemoryRecord):
 class ReasoningStep(MemoryRecord):
     """One step of the agent's reasoning, optionally about a message."""
 
-    QUERY: ClassVar[str] = (
-        "MERGE (s:Session {id: $session_id}) "
-        "MERGE (r:ReasoningStep {id: $id}) "
-        "ON CREATE SET r.session_id = $session_id, r.step = $step, r.content = $content, "
-        "r.created_at = $created_at, r.stored_at = datetime() "
-        "MERGE (s)-[:HAS_STEP]->(r) "
-        "WITH r OPTIONAL MATCH (m:Message {id: $message_id}) "
-        "FOREACH (_ IN CASE WHEN m IS NULL THEN [] ELSE [1] END | MERGE (r)-[:ABOUT]->(m))"
-    )
+    NAME: ClassVar[str] = "cypherstream.reasoning_step"
 
     content: str
     step: int | None = None
@@ -145,12 +127,7 @@ class ReasoningStep(MemoryRecord):
 class Mention(MemoryRecord):
     """A message mentions an entity; the entity is created once, by name."""
 
-    QUERY: ClassVar[str] = (
-        "MATCH (m:Message {id: $message_id}) "
-        "MERGE (e:Entity {name: $entity}) "
-        "ON CREATE SET e.type = $entity_type "
-        "MERGE (m)-[:MENTIONS]->(e)"
-    )
+    NAME: ClassVar[str] = "cypherstream.mention"
 
     message_id: str
     entity: str = Field(min_length=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -36,6 +37,11 @@ class MemoryOptions(BaseSettings):
     )
     max_entry_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest encoded write submit accepts"
+    )
+    queries: Path | None = Field(
+        default=None,
+        description="YAML file of named queries: runs them in sync and in-process mode, "
+        "and checks names at submit",
     )
 
 

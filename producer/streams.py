@@ -23,6 +23,7 @@ from shared.failures import BufferedWriteError
 from shared.keys import Keyspace
 from shared.scripts import Scripts, submit_call
 from shared.settings import RedisSettings
+from shared.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ class StreamBackend:
         options: MemoryOptions,
         client_id: str,
         report: Report,
+        signer: Signer | None = None,
     ) -> None:
-        self.name = f"buffered, Redis streams (prefix {keyspace.prefix!r})"
+        signed = ", signed" if signer else ""
+        self.name = f"buffered, Redis streams (prefix {keyspace.prefix!r}{signed})"
+        self._signer = signer
         self._redis = redis
         self._redis_settings = redis_settings
         self._scripts = Scripts(redis)
@@ -61,7 +65,9 @@ class StreamBackend:
         self._unflushed: set[str] = set()
         self._sessions: set[str] = set()
 
-    async def submit(self, query: str, params: dict[str, Any], session_id: str) -> None:
+    async def submit(
+        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+    ) -> None:
         packed = encode_params(params, checked=True)  # the client checked them
         size = len(packed) + len(query.encode())
         if size > self._options.max_entry_bytes:
@@ -71,7 +77,10 @@ class StreamBackend:
                 "payloads elsewhere and pass a reference, or raise the limit."
             )
         seq = next(self._seq)
-        fields = write_fields(query, packed, self._client_id, seq)
+        signature = None
+        if self._signer is not None:
+            signature = self._signer.sign(session_id, query, named, packed, self._client_id, seq)
+        fields = write_fields(query, packed, self._client_id, seq, named=named, signature=signature)
         # One lock per session keeps concurrent submits of a session in call order,
         # also while one of them waits for room.
         async with self._session_lock(session_id):

@@ -6,7 +6,7 @@ from typing import Any
 
 from redis import exceptions as rx
 
-from shared.errors import ConfigurationError, RedisUnavailable
+from shared.errors import ConfigurationError, RedisPermissionDenied, RedisUnavailable
 from shared.keys import Keyspace
 from shared.settings import RedisSettings
 
@@ -36,6 +36,19 @@ async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: A
     try:
         await client.hsetnx(keyspace.meta, "partitions", keyspace.partitions)
         recorded = await client.hget(keyspace.meta, "partitions")
+    except rx.AuthenticationError as exc:
+        await client.aclose()
+        raise ConfigurationError(
+            f"Redis at {_safe_url(settings.url)} refused the credentials ({exc}). Check "
+            "REDIS_USERNAME and REDIS_PASSWORD."
+        ) from exc
+    except rx.NoPermissionError as exc:
+        await client.aclose()
+        raise RedisPermissionDenied(
+            f"the Redis user {settings.username or 'default'!r} may not use cypherstream's keys "
+            f"under {keyspace.prefix!r} ({exc}). Grant it the ACL rules in the README's "
+            "Security section."
+        ) from exc
     except REDIS_DOWN as exc:
         await client.aclose()
         raise unreachable(settings, exc) from exc

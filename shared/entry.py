@@ -4,8 +4,10 @@ Field names are short because every queued write carries them. Version 1:
 
 * ``v`` format version, ``k`` kind (``w`` write, ``f`` flush sentinel)
 * ``c`` id of the client that submitted it
-* writes: ``q`` Cypher text, ``p`` parameters (see `shared.codec`), ``n`` the
-  client's sequence number
+* writes: ``q`` Cypher text, or ``a`` the name of a query the drainer knows
+  (exactly one of the two); ``p`` parameters (see `shared.codec`); ``n`` the
+  client's sequence number; ``s`` the HMAC signature when signing is on
+  (`shared.signing`)
 * sentinels: ``t`` the flush token the drainer replies to
 """
 
@@ -29,6 +31,14 @@ class WriteEntry:
     params: bytes
     client_id: str
     seq: int
+    name: str | None = None
+    """The query's name when submitted by name; `query` is then its text once resolved."""
+    signature: bytes | None = None
+
+    @property
+    def wire_query(self) -> str:
+        """What the entry carried: the name of a named query, else the Cypher."""
+        return self.name if self.name is not None else self.query
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +53,24 @@ class FlushSentinel:
 Entry = WriteEntry | FlushSentinel
 
 
-def write_fields(query: str, params: bytes, client_id: str, seq: int) -> list[bytes | str]:
-    """Field/value pairs of a write, flat, in the order XADD takes them."""
-    return [b"v", VERSION, b"k", _WRITE, b"c", client_id, b"n", str(seq), b"q", query, b"p", params]
+def write_fields(
+    query: str,
+    params: bytes,
+    client_id: str,
+    seq: int,
+    *,
+    named: bool = False,
+    signature: bytes | None = None,
+) -> list[bytes | str]:
+    """Field/value pairs of a write, flat, in the order XADD takes them.
+
+    `query` is the Cypher, or with `named` the name of a query the drainer knows.
+    """
+    fields: list[bytes | str] = [b"v", VERSION, b"k", _WRITE, b"c", client_id, b"n", str(seq)]
+    fields += [b"a" if named else b"q", query, b"p", params]
+    if signature is not None:
+        fields += [b"s", signature]
+    return fields
 
 
 def flush_fields(token: str, client_id: str) -> list[bytes | str]:
@@ -73,16 +98,19 @@ def parse(entry_id: str, fields: dict[bytes, bytes]) -> Entry:
         return FlushSentinel(entry_id, _text(fields, b"t"), client_id)
     if kind != _WRITE:
         raise MalformedEntry(f"unknown entry kind {kind!r}")
-    query = _text(fields, b"q")
+    if (b"q" in fields) == (b"a" in fields):
+        raise MalformedEntry("a write carries exactly one of 'q' (Cypher) and 'a' (a name)")
+    name = _text(fields, b"a") if b"a" in fields else None
+    query = name if name is not None else _text(fields, b"q")
     if not query.strip():
         raise MalformedEntry("query is empty")
     params = fields.get(b"p")
     if params is None:
         raise MalformedEntry("field 'p' is missing")
     seq = _text(fields, b"n")
-    if not seq.isdigit():
+    if not seq.isascii() or not seq.isdigit():
         raise MalformedEntry(f"sequence number {seq!r} is not a non-negative integer")
-    return WriteEntry(entry_id, query, params, client_id, int(seq))
+    return WriteEntry(entry_id, query, params, client_id, int(seq), name, fields.get(b"s"))
 
 
 def id_key(entry_id: str) -> tuple[int, int]:

@@ -26,10 +26,6 @@ class InvalidWrite(CypherstreamError, ValueError):
     """A write rejected at submit: empty query, params not a mapping, entry too large."""
 
 
-class MalformedEntry(CypherstreamError, ValueError):
-    """A stream entry the drainer cannot decode; it is dead-lettered, never executed."""
-
-
 class BackpressureTimeout(CypherstreamError, TimeoutError):
     """`submit` waited for room in a full session stream and nothing drained."""
 
@@ -48,3 +44,37 @@ class ClientClosed(CypherstreamError, RuntimeError):
 
 class UnsafeRedisConfig(ConfigurationError):
     """Redis runs with settings that could silently delete queued writes."""
+
+
+class RejectedEntry(CypherstreamError, ValueError):
+    """A stream entry the drainer refuses to execute; dead-lettered with `reason`."""
+
+    reason = "rejected"
+
+
+class MalformedEntry(RejectedEntry):
+    """A stream entry the drainer cannot decode; it is dead-lettered, never executed."""
+
+    reason = "malformed"
+
+
+class BadSignature(RejectedEntry):
+    """An entry unsigned, forged, tampered with, or moved to another session."""
+
+    reason = "signature"
+
+
+class QueryNotAllowed(RejectedEntry):
+    """Raw Cypher sent to a drainer that only runs named queries."""
+
+    reason = "not-allowed"
+
+
+class UnknownQuery(RejectedEntry):
+    """A named query the drainer's query file does not define."""
+
+    reason = "unknown-query"
+
+
+class RedisPermissionDenied(ConfigurationError):
+    """Redis refused a command for this user (ACL); nothing was queued."""

@@ -6,13 +6,16 @@ Each group reads its own environment variables (``REDIS_*``, ``NEO4J_*``,
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j import AsyncDriver, AsyncGraphDatabase, TrustCustomCAs
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import ConfigurationError
 from shared.keys import Keyspace
+from shared.signing import Signer
 
 
 class RedisSettings(BaseSettings):
@@ -20,7 +23,16 @@ class RedisSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REDIS_", validate_assignment=True)
 
-    url: str | None = Field(default=None, description="redis:// or rediss:// URL")
+    url: str | None = Field(
+        default=None, description="redis:// or rediss:// (TLS) URL; keep the password out of it"
+    )
+    username: str | None = Field(default=None, description="ACL user (Redis 6+)")
+    password: SecretStr | None = Field(default=None, description="the user's password")
+    ssl_ca_certs: Path | None = Field(
+        default=None, description="CA bundle that signed the server's certificate (rediss://)"
+    )
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(default=None, description="the client certificate's key")
     socket_timeout: float = Field(default=10.0, gt=0, description="seconds per command")
     connect_timeout: float = Field(default=5.0, gt=0)
     max_connections: int = Field(
@@ -42,6 +54,22 @@ class RedisSettings(BaseSettings):
             "max_connections": self.max_connections,
             "timeout": self.socket_timeout,  # waiting for a free connection
         }
+        if self.username:
+            options["username"] = self.username
+        if self.password is not None:
+            options["password"] = self.password.get_secret_value()
+        if self.url.startswith("rediss://"):
+            tls = {
+                "ssl_ca_certs": self.ssl_ca_certs,
+                "ssl_certfile": self.ssl_certfile,
+                "ssl_keyfile": self.ssl_keyfile,
+            }
+            options.update({name: str(path) for name, path in tls.items() if path is not None})
+        elif self.ssl_ca_certs or self.ssl_certfile or self.ssl_keyfile:
+            raise ConfigurationError(
+                "REDIS_SSL_* options are set but REDIS_URL is not rediss://: use a rediss:// "
+                "URL to connect over TLS"
+            )
         options.update(overrides)
         # Blocking: many coroutines share a bounded pool instead of failing past its size.
         pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
@@ -57,12 +85,32 @@ class Neo4jSettings(BaseSettings):
     username: str = "neo4j"
     password: SecretStr = SecretStr("")
     database: str | None = Field(default=None, description="None: the server's default")
+    trusted_ca: Path | None = Field(
+        default=None,
+        description="CA file to trust for TLS (with a neo4j:// or bolt:// URI); "
+        "neo4j+s:// and bolt+s:// use the system's CAs",
+    )
+
+    def driver_options(self) -> dict[str, Any]:
+        """Driver configuration beyond URI and auth: TLS with a custom CA, notifications off."""
+        options: dict[str, Any] = {"notifications_min_severity": "OFF"}
+        if self.trusted_ca is not None:
+            scheme = self.uri.partition("://")[0]
+            if scheme not in ("neo4j", "bolt"):
+                raise ConfigurationError(
+                    f"NEO4J_TRUSTED_CA needs a neo4j:// or bolt:// URI, not {scheme}://: the "
+                    "+s and +ssc schemes choose their certificates themselves"
+                )
+            options["encrypted"] = True
+            options["trusted_certificates"] = TrustCustomCAs(str(self.trusted_ca))
+        return options
 
     def driver(self, **options: Any) -> AsyncDriver:
         """An async driver; server notifications about user queries are not logged."""
         auth = (self.username, self.password.get_secret_value()) if self.username else None
-        options.setdefault("notifications_min_severity", "OFF")
-        return AsyncGraphDatabase.driver(self.uri, auth=auth, **options)
+        return AsyncGraphDatabase.driver(
+            self.uri, auth=auth, **{**self.driver_options(), **options}
+        )
 
 
 class StreamSettings(BaseSettings):
@@ -72,6 +120,16 @@ class StreamSettings(BaseSettings):
 
     key_prefix: str = Field(default="cs", pattern=r"^[A-Za-z0-9._-]{1,64}$")
     partitions: int = Field(default=16, ge=1, le=16384, description="fixed once data exists")
+    signing_keys: SecretStr | None = Field(
+        default=None,
+        description="comma-separated HMAC keys: producers sign with the first, drainers "
+        "accept any; unset: entries are not signed",
+    )
 
     def keyspace(self) -> Keyspace:
         return Keyspace(self.key_prefix, self.partitions)
+
+    def signer(self) -> Signer | None:
+        """The signer for `signing_keys`, or None when signing is off."""
+        keys = self.signing_keys.get_secret_value() if self.signing_keys else None
+        return Signer.parse(keys)
