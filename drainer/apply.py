@@ -17,6 +17,7 @@ from neo4j import AsyncDriver, unit_of_work
 from drainer.unwind import group
 from shared.codec import decode_params
 from shared.entry import WriteEntry, id_key
+from shared.errors import MalformedEntry
 from shared.failures import Disposition, classify
 
 PROGRESS_LABEL = "CypherstreamProgress"
@@ -36,7 +37,7 @@ _ADVANCE = (
 )
 
 
-class MalformedParams(ValueError):
+class MalformedParams(MalformedEntry):
     """An entry whose parameters do not decode; it can never run."""
 
 

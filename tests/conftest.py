@@ -133,6 +133,65 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
+# ACL users of the secured Redis: the producer role may only touch cypherstream's keys
+# under the `secure` prefix (the rules the README recommends); `outsider` has other keys.
+SECURE_PREFIX = "secure"
+ACL_USERS = {
+    "producer": "producer-secret-1",
+    "drainer": "drainer-secret-22",
+    "outsider": "outsider-secret-333",
+}
+
+
+@dataclass(frozen=True)
+class SecureRedis:
+    """A redis-server with TLS (clients use `url`) and ACL users."""
+
+    url: str
+    ca: Path
+    prefix: str = SECURE_PREFIX
+
+    def settings(self, user: str, password: str | None = None) -> RedisSettings:
+        return RedisSettings(
+            url=self.url,
+            username=user,
+            password=password if password is not None else ACL_USERS[user],
+            ssl_ca_certs=self.ca,
+        )
+
+
+@pytest.fixture(scope="session")
+def secure_redis(tmp_services: Path) -> Iterator[SecureRedis]:
+    """TLS (a CA made here) and ACLs; the plain port answers PING only, for readiness."""
+    from tests.helpers import make_tls_files
+
+    folder = tmp_services / "secure-redis"
+    tls = make_tls_files(folder / "tls")
+    p = SECURE_PREFIX
+    acl = folder / "users.acl"
+    acl.write_text(
+        "user default on nopass -@all +ping\n"
+        f"user producer on >{ACL_USERS['producer']} resetkeys "
+        f"~{{{p}:p* ~{p}:meta ~{p}:drainers ~{p}:drainer:* +@all -@dangerous -@admin\n"
+        f"user drainer on >{ACL_USERS['drainer']} ~* &* +@all\n"
+        f"user outsider on >{ACL_USERS['outsider']} resetkeys ~other:* +@all -@dangerous\n"
+    )
+    tls_port = services.free_port()
+    server = services.RedisServer(
+        folder / "data",
+        extra_args=[
+            "--tls-port", str(tls_port), "--tls-cert-file", str(tls.cert),
+            "--tls-key-file", str(tls.key), "--tls-ca-cert-file", str(tls.ca),
+            "--tls-auth-clients", "no", "--aclfile", str(acl),
+        ],
+    )  # fmt: skip
+    server.start()
+    try:
+        yield SecureRedis(f"rediss://127.0.0.1:{tls_port}/0", tls.ca)
+    finally:
+        server.stop()
+
+
 # -- per test -------------------------------------------------------------------------------
 
 

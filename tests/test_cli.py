@@ -86,10 +86,11 @@ async def _some_applied(graph: Any) -> bool:
     return await graph.count() > 0
 
 
-async def test_json_logs_say_each_event_once_per_line_and_never_the_password(
+async def test_json_logs_say_each_event_once_per_line_and_never_a_secret(
     spawn_drainer: Any, env: dict[str, str]
 ) -> None:
-    proc = await spawn_drainer(DRAINER_LOG_FORMAT="json")
+    signing_key = "signing-key-never-logged-0123456789"
+    proc = await spawn_drainer(DRAINER_LOG_FORMAT="json", CYPHERSTREAM_SIGNING_KEYS=signing_key)
     proc.terminate()
 
     lines = [json.loads(line) for line in proc.output().splitlines() if line.strip()]
@@ -97,4 +98,6 @@ async def test_json_logs_say_each_event_once_per_line_and_never_the_password(
     assert "drainer started" in messages and "drainer stopped" in messages
     started = lines[messages.index("drainer started")]
     assert started["settings"]["batch_size"] == 100
+    assert started["settings"]["signing"] is True
     assert env["NEO4J_PASSWORD"] not in proc.output()
+    assert signing_key not in proc.output()

@@ -1,0 +1,121 @@
+"""Whatever is written to the streams by hand fails loudly and harmlessly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drainer.deadletter import list_dead_letters, replay
+from producer import MemoryClient
+from shared.codec import encode_params
+from shared.entry import WriteEntry, parse
+from shared.errors import CypherstreamError, MalformedEntry
+
+FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x"]
+FIELD_VALUES = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"1", b"2", b"w", b"f", b"", b"-1", b"\xff", b"\xd9\x9a", b"00"]),
+)
+
+
+@given(st.dictionaries(st.sampled_from(FIELD_NAMES), FIELD_VALUES))
+def test_the_entry_decoder_returns_an_entry_or_raises_malformed_entry(
+    fields: dict[bytes, bytes],
+) -> None:
+    try:
+        entry = parse("1-0", fields)
+    except MalformedEntry:
+        return
+    if isinstance(entry, WriteEntry):
+        assert entry.query.strip() and entry.seq >= 0
+        assert (entry.name is None) == (b"a" not in fields)
+
+
+GOOD = {b"v": b"1", b"k": b"w", b"c": b"intruder", b"n": b"1", b"p": encode_params({})}
+
+HAND_WRITTEN = {
+    "missing parameters": {b"v": b"1", b"k": b"w", b"c": b"x", b"n": b"1", b"q": b"CREATE ()"},
+    "garbage bytes": {b"\xff\xfe": b"\x00\x01\x02"},
+    "sequence not a number": {**GOOD, b"n": b"one", b"q": b"CREATE ()"},
+    "unknown version": {**GOOD, b"v": b"9", b"q": b"CREATE ()"},
+    "query and name both": {**GOOD, b"q": b"CREATE ()", b"a": b"x"},
+    "query not UTF-8": {**GOOD, b"q": b"\xff\xfe"},
+    "parameters not MessagePack": {**GOOD, b"q": b"CREATE ()", b"p": b"\xc1\xc1"},
+    "parameters a list": {**GOOD, b"q": b"CREATE ()", b"p": b"\x92\x01\x02"},
+    "a 2 MB query": {**GOOD, b"q": b"CREATE () //" + b"x" * 2_000_000},
+}
+
+
+async def test_entries_written_by_hand_are_dead_lettered_and_the_stream_goes_on(
+    drainer: Any, client: MemoryClient, graph: Any, redis: Any, streams: Any
+) -> None:
+    keys = streams.keyspace()
+    stream = keys.stream(client.session_id)
+    await client.buffered.submit(f"CREATE (:{graph.label} {{i: 0}})")
+    for fields in HAND_WRITTEN.values():
+        await redis.xadd(stream, fields)
+    await client.buffered.submit(f"CREATE (:{graph.label} {{i: 1}})")
+    await client.flush()
+
+    assert await graph.count() == 2
+    letters = await list_dead_letters(redis, keys)
+    assert len(letters) == len(HAND_WRITTEN) - 1  # the 2 MB query is valid Cypher and ran
+    assert {d.reason for d in letters} == {"malformed"}
+    assert drainer.ready.is_set()
+
+
+HOSTILE = [
+    "'}) DETACH DELETE n //",
+    '"}) MATCH (x) DETACH DELETE x //',
+    "` MATCH (x) DETACH DELETE x //",
+    "$id} ) WITH 1 AS one MATCH (x) DETACH DELETE x //",
+    "\\'; MATCH (x) DETACH DELETE x",
+    "cs_row.`id`",
+    "/* */ RETURN 1",
+]
+
+
+async def test_parameters_stay_parameters_even_when_they_look_like_cypher(
+    mode: str, make_settings: Any, graph: Any
+) -> None:
+    await graph.query("CREATE (:$$ {sentinel: true})")
+    async with MemoryClient(make_settings(mode)) as client:
+        for n, text in enumerate(HOSTILE * 3):  # a run of one query: one UNWIND statement
+            await client.buffered.submit(
+                f"CREATE (:{graph.label} {{n: $n, text: $text, `$text`: $n}})",
+                {"n": n, "text": text},
+            )
+        await client.flush()
+        assert client.write_errors == []
+
+    rows = await graph.query("MATCH (x:$$) WHERE x.n IS NOT NULL RETURN x.text AS t ORDER BY x.n")
+    assert [r["t"] for r in rows] == HOSTILE * 3
+    assert await graph.query("MATCH (x:$$ {sentinel: true}) RETURN count(x) AS c") == [{"c": 1}]
+
+
+async def test_redacted_dead_letters_and_reports_keep_no_parameters(
+    start_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any, neo4j: Any
+) -> None:
+    await start_drainer(redact_params=True)
+    secret = "alice@example.com"
+    async with MemoryClient(make_settings("redis")) as client:
+        await client.buffered.submit(
+            f"CREATE (:{graph.label} {{email: $email}})", {"email": secret}
+        )
+        # Fails for good, and Neo4j's message quotes the value.
+        await client.buffered.submit(
+            f"CREATE (:{graph.label} {{x: datetime($email)}})", {"email": secret}
+        )
+        await client.flush()
+        [report] = client.write_errors
+
+    assert report.parameters is None
+    assert secret not in report.message and "***" in report.message
+    [letter] = await list_dead_letters(redis, streams.keyspace())
+    assert letter.redacted and letter.params == b""
+    assert secret not in letter.message
+    with pytest.raises(CypherstreamError, match="redacted"):
+        await replay(redis, streams.keyspace(), [letter])
