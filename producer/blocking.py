@@ -39,6 +39,12 @@ class SyncBufferedWrites:
         """Queue one write; see `BufferedWrites.submit`."""
         self._client._call(self._async.submit(query, params, session_id=session_id))
 
+    def submit_named(
+        self, name: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+    ) -> None:
+        """Queue one write of a named query; see `BufferedWrites.submit_named`."""
+        self._client._call(self._async.submit_named(name, params, session_id=session_id))
+
     def pending(self) -> int:
         """Writes still queued for the sessions this client wrote to."""
         return self._client._call(self._async.pending())

@@ -74,11 +74,11 @@ async def test_typed_records_are_built_in_named_queries_an_allow_list_drainer_ru
         )
 
 
-@pytest.mark.parametrize("mode", ["sync", "embedded"])
+@pytest.mark.parametrize("local_mode", ["sync", "embedded"])
 async def test_local_modes_run_named_queries_from_the_producers_file(
-    mode: str, query_file: Path, make_settings: Any, graph: Any
+    local_mode: str, query_file: Path, make_settings: Any, graph: Any, open_client: Any
 ) -> None:
-    async with MemoryClient(make_settings(mode, queries=query_file)) as client:
+    async with open_client(make_settings(local_mode, queries=query_file)) as client:
         await client.buffered.submit_named("add_note", {"id": 7, "text": "local"})
         await client.flush()
 
