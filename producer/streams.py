@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from producer.backend import Report
+from producer.pipelining import ScriptPipeline
 from producer.settings import MemoryOptions
 from shared.backoff import Backoff
 from shared.codec import encode_params
@@ -56,12 +57,13 @@ class StreamBackend:
         self._redis = redis
         self._redis_settings = redis_settings
         self._scripts = Scripts(redis)
+        self._submit = ScriptPipeline(redis, self._scripts.submit)
         self._keys = keyspace
         self._options = options
         self._client_id = client_id
         self._report = report
         self._seq = itertools.count(1)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, calls using it
         self._unflushed: set[str] = set()
         self._sessions: set[str] = set()
 
@@ -100,11 +102,15 @@ class StreamBackend:
             self._keys, session_id, fields, limit=limit, client_id=self._client_id,
             seq=seq, seen_ttl=_SEEN_TTL_SECONDS,
         )  # fmt: skip
+        entry_id = await self._call(self._submit.call, script_keys, args)
+        if entry_id is not None:  # the common case: room in the stream
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.backpressure_timeout
         backoff = Backoff(first=0.001, cap=0.05)
         while True:
-            entry_id = await self._call(self._scripts.submit, script_keys, args)
+            await backoff.wait()
+            entry_id = await self._call(self._submit.call, script_keys, args)
             if entry_id is not None:
                 return
             if loop.time() >= deadline:
@@ -113,32 +119,41 @@ class StreamBackend:
                     f"{self._options.backpressure_timeout}s and none drained. Is a drainer "
                     f"running and is Neo4j reachable? {_START_DRAINER}"
                 )
-            await backoff.wait()
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a script, retrying broken connections for `memory.redis_retry` seconds."""
+        try:
+            return await script(keys=keys, args=args)
+        except REDIS_DOWN as exc:
+            failure = exc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._options.redis_retry
         backoff = Backoff(first=0.05, cap=1.0)
         while True:
+            if loop.time() + backoff.delay > deadline:
+                raise unreachable(self._redis_settings, failure) from failure
+            log.warning("Redis connection failed, retrying", extra={"error": str(failure)})
+            await backoff.wait()
             try:
                 return await script(keys=keys, args=args)
             except REDIS_DOWN as exc:
-                if loop.time() + backoff.delay > deadline:
-                    raise unreachable(self._redis_settings, exc) from exc
-                log.warning("Redis connection failed, retrying", extra={"error": str(exc)})
-                await backoff.wait()
+                failure = exc
 
     @contextlib.asynccontextmanager
     async def _session_lock(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._locks.get(session_id)
-        if lock is None:
-            lock = self._locks[session_id] = asyncio.Lock()
+        # Counted, not `lock.locked()`: between a release and the next waiter's wake-up
+        # the lock looks free, and a fresh lock then would let two calls overtake.
+        held = self._locks.get(session_id)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
+        self._locks[session_id] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._locks.get(session_id) is lock:
+            lock, users = self._locks[session_id]
+            if users > 1:
+                self._locks[session_id] = (lock, users - 1)
+            else:
                 del self._locks[session_id]
 
     async def flush(self, timeout: float) -> None:
@@ -155,9 +170,13 @@ class StreamBackend:
         await self._require_live_drainer()
         token = uuid.uuid4().hex
         by_partition: dict[int, set[str]] = defaultdict(set)
-        for session_id in sessions:
+
+        async def mark(session_id: str) -> None:
             async with self._session_lock(session_id):
                 await self._append(session_id, flush_fields(token, self._client_id), 0)
+
+        await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
+        for session_id in sessions:
             by_partition[self._keys.partition_of(session_id)].add(session_id)
         deadline = asyncio.get_running_loop().time() + timeout
         waits = [

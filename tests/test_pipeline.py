@@ -223,3 +223,28 @@ async def test_applied_entries_are_removed_so_xlen_is_what_remains(
     stream = streams.keyspace().stream(client.session_id)
     assert await redis.xlen(stream) == 0
     assert (await redis.xpending(stream, GROUP))["pending"] == 0
+
+
+async def test_concurrent_submits_share_round_trips_and_keep_each_sessions_order(
+    drainer: Any, client: MemoryClient, graph: Any
+) -> None:
+    sessions = [f"s{n}" for n in range(40)]
+
+    async def chain(session: str) -> None:
+        await client.buffered.submit(
+            f"CREATE (:{graph.label} {{id: $s, v: -1}})", {"s": session}, session_id=session
+        )
+        for i in range(25):
+            await client.buffered.submit(
+                f"MATCH (c:{graph.label} {{id: $s}}) WHERE c.v = $i - 1 SET c.v = $i",
+                {"s": session, "i": i},
+                session_id=session,
+            )
+
+    await asyncio.gather(*(chain(s) for s in sessions))
+    round_trips = client._backend._submit.round_trips  # type: ignore[union-attr]
+    await client.flush()
+
+    assert round_trips < 40 * 26 / 4  # pipelined: many writes per round trip
+    rows = await graph.query("MATCH (c:$$) RETURN c.id AS id, c.v AS v ORDER BY id")
+    assert rows == [{"id": s, "v": 24} for s in sorted(sessions)]

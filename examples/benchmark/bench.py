@@ -207,6 +207,37 @@ async def ping_floor(samples: int = 2000) -> tuple[float, float]:
     return _quantile(times, 0.5) * 1000, _quantile(times, 0.99) * 1000
 
 
+async def concurrent_submits(workload: Workload, run: str) -> dict[str, float]:
+    """One coroutine per session submitting at once on one client (auto-batched).
+
+    Returns submits/s and per-call p50/p99, and the round trips the client made.
+    """
+    prefix = f"bench-conc-{run}"
+    latencies: list[float] = []
+    async with MemoryClient(_settings("redis", prefix)) as client:
+
+        async def agent(session: int) -> None:
+            for i in range(session, workload.writes, workload.sessions):
+                params = workload.params(run + "-conc", i)
+                t0 = time.perf_counter()
+                await client.buffered.submit(workload.query, params, session_id=f"s{session}")
+                latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(agent(s) for s in range(workload.sessions)))
+        elapsed = time.perf_counter() - started
+        round_trips = client._backend._submit.round_trips  # type: ignore[union-attr]
+        drainer = Drainers(1, prefix)  # drain what was queued, so the client's flush returns
+        await _wait_for_drainers(prefix, 1)
+    drainer.stop()
+    return {
+        "submits_per_s": workload.writes / elapsed,
+        "p50_ms": _quantile(latencies, 0.5) * 1000,
+        "p99_ms": _quantile(latencies, 0.99) * 1000,
+        "writes_per_round_trip": workload.writes / round_trips,
+    }
+
+
 async def unwind_floor(workload: Workload, run: str) -> float:
     """Writes per second when all rows go in one UNWIND, one transaction."""
     rows = [workload.params(run + "-unwind", i) for i in range(workload.writes)]
@@ -283,6 +314,7 @@ async def run_all(scale: int) -> dict[str, Any]:
     with Progress() as progress:
         task = progress.add_task("benchmark", total=len(loads) * (len(plan) + 2) + 1)
         refs["ping_p50_ms"], refs["ping_p99_ms"] = await ping_floor()
+        refs["concurrent_submit"] = await concurrent_submits(loads[0], run)
         progress.advance(task)
         for workload in loads:
             for mode, drainers, args in plan:
@@ -330,6 +362,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {cpu} | {rss} |"
         )
     lines.append("")
+    concurrent = refs.get("concurrent_submit")
+    if concurrent:
+        lines.append(
+            f"- {loads_name(result)} from one coroutine per session at once, one client: "
+            f"{concurrent['submits_per_s']:.0f} submits/s, p50 {concurrent['p50_ms']:.3f} ms, "
+            f"p99 {concurrent['p99_ms']:.3f} ms, {concurrent['writes_per_round_trip']:.1f} "
+            "writes per round trip (auto-batching)"
+        )
     for key, value in refs.items():
         if key.startswith("unwind_wps:"):
             lines.append(f"- single-UNWIND floor, {key.split(':', 1)[1]}: {value:.0f} writes/s")
@@ -338,6 +378,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"- Redis memory per queued write, {key.split(':', 1)[1]}: {value:.0f} bytes"
             )
     return "\n".join(lines)
+
+
+def loads_name(result: dict[str, Any]) -> str:
+    return str(result["rows"][0]["workload"]) if result["rows"] else "the first workload"
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
