@@ -238,6 +238,39 @@ async def concurrent_submits(workload: Workload, run: str) -> dict[str, float]:
     }
 
 
+async def memory_vs_backlog(workload: Workload, run: str) -> dict[str, float]:
+    """Drainer peak RSS draining a backlog of N and of 10 N writes; producer heap growth.
+
+    Bounded memory means the 10 N figures match the N ones: a drainer holds one batch
+    per session it drains, a producer nothing per write submitted.
+    """
+    import tracemalloc
+
+    figures: dict[str, float] = {}
+    for factor in (1, 10):
+        prefix = f"bench-mem-{run}-{factor}"
+        writes = workload.writes * factor
+        tracemalloc.start()
+        async with MemoryClient(_settings("redis", prefix)) as client:
+            baseline = tracemalloc.get_traced_memory()[0]
+            for i in range(writes):
+                params = workload.params(run + "-mem", i)
+                await client.buffered.submit(
+                    workload.query, params, session_id=f"s{params['session']}"
+                )
+            figures[f"producer_heap_growth_kb_{factor}x"] = (
+                tracemalloc.get_traced_memory()[0] - baseline
+            ) / 1024
+            tracemalloc.stop()
+            pool = Drainers(1, prefix)
+            await _wait_for_drainers(prefix, 1)
+            await client.flush()
+        _, peak = pool.stop()
+        figures[f"drainer_peak_rss_mb_{factor}x"] = peak
+    figures["writes_1x"] = workload.writes
+    return figures
+
+
 async def unwind_floor(workload: Workload, run: str) -> float:
     """Writes per second when all rows go in one UNWIND, one transaction."""
     rows = [workload.params(run + "-unwind", i) for i in range(workload.writes)]
@@ -315,6 +348,7 @@ async def run_all(scale: int) -> dict[str, Any]:
         task = progress.add_task("benchmark", total=len(loads) * (len(plan) + 2) + 1)
         refs["ping_p50_ms"], refs["ping_p99_ms"] = await ping_floor()
         refs["concurrent_submit"] = await concurrent_submits(loads[0], run)
+        refs["memory_vs_backlog"] = await memory_vs_backlog(loads[0], run)
         progress.advance(task)
         for workload in loads:
             for mode, drainers, args in plan:
@@ -369,6 +403,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"{concurrent['submits_per_s']:.0f} submits/s, p50 {concurrent['p50_ms']:.3f} ms, "
             f"p99 {concurrent['p99_ms']:.3f} ms, {concurrent['writes_per_round_trip']:.1f} "
             "writes per round trip (auto-batching)"
+        )
+    memory = refs.get("memory_vs_backlog")
+    if memory:
+        lines.append(
+            f"- backlog of {memory['writes_1x']:.0f} vs {10 * memory['writes_1x']:.0f} writes: "
+            f"drainer peak RSS {memory['drainer_peak_rss_mb_1x']:.0f} vs "
+            f"{memory['drainer_peak_rss_mb_10x']:.0f} MB; producer heap growth "
+            f"{memory['producer_heap_growth_kb_1x']:.0f} vs "
+            f"{memory['producer_heap_growth_kb_10x']:.0f} kB"
         )
     for key, value in refs.items():
         if key.startswith("unwind_wps:"):
