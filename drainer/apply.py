@@ -120,6 +120,11 @@ class Applier:
         async with self._driver.session(database=self._database) as session:
             return bool(await session.execute_write(self._unit(work)))
 
+    async def forget(self, stream: str) -> None:
+        """Delete a session's progress record: its stream is about to be removed."""
+        async with self._driver.session(database=self._database) as session:
+            await session.execute_write(self._unit(_run_forget), stream)
+
     async def _transaction(
         self, stream: str, decoded: list[tuple[WriteEntry, dict[str, Any]]]
     ) -> BatchResult:
@@ -144,6 +149,13 @@ class Applier:
         async with self._driver.session(database=self._database) as session:
             result: BatchResult = await session.execute_write(self._unit(work))
             return result
+
+
+_FORGET = f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) DELETE p"
+
+
+async def _run_forget(tx: Any, stream: str) -> None:
+    await (await tx.run(_FORGET, stream=stream)).consume()
 
 
 async def _lock(tx: Any, stream: str) -> str | None:

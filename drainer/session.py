@@ -17,7 +17,7 @@ from drainer.metrics import Metrics
 from drainer.settings import DrainerSettings
 from shared.backoff import Backoff
 from shared.connection import REDIS_DOWN
-from shared.entry import FlushSentinel, WriteEntry, id_key, parse
+from shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
 from shared.errors import RejectedEntry
 from shared.failures import Disposition, classify, error_code
 from shared.keys import GROUP, Keyspace
@@ -59,6 +59,7 @@ class SessionDrain:
         self._ready = keys.ready(keys.partition_of(session_id))
         self._progress_id = keys.progress_id(session_id)
         self._me = deps.settings.drainer_id
+        self._ended = False  # an end marker removed the session's keys
 
     async def run(self, others_waiting: Any) -> None:
         """Drain; `others_waiting()` says whether to yield the session after a long turn."""
@@ -90,6 +91,8 @@ class SessionDrain:
                 continue
             unreadable = 0
             await self._process(entries)
+            if self._ended:
+                return  # nothing left to release: the keys are gone
             batches += 1
             if batches >= self._d.settings.turn_batches and others_waiting():
                 break
@@ -151,6 +154,10 @@ class SessionDrain:
                 await self._apply_run(run)
                 run = []
                 await self._acknowledge_flush(entry)
+            elif isinstance(entry, EndMarker):
+                await self._apply_run(run)
+                run = []
+                await self._end(entry)
             else:
                 run.append(entry)
         await self._apply_run(run)
@@ -230,6 +237,33 @@ class SessionDrain:
             ],
             [GROUP, sentinel.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id],
         )
+
+    async def _end(self, marker: EndMarker) -> None:
+        """Forget the session (progress record, then keys) if nothing followed the marker.
+
+        The progress record goes first: a crash in between leaves the marker to be
+        delivered again, and forgetting twice is harmless. Should a write arrive in
+        between, it starts a fresh record, which is right: everything before it is done.
+        """
+        keys = self._d.keys
+        if int(await self._redis_call_plain(self._d.redis.xlen, self._stream)) <= 1:
+            await self._with_retry(self._d.applier.forget, self._progress_id)
+        partition = keys.partition_of(self.session_id)
+        ended = await self._redis_call(
+            self._d.scripts.end,
+            [
+                self._stream,
+                keys.errors(self.session_id, marker.client_id),
+                keys.ack(partition, marker.token),
+                keys.seen(self.session_id),
+                self._lease,
+                self._ready,
+            ],
+            [GROUP, marker.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id, self._me],
+        )
+        if int(ended) < 0:
+            raise LeaseLost
+        self._ended = int(ended) == 1
 
     async def _ack(self, entry_ids: list[str]) -> None:
         await self._redis_call(self._d.scripts.ack, [self._stream], [GROUP, *entry_ids])

@@ -28,7 +28,7 @@ from drainer.settings import DrainerSettings
 from shared.connection import REDIS_DOWN, open_redis
 from shared.errors import UnsafeRedisConfig
 from shared.queries import QueryBook
-from shared.scripts import Scripts
+from shared.scripts import Scripts, run_many
 from shared.signing import announce
 
 log = logging.getLogger(__name__)
@@ -233,15 +233,11 @@ class Drainer:
         sessions = list(self._active)
         if not sessions:
             return
-        async with deps.redis.pipeline(transaction=False) as pipe:
-            for session_id in sessions:
-                await deps.scripts.renew(
-                    keys=[self.keys.lease(session_id)],
-                    args=[self.settings.drainer_id, ttl_ms],
-                    client=pipe,
-                )
-            renewed = await pipe.execute()
+        calls = [([self.keys.lease(s)], [self.settings.drainer_id, ttl_ms]) for s in sessions]
+        renewed = await run_many(deps.redis, deps.scripts.renew, calls)
         for session_id, ok in zip(sessions, renewed, strict=True):
+            if isinstance(ok, BaseException):
+                raise ok  # the heartbeat loop logs it and tries again
             entry = self._active.get(session_id)
             if not ok and entry is not None:
                 entry[0].lost = True

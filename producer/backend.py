@@ -28,6 +28,9 @@ class WriteBackend(Protocol):
     async def flush(self, timeout: float) -> None:
         """Return when every write submitted before the call is applied or reported."""
 
+    async def end(self, session_ids: set[str], timeout: float) -> None:
+        """Flush these sessions, then let their bookkeeping go (see `end_session`)."""
+
     async def pending(self) -> int:
         """Writes handed over but not yet applied."""
 

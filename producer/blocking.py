@@ -154,6 +154,10 @@ class SyncMemoryClient:
 
     wait_for_pending = flush
 
+    def end_session(self, *session_ids: str, timeout: float | None = None) -> None:
+        """Finish sessions: flush them, then free their keys; see `MemoryClient.end_session`."""
+        self._call(self._inner.end_session(*session_ids, timeout=timeout))
+
     def close(self) -> None:
         """Flush, disconnect and stop the client's thread. Safe to call twice."""
         if self._loop is None:

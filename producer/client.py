@@ -236,6 +236,18 @@ class MemoryClient:
 
     wait_for_pending = flush
 
+    async def end_session(self, *session_ids: str, timeout: float | None = None) -> None:
+        """Finish sessions (default: this client's): flush them, then free their keys.
+
+        Returns once their writes are applied (failures in `write_errors`, as with
+        `flush`). Drainers then remove the sessions' streams and bookkeeping from
+        Redis, and their progress records from Neo4j, so finished sessions leave
+        nothing behind. Writing to a session again later simply starts it afresh.
+        """
+        ids = {validate_session_id(s) for s in session_ids} or {self.session_id}
+        limit = timeout if timeout is not None else self.settings.memory.flush_timeout
+        await self._backend_for_writes().end(ids, limit)
+
     async def close(self) -> None:
         """Flush, then disconnect. Safe to call twice."""
         backend, self._backend = self._backend, None

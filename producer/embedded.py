@@ -65,6 +65,9 @@ class EmbeddedBackend:
                 "Neo4j may be unreachable (writes are retried until it answers)."
             ) from exc
 
+    async def end(self, session_ids: set[str], timeout: float) -> None:
+        await self.flush(timeout)  # one queue for every session: nothing else to let go
+
     async def pending(self) -> int:
         return self._unapplied
 

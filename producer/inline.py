@@ -39,6 +39,9 @@ class InlineBackend:
     async def flush(self, timeout: float) -> None:
         return None
 
+    async def end(self, session_ids: set[str], timeout: float) -> None:
+        return None
+
     async def pending(self) -> int:
         return 0
 

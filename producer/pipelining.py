@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis import exceptions as rx
+from shared.scripts import run_many
 
 _Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 
@@ -58,11 +58,8 @@ class ScriptPipeline:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            replies = await self._execute(batch)
-            if any(isinstance(reply, rx.NoScriptError) for reply in replies):
-                # Redis lost its scripts (restart, SCRIPT FLUSH): load, then send again.
-                await self._redis.script_load(self._script.script)
-                replies = await self._execute(batch)
+            self.round_trips += 1
+            replies = await run_many(self._redis, self._script, [(k, a) for k, a, _ in batch])
             for (_, _, future), reply in zip(batch, replies, strict=True):
                 if future.done():
                     continue
@@ -79,12 +76,3 @@ class ScriptPipeline:
         finally:
             self._in_flight = False
             self._send_queued()
-
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
-        # EVALSHA directly: a redis-py Script in a pipeline costs a SCRIPT EXISTS first.
-        self.round_trips += 1
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies

@@ -9,7 +9,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from producer.backend import Report
@@ -18,7 +18,7 @@ from producer.settings import MemoryOptions
 from shared.backoff import Backoff
 from shared.codec import encode_params
 from shared.connection import REDIS_DOWN, unreachable
-from shared.entry import flush_fields, write_fields
+from shared.entry import end_fields, flush_fields, write_fields
 from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite
 from shared.failures import BufferedWriteError
 from shared.keys import Keyspace
@@ -27,6 +27,9 @@ from shared.settings import RedisSettings
 from shared.signing import Signer
 
 log = logging.getLogger(__name__)
+
+Marker = Callable[[str, str], list[bytes | str]]
+"""Fields of a marker a flush appends to each session: (token, client id) -> fields."""
 
 # How long one blocking wait for flush replies lasts before checking drainers are alive.
 _LIVENESS_CHECK_SECONDS = 2.0
@@ -164,7 +167,9 @@ class StreamBackend:
             self._unflushed |= sessions
             raise
 
-    async def _flush(self, sessions: set[str], timeout: float) -> None:
+    async def _flush(
+        self, sessions: set[str], timeout: float, marker: Marker = flush_fields
+    ) -> None:
         if not sessions:
             return
         await self._require_live_drainer()
@@ -173,7 +178,7 @@ class StreamBackend:
 
         async def mark(session_id: str) -> None:
             async with self._session_lock(session_id):
-                await self._append(session_id, flush_fields(token, self._client_id), 0)
+                await self._append(session_id, marker(token, self._client_id), 0)
 
         await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
         for session_id in sessions:
@@ -227,6 +232,12 @@ class StreamBackend:
                 "no drainer is alive, so nothing can apply the queued writes or acknowledge "
                 f"this flush. {_START_DRAINER} The writes stay queued in Redis."
             )
+
+    async def end(self, session_ids: set[str], timeout: float) -> None:
+        # An end marker is a flush sentinel after which drainers drop the session.
+        await self._flush(session_ids, timeout, end_fields)
+        self._unflushed -= session_ids
+        self._sessions -= session_ids
 
     async def pending(self) -> int:
         if not self._sessions:

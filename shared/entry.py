@@ -2,13 +2,14 @@
 
 Field names are short because every queued write carries them. Version 1:
 
-* ``v`` format version, ``k`` kind (``w`` write, ``f`` flush sentinel)
+* ``v`` format version, ``k`` kind (``w`` write, ``f`` flush sentinel, ``e`` the
+  session's end: a flush sentinel after which the session's keys go)
 * ``c`` id of the client that submitted it
 * writes: ``q`` Cypher text, or ``a`` the name of a query the drainer knows
   (exactly one of the two); ``p`` parameters (see `shared.codec`); ``n`` the
   client's sequence number; ``s`` the HMAC signature when signing is on
   (`shared.signing`)
-* sentinels: ``t`` the flush token the drainer replies to
+* sentinels and end markers: ``t`` the flush token the drainer replies to
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.errors import MalformedEntry
 VERSION = b"1"
 _WRITE = b"w"
 _FLUSH = b"f"
+_END = b"e"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,16 @@ class FlushSentinel:
     client_id: str
 
 
-Entry = WriteEntry | FlushSentinel
+@dataclass(frozen=True, slots=True)
+class EndMarker:
+    """`client.end_session()`: once everything before it is applied, drop the session."""
+
+    entry_id: str
+    token: str
+    client_id: str
+
+
+Entry = WriteEntry | FlushSentinel | EndMarker
 
 
 def write_fields(
@@ -78,6 +89,11 @@ def flush_fields(token: str, client_id: str) -> list[bytes | str]:
     return [b"v", VERSION, b"k", _FLUSH, b"c", client_id, b"t", token]
 
 
+def end_fields(token: str, client_id: str) -> list[bytes | str]:
+    """Field/value pairs of a session's end marker (answered like a flush sentinel)."""
+    return [b"v", VERSION, b"k", _END, b"c", client_id, b"t", token]
+
+
 def _text(fields: dict[bytes, bytes], name: bytes) -> str:
     raw = fields.get(name)
     if raw is None:
@@ -96,6 +112,8 @@ def parse(entry_id: str, fields: dict[bytes, bytes]) -> Entry:
     client_id = _text(fields, b"c")
     if kind == _FLUSH:
         return FlushSentinel(entry_id, _text(fields, b"t"), client_id)
+    if kind == _END:
+        return EndMarker(entry_id, _text(fields, b"t"), client_id)
     if kind != _WRITE:
         raise MalformedEntry(f"unknown entry kind {kind!r}")
     if (b"q" in fields) == (b"a" in fields):

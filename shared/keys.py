@@ -85,23 +85,26 @@ class Keyspace:
     def session_of_stream(self, stream_key: str) -> str:
         return stream_key.split(":s:", 1)[1].rsplit(":stream", 1)[0]
 
+    # The keys that belong to no session share one hash tag, `{prefix}`, so a script
+    # may touch several of them on Redis Cluster too.
+
     @property
     def drainers(self) -> str:
         """Sorted set of live drainer ids scored by their last heartbeat (ms)."""
-        return f"{self.prefix}:drainers"
+        return f"{{{self.prefix}}}:drainers"
 
     def drainer_info(self, drainer_id: str) -> str:
         """Hash of what `drainer status` shows about one drainer (host, pid, streams)."""
-        return f"{self.prefix}:drainer:{drainer_id}"
+        return f"{{{self.prefix}}}:drainer:{drainer_id}"
 
     @property
     def dead_letters(self) -> str:
-        return f"{self.prefix}:dead"
+        return f"{{{self.prefix}}}:dead"
 
     @property
     def meta(self) -> str:
-        """Hash recording the partition count, so both sides agree on key names."""
-        return f"{self.prefix}:meta"
+        """Hash recording the partition count and signing keys both sides must agree on."""
+        return f"{{{self.prefix}}}:meta"
 
     def progress_id(self, session_id: str) -> str:
         """Name of a session's applied-position record in Neo4j."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from typing import Any
 
+from redis import exceptions as rx
+
 from shared.keys import GROUP, Keyspace
 
-_NAMES = ("submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat", "live")
+_NAMES = (
+    "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat", "live",
+    "end",
+)  # fmt: skip
 
 
 def submit_call(
@@ -29,6 +35,41 @@ def submit_call(
     return script_keys, [limit, session_id, GROUP, client_id, seq, seen_ttl, *fields]
 
 
+def is_cluster(redis: Any) -> bool:
+    """Whether `redis` is a Redis Cluster client."""
+    from redis.asyncio.cluster import RedisCluster
+
+    return isinstance(redis, RedisCluster)
+
+
+async def run_many(redis: Any, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    """Run one script for many (keys, args) at once; replies in order, errors in place.
+
+    One pipeline of EVALSHA on a single Redis (a redis-py Script in a pipeline would
+    cost a SCRIPT EXISTS round trip first); concurrent calls on Redis Cluster, whose
+    client refuses scripts in pipelines. Scripts Redis lost (restart, SCRIPT FLUSH)
+    are loaded again.
+    """
+    if is_cluster(redis):
+        return list(
+            await asyncio.gather(
+                *(script(keys=keys, args=args) for keys, args in calls), return_exceptions=True
+            )
+        )
+    replies: list[Any] = await _pipelined(redis, script, calls)
+    if any(isinstance(reply, rx.NoScriptError) for reply in replies):
+        await redis.script_load(script.script)
+        replies = await _pipelined(redis, script, calls)
+    return replies
+
+
+async def _pipelined(redis: Any, script: Any, calls: list[tuple[list[str], list[Any]]]) -> Any:
+    async with redis.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return await pipe.execute(raise_on_error=False)
+
+
 class Scripts:
     """Scripts registered on one Redis client (EVALSHA, loaded again on NOSCRIPT)."""
 
@@ -39,6 +80,7 @@ class Scripts:
             setattr(self, name, redis.register_script(source))
 
     submit: Any
+    end: Any
     read: Any
     takeover: Any
     ack: Any

@@ -35,6 +35,10 @@ class RedisSettings(BaseSettings):
     ssl_keyfile: Path | None = Field(default=None, description="the client certificate's key")
     socket_timeout: float = Field(default=10.0, gt=0, description="seconds per command")
     connect_timeout: float = Field(default=5.0, gt=0)
+    cluster: bool = Field(
+        default=False,
+        description="REDIS_URL names a node of a Redis Cluster (the client finds the rest)",
+    )
     max_connections: int = Field(
         default=64,
         ge=1,
@@ -71,6 +75,13 @@ class RedisSettings(BaseSettings):
                 "URL to connect over TLS"
             )
         options.update(overrides)
+        if self.cluster:
+            from redis.asyncio.cluster import RedisCluster
+
+            # One pool per node, sized by redis-py; there is no blocking pool to wait on.
+            for name in ("max_connections", "timeout", "health_check_interval"):
+                options.pop(name, None)
+            return RedisCluster.from_url(self.url, **options)
         # Blocking: many coroutines share a bounded pool instead of failing past its size.
         pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
         return aioredis.Redis.from_pool(pool)

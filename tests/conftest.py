@@ -133,6 +133,27 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
     await client.aclose()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_services: Path) -> Iterator[services.RedisClusterServers]:
+    """A 3-master Redis Cluster of local processes (started on first use)."""
+    cluster = services.RedisClusterServers(tmp_services / "cluster", masters=3).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest_asyncio.fixture
+async def cluster(redis_cluster: services.RedisClusterServers) -> AsyncIterator[Any]:
+    """A RedisCluster client of the test cluster, and its settings as `.settings`."""
+    settings = RedisSettings(url=redis_cluster.url, cluster=True)
+    client = settings.client()
+    await client.initialize()  # learn the slot map now, not at the first command
+    client.settings = settings
+    yield client
+    await client.aclose()
+
+
 # ACL users of the secured Redis: the producer role may only touch cypherstream's keys
 # under the `secure` prefix (the rules the README recommends); `outsider` has other keys.
 SECURE_PREFIX = "secure"
@@ -172,7 +193,7 @@ def secure_redis(tmp_services: Path) -> Iterator[SecureRedis]:
     acl.write_text(
         "user default on nopass -@all +ping\n"
         f"user producer on >{ACL_USERS['producer']} resetkeys "
-        f"~{{{p}:p* ~{p}:meta ~{p}:drainers ~{p}:drainer:* +@all -@dangerous -@admin\n"
+        f"~{{{p}:p* ~{{{p}}}:* +@all -@dangerous -@admin\n"
         f"user drainer on >{ACL_USERS['drainer']} ~* &* +@all\n"
         f"user outsider on >{ACL_USERS['outsider']} resetkeys ~other:* +@all -@dangerous\n"
     )

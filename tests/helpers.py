@@ -169,6 +169,39 @@ class Audit:
 SEQUENCED_WRITE = "MERGE (s:{label} {{session: $session}}) SET s.seqs = coalesce(s.seqs, []) + $seq"
 
 
+async def submit_sequenced(
+    client: Any, label: str, sessions: int, writes: int, prefix: str = "s", first: int = 0
+) -> dict[str, int]:
+    """Numbered writes `first`.. `first + writes - 1` to each session, all sessions at once;
+    returns how many each session has been sent in all (for `audit`)."""
+    query = SEQUENCED_WRITE.format(label=label)
+
+    async def one_session(name: str) -> None:
+        for seq in range(first, first + writes):
+            await client.buffered.submit(query, {"session": name, "seq": seq}, session_id=name)
+
+    names = [f"{prefix}{i}" for i in range(sessions)]
+    await asyncio.gather(*(one_session(name) for name in names))
+    return dict.fromkeys(names, first + writes)
+
+
+async def submit_killing_drainers(
+    client: Any, label: str, drainers: list[Any], respawn: Any, *, rounds: int, **load: int
+) -> dict[str, int]:
+    """Submit `rounds` rounds of sequenced writes; right after each, SIGKILL one drainer
+    (it is mid-drain then, whatever the machine's speed) and start a new one."""
+    submitted: dict[str, int] = {}
+    writes = load.pop("writes")
+    for round_ in range(rounds):
+        submitted = await submit_sequenced(
+            client, label, writes=writes, first=round_ * writes, **load
+        )
+        index = round_ % len(drainers)
+        drainers[index].proc.kill()
+        drainers[index] = await respawn()
+    return submitted
+
+
 async def audit(graph: Graph, submitted: dict[str, int]) -> Audit:
     """Compare each session's applied sequence numbers with the 0..n-1 submitted.
 

@@ -7,8 +7,6 @@ back from Neo4j, and asserts the last four. Run alone with `pytest -m faults`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import signal
 import sys
 from asyncio.subprocess import PIPE
@@ -21,27 +19,19 @@ from neo4j import AsyncGraphDatabase
 from redis import asyncio as aioredis
 
 from producer import MemoryClient
-from tests.helpers import SEQUENCED_WRITE, Audit, Graph, audit, wait_until
+from tests.helpers import (
+    Audit,
+    Graph,
+    audit,
+    submit_killing_drainers,
+    submit_sequenced,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_TAKEOVER = ("--lease-ttl", "2", "--tx-timeout", "5")
-
-
-async def submit_sequenced(
-    client: MemoryClient, label: str, sessions: int, writes: int, prefix: str = "s"
-) -> dict[str, int]:
-    """Numbered writes, `writes` per session, all sessions at once; returns what was submitted."""
-    query = SEQUENCED_WRITE.format(label=label)
-
-    async def one_session(name: str) -> None:
-        for seq in range(writes):
-            await client.buffered.submit(query, {"session": name, "seq": seq}, session_id=name)
-
-    names = [f"{prefix}{i}" for i in range(sessions)]
-    await asyncio.gather(*(one_session(name) for name in names))
-    return dict.fromkeys(names, writes)
 
 
 async def off_loop(func: Any, *args: Any) -> Any:
@@ -54,36 +44,21 @@ def assert_exactly_once_in_order(result: Audit) -> None:
     assert result.applied == result.submitted
 
 
-async def test_drainers_killed_and_restarted_every_two_seconds(
+async def test_drainers_killed_mid_drain_and_restarted_lose_and_repeat_nothing(
     spawn_drainer: Any, make_settings: Any, graph: Graph
 ) -> None:
     args = (*FAST_TAKEOVER, "--concurrency", "8", "--batch-size", "20")
     drainers = [await spawn_drainer(*args) for _ in range(3)]
-    done = asyncio.Event()
-    kills = 0
-
-    async def chaos() -> None:
-        nonlocal kills
-        while kills < 20:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 2.0)
-            if done.is_set():
-                return
-            index = random.randrange(len(drainers))
-            drainers[index].proc.kill()
-            kills += 1
-            drainers[index] = await spawn_drainer(*args)
 
     async with MemoryClient(make_settings("redis", flush_timeout=180)) as client:
-        chaos_task = asyncio.create_task(chaos())
-        submitted = await submit_sequenced(client, graph.label, sessions=50, writes=200)
+        submitted = await submit_killing_drainers(
+            client, graph.label, drainers, lambda: spawn_drainer(*args),
+            rounds=5, sessions=50, writes=40,
+        )  # fmt: skip
         await client.flush()
-        done.set()
-        await chaos_task
 
     result = await audit(graph, submitted)
-    print(f"drainers SIGKILLed and restarted: {kills}")
-    assert kills >= 2
+    print("drainers SIGKILLed mid-drain and restarted: 5")
     assert_exactly_once_in_order(result)
 
 

@@ -182,6 +182,55 @@ class RedisServer:
 
 
 @dataclass
+class RedisClusterServers:
+    """A Redis Cluster on loopback: `masters` primaries, each with `replicas` replicas."""
+
+    data_dir: Path
+    masters: int = 3
+    replicas: int = 0
+    nodes: list[RedisServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """A seed node; the client discovers the others."""
+        return self.nodes[0].url
+
+    def start(self, *, timeout: float = 60.0) -> RedisClusterServers:
+        for n in range(self.masters * (1 + self.replicas)):
+            folder = self.data_dir / f"node-{n}"
+            node = RedisServer(folder, extra_args=[
+                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                "--cluster-config-file", str(folder / "nodes.conf"),
+                # An explicit bus port: the default (port + 10000) overflows for high ports.
+                "--cluster-port", str(free_port()),
+                "--appendfsync", "always",
+            ])  # fmt: skip
+            self.nodes.append(node.start())
+        redis_cli = shutil.which("redis-cli") or "redis-cli"
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [redis_cli, "--cluster", "create", *addresses, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
+            check=True, capture_output=True, timeout=timeout,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            _wait(lambda n=node: self._ready(redis_cli, n), deadline, "redis cluster", node.proc)  # type: ignore[arg-type]
+        return self
+
+    @staticmethod
+    def _ready(redis_cli: str, node: RedisServer) -> bool:
+        info = subprocess.run(
+            [redis_cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True
+        ).stdout
+        return "cluster_state:ok" in info
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@dataclass
 class Neo4jServer:
     """Neo4j Community run embedded with Bolt by the launcher in deploy/local/neo4j."""
 

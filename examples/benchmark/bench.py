@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402
 
-from producer import MemoryClient, MemorySettings  # noqa: E402
+from producer import MemoryClient, MemorySettings, StreamSettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -137,7 +137,7 @@ async def _wait_for_drainers(prefix: str, count: int) -> None:
     settings = _settings("redis", prefix)
     redis = settings.redis.client()
     deadline = time.monotonic() + 60
-    while await redis.zcard(f"{prefix}:drainers") < count:
+    while await redis.zcard(StreamSettings(key_prefix=prefix).keyspace().drainers) < count:
         if time.monotonic() > deadline:
             raise TimeoutError("drainers did not start")
         await asyncio.sleep(0.005)
