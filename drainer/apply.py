@@ -61,8 +61,10 @@ class Applier:
         self._unit = unit_of_work(timeout=tx_timeout)
 
     async def ensure_schema(self) -> None:
+        """Create the progress record's constraint. A managed transaction, so drainers
+        starting together on a fresh database retry the deadlock Neo4j reports."""
         async with self._driver.session(database=self._database) as session:
-            await (await session.run(SCHEMA)).consume()
+            await session.execute_write(_run_schema)
 
     async def apply(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
         """Apply `writes` (in entry order). Raises on a passing failure, for the caller
@@ -152,6 +154,10 @@ class Applier:
 
 
 _FORGET = f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) DELETE p"
+
+
+async def _run_schema(tx: Any) -> None:
+    await (await tx.run(SCHEMA)).consume()
 
 
 async def _run_forget(tx: Any, stream: str) -> None:

@@ -82,3 +82,14 @@ async def test_a_slow_but_alive_owner_keeps_its_session_through_a_long_batch(
 
 async def _owned(redis: Any, keys: Any) -> bool:
     return await _lease_owner(redis, keys, "slow") is not None
+
+
+async def test_drainers_starting_together_on_a_fresh_database_all_start(
+    start_drainer: Any, neo4j: Any
+) -> None:
+    # Creating the same constraint at once makes Neo4j report a deadlock to one of them.
+    await neo4j.execute_query("DROP CONSTRAINT cypherstream_progress IF EXISTS")
+
+    started = await asyncio.gather(*(start_drainer() for _ in range(4)))
+
+    assert all(drainer.ready.is_set() for drainer in started)

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,6 +311,7 @@ class Drainers:
     name: str = "drainer"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
 
     def __enter__(self) -> Drainers:
         for n in range(self.count):
@@ -317,11 +319,18 @@ class Drainers:
             command = [sys.executable, "-m", "drainer", "run", "--metrics-port", str(port),
                        "--drainer-id", f"{self.name}-{n}"]  # fmt: skip
             self.ports.append(port)
-            self.procs.append(subprocess.Popen(command, env=self.env, stderr=subprocess.DEVNULL))
+            log = tempfile.NamedTemporaryFile(prefix="drainer-", suffix=".log", delete=False)
+            self.logs.append(Path(log.name))
+            self.procs.append(subprocess.Popen(command, env=self.env, stderr=log))
         deadline = time.monotonic() + 60
-        for proc, port in zip(self.procs, self.ports, strict=True):
+        for proc, port, log_path in zip(self.procs, self.ports, self.logs, strict=True):
             ready = f"http://127.0.0.1:{port}/readyz"
-            _wait(lambda url=ready: _answers(url), deadline, "drainer run", proc)
+            try:
+                _wait(lambda url=ready: _answers(url), deadline, "drainer run", proc)
+            except (RuntimeError, TimeoutError) as exc:
+                self.__exit__()
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise RuntimeError(f"{exc}; its last words:\n" + "\n".join(tail)) from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
