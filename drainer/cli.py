@@ -96,6 +96,10 @@ def main() -> None:
     help="false: run named queries only [env DRAINER_ALLOW_RAW_CYPHER, default true]",
 )  # fmt: skip
 @click.option(
+    "--idle-session-ttl", type=float,
+    help="seconds an emptied session stream is kept [env DRAINER_IDLE_SESSION_TTL, 86400]",
+)  # fmt: skip
+@click.option(
     "--redact-params", is_flag=True, default=None,
     help="keep parameters out of dead letters and error reports [env DRAINER_REDACT_PARAMS]",
 )  # fmt: skip

@@ -273,7 +273,7 @@ class SessionDrain:
             await self._redis_call(
                 self._d.scripts.release,
                 [self._lease, self._stream, self._ready],
-                [self._me, self.session_id, mode],
+                [self._me, self.session_id, mode, int(self._d.settings.idle_session_ttl * 1000)],
             )
         )
         if left < 0:

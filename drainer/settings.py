@@ -56,6 +56,12 @@ class DrainerSettings(BaseSettings):
     allow_raw_cypher: bool = Field(
         default=True, description="run Cypher text from entries; false: named queries only"
     )
+    idle_session_ttl: float = Field(
+        default=86400.0,
+        ge=1,
+        description="seconds an emptied session stream is kept before it expires; writing "
+        "again starts the session afresh (end_session removes it at once)",
+    )
     redact_params: bool = Field(
         default=False,
         description="keep parameters (and values quoted in errors) out of dead letters, "

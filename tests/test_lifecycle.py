@@ -81,3 +81,48 @@ async def test_end_session_reports_failed_writes_as_flush_does(
     await client.end_session("failing")
 
     assert [e.session_id for e in client.write_errors] == ["failing"]
+
+
+async def test_an_emptied_session_expires_after_the_idle_ttl_and_can_start_again(
+    start_drainer: Any, client: MemoryClient, graph: Any, redis: Any, streams: Any
+) -> None:
+    drainer = await start_drainer(idle_session_ttl=1)
+    stream = streams.keyspace().stream("idle")
+    await client.buffered.submit(f"CREATE (:{graph.label} {{i: 1}})", session_id="idle")
+    await client.flush()
+
+    await wait_until(lambda: _gone(redis, stream), what="the idle stream to expire")
+    await client.buffered.submit(f"CREATE (:{graph.label} {{i: 2}})", session_id="idle")
+    await client.flush()
+
+    assert sorted(r["i"] for r in await graph.query("MATCH (n:$$) RETURN n.i AS i")) == [1, 2]
+    assert drainer.ready.is_set()
+
+
+async def test_a_write_to_an_expiring_session_keeps_its_stream(
+    start_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any
+) -> None:
+    stream = streams.keyspace().stream("kept")
+    first = await start_drainer(idle_session_ttl=60)
+    async with MemoryClient(make_settings("redis")) as client:
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 1}})", session_id="kept")
+        await client.flush()
+        await wait_until(lambda: _expiring(redis, stream), what="the emptied stream to expire")
+        first.stop()
+        await wait_until(lambda: _no_live_drainer(redis, streams), what="the drainer to stop")
+
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 2}})", session_id="kept")
+
+        assert await redis.pttl(stream) == -1  # the write took the expiry away
+        await start_drainer(idle_session_ttl=60)
+        await client.flush()
+
+    assert await graph.count() == 2
+
+
+async def _expiring(redis: Any, key: str) -> bool:
+    return int(await redis.pttl(key)) > 0
+
+
+async def _no_live_drainer(redis: Any, streams: Any) -> bool:
+    return not await redis.zcard(streams.keyspace().drainers)

@@ -22,6 +22,7 @@ elseif limit > 0 and redis.call('XLEN', stream) >= limit then
   return false
 end
 local id = redis.call('XADD', stream, '*', unpack(ARGV, 7))
+redis.call('PERSIST', stream)  -- an idle session's expiry (release.lua) ends here
 redis.call('ZADD', KEYS[2], 'NX', tonumber(string.match(id, '^(%d+)')), ARGV[2])
 if seq > 0 then
   redis.call('HSET', KEYS[3], ARGV[4], seq)
