@@ -1,0 +1,51 @@
+"""Finding work costs O(ready sessions): an idle drainer never touches idle sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from producer import MemoryClient
+from tests.helpers import wait_until
+
+PER_SESSION_COMMANDS = ("xreadgroup", "xautoclaim", "xlen", "xack", "xinfo", "scan")
+
+
+async def _calls(redis: Any) -> dict[str, int]:
+    stats = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+async def _nothing_ready(redis: Any, streams: Any) -> bool:
+    keys = streams.keyspace()
+    sizes = [await redis.zcard(keys.ready(p)) for p in range(keys.partitions)]
+    return sum(sizes) == 0
+
+
+async def test_an_idle_drainer_polls_the_ready_sets_and_nothing_of_idle_sessions(
+    start_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any
+) -> None:
+    await start_drainer(poll_interval=0.01, sweep_interval=3600)
+    async with MemoryClient(make_settings("redis")) as client:
+        await asyncio.gather(
+            *(
+                client.buffered.submit(f"CREATE (:{graph.label})", session_id=f"idle-{n}")
+                for n in range(1_000)
+            )
+        )
+        await client.flush()
+    # A session leaves its ready set in the same script that releases it: after this,
+    # no drain of these sessions is under way.
+    await wait_until(lambda: _nothing_ready(redis, streams), what="every session to go idle")
+
+    before = await _calls(redis)
+
+    async def polled_enough() -> bool:
+        return (await _calls(redis)).get("zrange", 0) >= before.get("zrange", 0) + 200
+
+    await wait_until(polled_enough, what="the drainer to poll 200 times")
+    after = await _calls(redis)
+
+    assert await graph.count() == 1_000
+    touched = {name: after.get(name, 0) - before.get(name, 0) for name in PER_SESSION_COMMANDS}
+    assert touched == dict.fromkeys(PER_SESSION_COMMANDS, 0)
