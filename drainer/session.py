@@ -225,18 +225,22 @@ class SessionDrain:
                 )
                 await backoff.wait()
 
-    async def _acknowledge_flush(self, sentinel: FlushSentinel) -> None:
+    async def _acknowledge_flush(
+        self, marker: FlushSentinel | EndMarker, *, ending: bool = False
+    ) -> int:
+        """Answer a flush sentinel or end marker; with `ending`, also drop the session's
+        keys if nothing followed (see `flush_ack.lua`)."""
         keys = self._d.keys
-        partition = keys.partition_of(self.session_id)
-        await self._redis_call(
-            self._d.scripts.flush_ack,
-            [
-                self._stream,
-                keys.errors(self.session_id, sentinel.client_id),
-                keys.ack(partition, sentinel.token),
-            ],
-            [GROUP, sentinel.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id],
-        )
+        script_keys = [
+            self._stream,
+            keys.errors(self.session_id, marker.client_id),
+            keys.ack(keys.partition_of(self.session_id), marker.token),
+        ]
+        args: list[Any] = [GROUP, marker.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id]
+        if ending:
+            script_keys += [keys.seen(self.session_id), self._lease, self._ready]
+            args.append(self._me)
+        return int(await self._redis_call(self._d.scripts.flush_ack, script_keys, args))
 
     async def _end(self, marker: EndMarker) -> None:
         """Forget the session (progress record, then keys) if nothing followed the marker.
@@ -245,25 +249,12 @@ class SessionDrain:
         delivered again, and forgetting twice is harmless. Should a write arrive in
         between, it starts a fresh record, which is right: everything before it is done.
         """
-        keys = self._d.keys
         if int(await self._redis_call_plain(self._d.redis.xlen, self._stream)) <= 1:
             await self._with_retry(self._d.applier.forget, self._progress_id)
-        partition = keys.partition_of(self.session_id)
-        ended = await self._redis_call(
-            self._d.scripts.end,
-            [
-                self._stream,
-                keys.errors(self.session_id, marker.client_id),
-                keys.ack(partition, marker.token),
-                keys.seen(self.session_id),
-                self._lease,
-                self._ready,
-            ],
-            [GROUP, marker.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id, self._me],
-        )
-        if int(ended) < 0:
+        ended = await self._acknowledge_flush(marker, ending=True)
+        if ended < 0:
             raise LeaseLost
-        self._ended = int(ended) == 1
+        self._ended = ended == 1
 
     async def _ack(self, entry_ids: list[str]) -> None:
         await self._redis_call(self._d.scripts.ack, [self._stream], [GROUP, *entry_ids])

@@ -10,10 +10,7 @@ from redis import exceptions as rx
 
 from shared.keys import GROUP, Keyspace
 
-_NAMES = (
-    "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat", "live",
-    "end",
-)  # fmt: skip
+_NAMES = ("submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat", "live")
 
 
 def submit_call(
@@ -80,7 +77,6 @@ class Scripts:
             setattr(self, name, redis.register_script(source))
 
     submit: Any
-    end: Any
     read: Any
     takeover: Any
     ack: Any
