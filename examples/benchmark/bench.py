@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402
 
-from producer import MemoryClient, MemorySettings, StreamSettings  # noqa: E402
+from producer import MemoryClient, MemorySettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -133,15 +133,18 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _wait_for_drainers(prefix: str, count: int) -> None:
+async def start_drainers(count: int, prefix: str, *args: str, ready: int = 0) -> Drainers:
+    """Start `count` drainers; return once `ready` of them (default: all) are alive."""
+    pool = Drainers(count, prefix, *args)
     settings = _settings("redis", prefix)
     redis = settings.redis.client()
     deadline = time.monotonic() + 60
-    while await redis.zcard(StreamSettings(key_prefix=prefix).keyspace().drainers) < count:
+    while await redis.zcard(settings.streams.keyspace().drainers) < (ready or count):
         if time.monotonic() > deadline:
             raise TimeoutError("drainers did not start")
         await asyncio.sleep(0.005)
     await redis.aclose()
+    return pool
 
 
 async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *args: str) -> Row:
@@ -149,8 +152,7 @@ async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *a
     prefix = f"bench-{run}-{uuid.uuid4().hex[:6]}"
     pool = None
     if drainers:
-        pool = Drainers(drainers, prefix, *args)
-        await _wait_for_drainers(prefix, drainers)
+        pool = await start_drainers(drainers, prefix, *args)
     latencies = []
     async with MemoryClient(_settings(mode, prefix)) as client:
         started = time.perf_counter()
@@ -187,8 +189,8 @@ async def drain_only(workload: Workload, run: str, drainers: int, *args: str) ->
         for i in range(workload.writes):
             params = workload.params(run + "-drain", i)
             await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
-        pool = Drainers(drainers, prefix, *args)
-        await _wait_for_drainers(prefix, 1)  # the clock starts when the first one is up
+        # The clock starts when the first one is up.
+        pool = await start_drainers(drainers, prefix, *args, ready=1)
         started = time.perf_counter()
         await client.flush()
         elapsed = time.perf_counter() - started
@@ -227,8 +229,8 @@ async def concurrent_submits(workload: Workload, run: str) -> dict[str, float]:
         await asyncio.gather(*(agent(s) for s in range(workload.sessions)))
         elapsed = time.perf_counter() - started
         round_trips = client._backend._submit.round_trips  # type: ignore[union-attr]
-        drainer = Drainers(1, prefix)  # drain what was queued, so the client's flush returns
-        await _wait_for_drainers(prefix, 1)
+        # Drain what was queued, so the client's flush returns.
+        drainer = await start_drainers(1, prefix)
     drainer.stop()
     return {
         "submits_per_s": workload.writes / elapsed,
@@ -262,8 +264,7 @@ async def memory_vs_backlog(workload: Workload, run: str) -> dict[str, float]:
                 tracemalloc.get_traced_memory()[0] - baseline
             ) / 1024
             tracemalloc.stop()
-            pool = Drainers(1, prefix)
-            await _wait_for_drainers(prefix, 1)
+            pool = await start_drainers(1, prefix)
             await client.flush()
         _, peak = pool.stop()
         figures[f"drainer_peak_rss_mb_{factor}x"] = peak
@@ -295,8 +296,8 @@ async def redis_bytes_per_write(workload: Workload, run: str, count: int = 1000)
             params = workload.params(run, i)
             await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
         after = (await redis.info("memory"))["used_memory"]
-        drainer = Drainers(1, prefix)  # drain what was queued, so the client's flush returns
-        await _wait_for_drainers(prefix, 1)
+        # Drain what was queued, so the client's flush returns.
+        drainer = await start_drainers(1, prefix)
     drainer.stop()
     await redis.aclose()
     return (after - before) / count
