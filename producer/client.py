@@ -55,9 +55,7 @@ class BufferedWrites:
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidWrite(f"query must be a non-empty str of Cypher, got {query!r:.80}")
-        checked = check_params(params)
-        session = validate_session_id(session_id) if session_id else self._client.session_id
-        await self._client._backend_for_writes().submit(query, checked, session)
+        await self._hand_over(query, params, session_id, named=False)
 
     async def submit_named(
         self, name: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
@@ -74,9 +72,14 @@ class BufferedWrites:
         client = self._client
         if client.settings.memory.queries is not None or name.startswith(BUILTIN_PREFIX):
             client._queries.cypher(name)  # raises UnknownQuery
+        await self._hand_over(name, params, session_id, named=True)
+
+    async def _hand_over(
+        self, query: str, params: Mapping[str, Any] | None, session_id: str | None, named: bool
+    ) -> None:
         checked = check_params(params)
-        session = validate_session_id(session_id) if session_id else client.session_id
-        await client._backend_for_writes().submit(name, checked, session, named=True)
+        session = validate_session_id(session_id) if session_id else self._client.session_id
+        await self._client._backend_for_writes().submit(query, checked, session, named=named)
 
     async def pending(self) -> int:
         """Writes (and flush markers) still queued for the sessions this client wrote to."""
