@@ -186,15 +186,21 @@ async def submit_sequenced(
 
 
 async def submit_killing_drainers(
-    client: Any, label: str, drainers: list[Any], respawn: Any, *, rounds: int, **load: int
+    client: Any,
+    label: str,
+    drainers: list[Any],
+    respawn: Any,
+    *,
+    rounds: int,
+    sessions: int,
+    writes: int,
 ) -> dict[str, int]:
     """Submit `rounds` rounds of sequenced writes; right after each, SIGKILL one drainer
     (it is mid-drain then, whatever the machine's speed) and start a new one."""
     submitted: dict[str, int] = {}
-    writes = load.pop("writes")
     for round_ in range(rounds):
         submitted = await submit_sequenced(
-            client, label, writes=writes, first=round_ * writes, **load
+            client, label, sessions=sessions, writes=writes, first=round_ * writes
         )
         index = round_ % len(drainers)
         drainers[index].proc.kill()
@@ -329,3 +335,20 @@ def make_tls_files(folder: Path) -> TlsFiles:
         )
     )
     return files
+
+
+async def run_python(script: Path, *args: str, env: dict[str, str], timeout: float = 300) -> str:
+    """Run a Python script to the end; its stdout. Fails the test when it exits non-zero.
+
+    Not subprocess.run: in-process drainers share the test's event loop.
+    """
+    import sys
+    from asyncio.subprocess import PIPE
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), *args, env=env, stdout=PIPE, stderr=PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
+    output = stdout.decode()
+    assert proc.returncode == 0, output + stderr.decode()
+    return output

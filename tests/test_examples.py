@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 async def _run(script: str, *args: str, env: dict[str, str]) -> str:
-    # Not subprocess.run: other tests' in-process drainers share this event loop.
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / script), *args, env=env, stdout=PIPE, stderr=PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 300)
-    output = stdout.decode()
-    assert proc.returncode == 0, output + stderr.decode()
-    return output
+    return await run_python(ROOT / script, *args, env=env)
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
 
 from neo4j import AsyncDriver
+
+from tests.helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,13 +20,7 @@ def _blocks() -> list[str]:
 async def _run(code: str, env: dict[str, str], tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code)
-    # Not subprocess.run: the in-process drainer needs this event loop to keep running.
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), env=env, stdout=PIPE, stderr=PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, stderr.decode()
-    assert b"failed:" not in stdout
+    assert "failed:" not in await run_python(script, env=env, timeout=120)
 
 
 async def _sessions(neo4j: AsyncDriver, tag: str) -> dict[str, int]:
