@@ -16,7 +16,7 @@ from drainer.deadletter import dead_letter
 from drainer.metrics import Metrics
 from drainer.settings import DrainerSettings
 from shared.backoff import Backoff
-from shared.connection import REDIS_DOWN
+from shared.connection import transient
 from shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
 from shared.errors import RejectedEntry
 from shared.failures import Disposition, classify, error_code
@@ -72,12 +72,12 @@ class SessionDrain:
     async def _run(self, others_waiting: Any) -> None:
         await self._take_over()
         start, batches, unreadable = "0", 0, 0
+        size = self._d.settings.batch_size
         while not self._d.stopping.is_set() and not self.lost:
             entries = await self._read(start)
+            if len(entries) < size:
+                start = ">"  # no more pending entries of its own: new ones from now on
             if not entries:
-                if start == "0":
-                    start = ">"  # own pending entries done; now new ones
-                    continue
                 if await self._release("idle") == 0:
                     return
                 # Entries remain that '>' did not return: new ones that just arrived, or
@@ -93,6 +93,8 @@ class SessionDrain:
             await self._process(entries)
             if self._ended:
                 return  # nothing left to release: the keys are gone
+            if len(entries) < size and await self._release("idle") == 0:
+                return  # a short batch was most likely the last: no empty read to learn so
             batches += 1
             if batches >= self._d.settings.turn_batches and others_waiting():
                 break
@@ -280,11 +282,11 @@ class SessionDrain:
         while True:
             try:
                 return await func(*args, **kwargs)
-            except rx.ResponseError as exc:
-                if str(exc).startswith("LEASELOST"):
-                    raise LeaseLost from exc
-                raise
-            except REDIS_DOWN as exc:
+            except Exception as exc:
+                if not transient(exc):
+                    if str(exc).startswith("LEASELOST"):
+                        raise LeaseLost from exc
+                    raise
                 if self.lost:
                     raise LeaseLost from exc
                 self._d.metrics.retries.labels("redis").inc()

@@ -25,13 +25,15 @@ from drainer.endpoints import Endpoints
 from drainer.metrics import Metrics
 from drainer.session import DrainDeps, SessionDrain
 from drainer.settings import DrainerSettings
-from shared.connection import REDIS_DOWN, open_redis
+from shared.connection import REDIS_DOWN, open_redis, transient
 from shared.errors import UnsafeRedisConfig
 from shared.queries import QueryBook
 from shared.scripts import Scripts, run_many
 from shared.signing import announce
 
 log = logging.getLogger(__name__)
+
+_SWEEP_PAGE = 500  # streams whose lengths one pipelined round trip asks for
 
 
 class Drainer:
@@ -184,8 +186,13 @@ class Drainer:
                     if session_id not in self._active and await self._acquire(deps, session_id):
                         self._start(deps, session_id)
                         started += 1
-            except REDIS_DOWN as exc:
-                log.warning("Redis unreachable while looking for work", extra={"error": str(exc)})
+            except Exception as exc:  # the scheduler outlives any one failed look
+                if transient(exc):
+                    log.warning(
+                        "Redis unavailable while looking for work", extra={"error": str(exc)}
+                    )
+                else:
+                    log.exception("looking for work failed", extra={"error": repr(exc)})
             if started == 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -260,18 +267,37 @@ class Drainer:
                 log.warning("sweep failed", extra={"error": repr(exc)})
 
     async def _sweep(self, deps: DrainDeps) -> None:
-        for partition in range(self.keys.partitions):
-            ready = self.keys.ready(partition)
-            async for key in deps.redis.scan_iter(
-                match=self.keys.stream_pattern(partition), count=1000
-            ):
-                name = key.decode()
-                if await deps.redis.xlen(name):
-                    session_id = self.keys.session_of_stream(name)
-                    if await deps.redis.zadd(ready, {session_id: 0}, nx=True):
-                        log.warning(
-                            "sweep found a ready session missing", extra={"session_id": session_id}
-                        )
+        """One SCAN over every session stream, by one drainer of the fleet per interval:
+        the net costs O(all sessions) per interval, however many drainers run."""
+        turn_ms = int(self.settings.sweep_interval * 1000)
+        if not await deps.redis.set(
+            self.keys.sweep_turn, self.settings.drainer_id, nx=True, px=turn_ms
+        ):
+            return
+        page: list[str] = []
+        async for key in deps.redis.scan_iter(
+            match=self.keys.every_stream_pattern, count=1000, _type="stream"
+        ):
+            page.append(key.decode())
+            if len(page) == _SWEEP_PAGE:
+                await self._sweep_page(deps, page)
+                page = []
+        await self._sweep_page(deps, page)
+
+    async def _sweep_page(self, deps: DrainDeps, streams: list[str]) -> None:
+        if not streams:
+            return
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xlen(stream)
+            lengths = await pipe.execute()
+        for stream, length in zip(streams, lengths, strict=True):
+            if not length:
+                continue
+            session_id = self.keys.session_of_stream(stream)
+            ready = self.keys.ready(self.keys.partition_of(session_id))
+            if await deps.redis.zadd(ready, {session_id: 0}, nx=True):
+                log.warning("sweep found a ready session missing", extra={"session_id": session_id})
 
     async def _shutdown(self, deps: DrainDeps) -> None:
         """Let in-flight batches finish (they release their leases), within the grace time."""

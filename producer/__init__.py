@@ -18,6 +18,7 @@ from shared.errors import (
     FlushTimeout,
     InvalidSessionId,
     InvalidWrite,
+    NotReplicated,
     RedisUnavailable,
     UnsupportedParameter,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Mention",
     "Message",
     "Neo4jSettings",
+    "NotReplicated",
     "ReasoningStep",
     "RedisSettings",
     "RedisUnavailable",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shared.scripts import run_many
+from shared.scripts import Wait, run_many
 
 _Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 
@@ -24,9 +24,10 @@ _Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 class ScriptPipeline:
     """Sends EVALSHA calls of one script alone when idle, pipelined when busy."""
 
-    def __init__(self, redis: Any, script: Any) -> None:
+    def __init__(self, redis: Any, script: Any, wait: Wait | None = None) -> None:
         self._redis = redis
         self._script = script  # a redis-py Script: its sha and source
+        self._wait = wait
         self._queue: list[_Call] = []
         self._in_flight = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -39,7 +40,12 @@ class ScriptPipeline:
             self._in_flight = True
             self.round_trips += 1
             try:
-                return await self._script(keys=keys, args=args)
+                if self._wait is None:
+                    return await self._script(keys=keys, args=args)
+                (reply,) = await run_many(self._redis, self._script, [(keys, args)], self._wait)
+                if isinstance(reply, Exception):
+                    raise reply
+                return reply
             finally:
                 self._in_flight = False
                 self._send_queued()
@@ -59,7 +65,8 @@ class ScriptPipeline:
     async def _send(self, batch: list[_Call]) -> None:
         try:
             self.round_trips += 1
-            replies = await run_many(self._redis, self._script, [(k, a) for k, a, _ in batch])
+            calls = [(keys, args) for keys, args, _ in batch]
+            replies = await run_many(self._redis, self._script, calls, self._wait)
             for (_, _, future), reply in zip(batch, replies, strict=True):
                 if future.done():
                     continue

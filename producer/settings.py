@@ -35,6 +35,18 @@ class MemoryOptions(BaseSettings):
         ge=0,
         description="seconds submit/flush retry a broken Redis connection before raising",
     )
+    wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Redis replicas that must hold each write before submit returns (WAIT); "
+        "0: submit returns once the primary has it",
+    )
+    wait_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds one WAIT may block; submit then retries for redis_retry "
+        "seconds before raising NotReplicated",
+    )
     max_entry_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest encoded write submit accepts"
     )

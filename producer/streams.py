@@ -15,14 +15,14 @@ from typing import Any
 from producer.backend import Report
 from producer.pipelining import ScriptPipeline
 from producer.settings import MemoryOptions
-from shared.backoff import Backoff
+from shared.backoff import Backoff, RetryWindow
 from shared.codec import encode_params
-from shared.connection import REDIS_DOWN, unreachable
+from shared.connection import REDIS_DOWN, transient, unreachable
 from shared.entry import end_fields, flush_fields, write_fields
-from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite
+from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite, NotReplicated
 from shared.failures import BufferedWriteError
 from shared.keys import Keyspace
-from shared.scripts import Scripts, submit_call
+from shared.scripts import Scripts, Wait, submit_call
 from shared.settings import RedisSettings
 from shared.signing import Signer
 
@@ -60,7 +60,10 @@ class StreamBackend:
         self._redis = redis
         self._redis_settings = redis_settings
         self._scripts = Scripts(redis)
-        self._submit = ScriptPipeline(redis, self._scripts.submit)
+        wait = None
+        if options.wait_replicas:
+            wait = Wait(options.wait_replicas, int(options.wait_timeout * 1000))
+        self._submit = ScriptPipeline(redis, self._scripts.submit, wait)
         self._keys = keyspace
         self._options = options
         self._client_id = client_id
@@ -124,23 +127,22 @@ class StreamBackend:
                 )
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a script, retrying broken connections for `memory.redis_retry` seconds."""
-        try:
-            return await script(keys=keys, args=args)
-        except REDIS_DOWN as exc:
-            failure = exc
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._options.redis_retry
-        backoff = Backoff(first=0.05, cap=1.0)
+        """Run a script, retrying for `memory.redis_retry` seconds while Redis is
+        unreachable or its replicas lag behind `memory.wait_replicas`."""
+        window = RetryWindow(self._options.redis_retry)
         while True:
-            if loop.time() + backoff.delay > deadline:
-                raise unreachable(self._redis_settings, failure) from failure
-            log.warning("Redis connection failed, retrying", extra={"error": str(failure)})
-            await backoff.wait()
             try:
                 return await script(keys=keys, args=args)
-            except REDIS_DOWN as exc:
+            except Exception as exc:
+                if not (transient(exc) or isinstance(exc, NotReplicated)):
+                    raise
                 failure = exc
+            if not window.failed():
+                if isinstance(failure, NotReplicated):
+                    raise failure
+                raise unreachable(self._redis_settings, failure) from failure
+            log.warning("Redis write failed, retrying", extra={"error": str(failure)})
+            await window.wait()
 
     @contextlib.asynccontextmanager
     async def _session_lock(self, session_id: str) -> AsyncIterator[None]:
@@ -202,6 +204,7 @@ class StreamBackend:
         another session's.
         """
         loop = asyncio.get_running_loop()
+        window = RetryWindow(self._options.redis_retry)
         waiting = set(expected)
         replies: list[dict[str, Any]] = []
         while waiting:
@@ -214,8 +217,11 @@ class StreamBackend:
                 )
             try:
                 popped = await self._redis.blpop([key], timeout=min(left, _LIVENESS_CHECK_SECONDS))
-            except REDIS_DOWN as exc:
-                raise unreachable(self._redis_settings, exc) from exc
+            except REDIS_DOWN as exc:  # replies wait in the list meanwhile
+                if not window.failed():
+                    raise unreachable(self._redis_settings, exc) from exc
+                await window.wait()
+                continue
             if popped is None:
                 await self._require_live_drainer()
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 
 
 class Backoff:
@@ -17,3 +18,22 @@ class Backoff:
     async def wait(self) -> None:
         await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
         self.delay = min(self.delay * 2, self._cap)
+
+
+class RetryWindow:
+    """Tries again with backoff for `seconds` counted from the first failure, then stops."""
+
+    def __init__(self, seconds: float, first: float = 0.05, cap: float = 1.0) -> None:
+        self._seconds = seconds
+        self._backoff = Backoff(first=first, cap=cap)
+        self._deadline: float | None = None
+
+    def failed(self) -> bool:
+        """Note a failure; whether there is time left to wait and try again."""
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + self._seconds
+        return now + self._backoff.delay <= self._deadline
+
+    async def wait(self) -> None:
+        await self._backoff.wait()

@@ -10,8 +10,26 @@ from shared.errors import ConfigurationError, RedisPermissionDenied, RedisUnavai
 from shared.keys import Keyspace
 from shared.settings import RedisSettings
 
-REDIS_DOWN = (rx.ConnectionError, rx.TimeoutError, OSError)
-"""What redis-py raises when Redis cannot be reached (as opposed to a command error)."""
+REDIS_DOWN = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    OSError,
+    rx.ClusterDownError,  # a cluster master failed and its replica is not promoted yet
+    rx.TryAgainError,  # a slot is migrating or failing over
+)
+"""What redis-py raises when Redis cannot be reached for now (as opposed to a command
+error): worth retrying with backoff."""
+
+# Replies of a node that cannot take writes for now: a primary short of the replicas
+# `min-replicas-to-write` asks for, or a primary just demoted to replica.
+_REFUSING_WRITES = ("NOREPLICAS", "READONLY")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` says Redis is unreachable or refusing writes for now: worth a retry."""
+    if isinstance(exc, REDIS_DOWN):
+        return True
+    return isinstance(exc, rx.ResponseError) and str(exc).startswith(_REFUSING_WRITES)
 
 
 def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:

@@ -78,3 +78,7 @@ class UnknownQuery(RejectedEntry):
 
 class RedisPermissionDenied(ConfigurationError):
     """Redis refused a command for this user (ACL); nothing was queued."""
+
+
+class NotReplicated(CypherstreamError):
+    """A write reached the Redis primary, but too few replicas confirmed it in time."""

@@ -82,6 +82,16 @@ class Keyspace:
         """SCAN pattern matching every session stream of a partition."""
         return f"{self._tag(partition)}:s:*:stream"
 
+    @property
+    def every_stream_pattern(self) -> str:
+        """SCAN pattern matching the session streams of every partition."""
+        return f"{{{self.prefix}:p*}}:s:*:stream"
+
+    @property
+    def sweep_turn(self) -> str:
+        """Held by the one drainer sweeping now, so a fleet sweeps once per interval."""
+        return f"{{{self.prefix}}}:sweep"
+
     def session_of_stream(self, stream_key: str) -> str:
         return stream_key.split(":s:", 1)[1].rsplit(":stream", 1)[0]
 

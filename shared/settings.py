@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, TrustCustomCAs
 from pydantic import Field, SecretStr
@@ -24,7 +25,9 @@ class RedisSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDIS_", validate_assignment=True)
 
     url: str | None = Field(
-        default=None, description="redis:// or rediss:// (TLS) URL; keep the password out of it"
+        default=None,
+        description="redis:// or rediss:// (TLS) URL, keep the password out of it; on a "
+        "cluster, a comma-separated list of seed nodes may be given",
     )
     username: str | None = Field(default=None, description="ACL user (Redis 6+)")
     password: SecretStr | None = Field(default=None, description="the user's password")
@@ -75,16 +78,29 @@ class RedisSettings(BaseSettings):
                 "URL to connect over TLS"
             )
         options.update(overrides)
+        first, *more = [url.strip() for url in self.url.split(",")]
         if self.cluster:
-            from redis.asyncio.cluster import RedisCluster
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
 
             # One pool per node, sized by redis-py; there is no blocking pool to wait on.
             for name in ("max_connections", "timeout", "health_check_interval"):
                 options.pop(name, None)
-            return RedisCluster.from_url(self.url, **options)
+            # Any seed that answers tells the client about every node.
+            seeds = [ClusterNode(*_host_and_port(url)) for url in more]
+            return RedisCluster.from_url(first, startup_nodes=seeds or None, **options)
+        if more:
+            raise ConfigurationError(
+                "REDIS_URL lists several servers, which only a Redis Cluster takes: set "
+                "REDIS_CLUSTER=true, or give one URL"
+            )
         # Blocking: many coroutines share a bounded pool instead of failing past its size.
-        pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(first, **options)
         return aioredis.Redis.from_pool(pool)
+
+
+def _host_and_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "localhost", parts.port or 6379
 
 
 class Neo4jSettings(BaseSettings):

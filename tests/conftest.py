@@ -143,6 +143,21 @@ def redis_cluster(tmp_services: Path) -> Iterator[services.RedisClusterServers]:
         cluster.stop()
 
 
+@pytest.fixture
+def failover_cluster(tmp_path: Path) -> Iterator[services.RedisClusterServers]:
+    """A 3-master cluster with a replica per master that takes over within about a
+    second, configured as the README recommends with WAIT (a master without a replica
+    in sync refuses writes); one per test, because tests kill its nodes."""
+    cluster = services.RedisClusterServers(
+        tmp_path / "cluster", masters=3, replicas=1, node_timeout_ms=1000,
+        min_replicas_to_write=1,
+    ).start()  # fmt: skip
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest_asyncio.fixture
 async def cluster(redis_cluster: services.RedisClusterServers) -> AsyncIterator[Any]:
     """A RedisCluster client of the test cluster, and its settings as `.settings`."""

@@ -103,17 +103,15 @@ class FlakyProxy:
         self.dropped = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        self.port = 0
+        """Where it listens (or last listened, once stopped)."""
 
     async def start(self, port: int = 0) -> FlakyProxy:
         """Listen (again) on `port`, or on a free one."""
         self._server = await asyncio.start_server(
             self._handle, "127.0.0.1", port, reuse_address=True
         )
+        self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
     async def stop(self) -> None:
@@ -170,15 +168,24 @@ SEQUENCED_WRITE = "MERGE (s:{label} {{session: $session}}) SET s.seqs = coalesce
 
 
 async def submit_sequenced(
-    client: Any, label: str, sessions: int, writes: int, prefix: str = "s", first: int = 0
+    client: Any,
+    label: str,
+    sessions: int,
+    writes: int,
+    prefix: str = "s",
+    first: int = 0,
+    acked: list[int] | None = None,
 ) -> dict[str, int]:
     """Numbered writes `first`.. `first + writes - 1` to each session, all sessions at once;
-    returns how many each session has been sent in all (for `audit`)."""
+    returns how many each session has been sent in all (for `audit`). `acked[0]` counts
+    the submits that returned, for a test that acts part-way."""
     query = SEQUENCED_WRITE.format(label=label)
 
     async def one_session(name: str) -> None:
         for seq in range(first, first + writes):
             await client.buffered.submit(query, {"session": name, "seq": seq}, session_id=name)
+            if acked is not None:
+                acked[0] += 1
 
     names = [f"{prefix}{i}" for i in range(sessions)]
     await asyncio.gather(*(one_session(name) for name in names))

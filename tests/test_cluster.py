@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from producer import MemoryClient
+import pytest
+import services  # deploy/local/services.py, on the path through conftest
+
+from producer import ConfigurationError, MemoryClient
+from shared.settings import RedisSettings
 from tests.helpers import Graph, audit, submit_killing_drainers, submit_sequenced
 
 
@@ -48,3 +52,24 @@ async def test_drainer_processes_killed_mid_drain_on_a_cluster_lose_nothing(
     result = await audit(graph, submitted)
     assert (result.duplicated, result.out_of_order, result.lost) == (0, 0, 0)
     assert result.applied == result.submitted == 30 * 150
+
+
+@pytest.mark.parametrize("dead_first", [True, False])
+async def test_a_list_of_seed_nodes_reaches_the_cluster_while_one_seed_is_down(
+    redis_cluster: Any, dead_first: bool
+) -> None:
+    dead = f"redis://127.0.0.1:{services.free_port()}/0"
+    seeds = [dead, redis_cluster.url] if dead_first else [redis_cluster.url, dead]
+    client = RedisSettings(url=",".join(seeds), cluster=True).client()
+    try:
+        await client.initialize()
+        assert len(client.get_primaries()) == 3
+    finally:
+        await client.aclose()
+
+
+def test_a_list_of_urls_without_redis_cluster_is_refused() -> None:
+    settings = RedisSettings(url="redis://a:6379,redis://b:6379")
+
+    with pytest.raises(ConfigurationError, match="REDIS_CLUSTER=true"):
+        settings.client()

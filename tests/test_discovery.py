@@ -49,3 +49,20 @@ async def test_an_idle_drainer_polls_the_ready_sets_and_nothing_of_idle_sessions
     assert await graph.count() == 1_000
     touched = {name: after.get(name, 0) - before.get(name, 0) for name in PER_SESSION_COMMANDS}
     assert touched == dict.fromkeys(PER_SESSION_COMMANDS, 0)
+
+
+async def test_the_sweep_finds_a_stream_missing_from_its_ready_set(
+    start_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any
+) -> None:
+    keys = streams.keyspace()
+    async with MemoryClient(make_settings("redis")) as client:
+        await client.buffered.submit(f"CREATE (:{graph.label})", session_id="lost")
+        # As if the ready set lost the session (restored from an older snapshot, say).
+        await redis.zrem(keys.ready(keys.partition_of("lost")), "lost")
+        await start_drainer(poll_interval=0.01, sweep_interval=0.2)
+
+        await wait_until(lambda: _count_is(graph, 1), what="the sweep to find the session")
+
+
+async def _count_is(graph: Any, count: int) -> bool:
+    return bool(await graph.count() == count)

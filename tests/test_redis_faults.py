@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from producer import MemoryClient, RedisUnavailable
-from tests.helpers import FlakyProxy
+from tests.helpers import FlakyProxy, wait_until
 
 
 @pytest_asyncio.fixture
@@ -75,3 +76,28 @@ async def test_opening_a_client_against_a_dead_redis_says_what_to_check(
 
     with pytest.raises(RedisUnavailable, match="REDIS_URL"):
         await MemoryClient(settings).open()
+
+
+async def test_flush_waits_through_a_broken_connection_shorter_than_redis_retry(
+    make_settings: Any, proxy: FlakyProxy, redis: Any, streams: Any, graph: Any, start_drainer: Any
+) -> None:
+    keys = streams.keyspace()
+    # A drainer that looks alive but does nothing keeps the flush waiting on its reply.
+    await redis.zadd(keys.drainers, {"stand-in": (time.time() + 600) * 1000})
+    async with MemoryClient(through(make_settings("redis", redis_retry=30), proxy)) as client:
+        stream = keys.stream(client.session_id)
+        await client.buffered.submit(f"CREATE (:{graph.label})")
+        flushing = asyncio.create_task(client.flush())
+        await wait_until(lambda: _length_is(redis, stream, 2), what="the flush sentinel")
+
+        await proxy.stop()  # cuts the connection waiting for the drainer's reply
+        await proxy.start(port=proxy.port)
+        await start_drainer()
+        await flushing
+
+    await redis.zrem(keys.drainers, "stand-in")
+    assert await graph.count() == 1
+
+
+async def _length_is(redis: Any, stream: str, length: int) -> bool:
+    return bool(await redis.xlen(stream) == length)

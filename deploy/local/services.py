@@ -189,6 +189,10 @@ class RedisClusterServers:
     data_dir: Path
     masters: int = 3
     replicas: int = 0
+    node_timeout_ms: int = 2000
+    """How long a master may be unreachable before its replica takes over."""
+    min_replicas_to_write: int = 0
+    """A master with fewer replicas in sync refuses writes (bounds split brain)."""
     nodes: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -200,11 +204,13 @@ class RedisClusterServers:
         for n in range(self.masters * (1 + self.replicas)):
             folder = self.data_dir / f"node-{n}"
             node = RedisServer(folder, extra_args=[
-                "--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                "--cluster-enabled", "yes",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--cluster-config-file", str(folder / "nodes.conf"),
                 # An explicit bus port: the default (port + 10000) overflows for high ports.
                 "--cluster-port", str(free_port()),
                 "--appendfsync", "always",
+                "--min-replicas-to-write", str(self.min_replicas_to_write),
             ])  # fmt: skip
             self.nodes.append(node.start())
         redis_cli = shutil.which("redis-cli") or "redis-cli"
@@ -221,10 +227,20 @@ class RedisClusterServers:
 
     @staticmethod
     def _ready(redis_cli: str, node: RedisServer) -> bool:
-        info = subprocess.run(
-            [redis_cli, "-p", str(node.port), "cluster", "info"], capture_output=True, text=True
-        ).stdout
-        return "cluster_state:ok" in info
+        """The cluster is up as this node sees it, and a replica is in sync."""
+
+        def info(*command: str) -> str:
+            run = [redis_cli, "-p", str(node.port), *command]
+            return subprocess.run(run, capture_output=True, text=True).stdout
+
+        if "cluster_state:ok" not in info("cluster", "info"):
+            return False
+        replication = info("info", "replication")
+        return "role:slave" not in replication or "master_link_status:up" in replication
+
+    def node_at(self, port: int) -> RedisServer:
+        """The node listening on `port` (to stop it, for instance)."""
+        return next(node for node in self.nodes if node.port == port)
 
     def stop(self) -> None:
         for node in self.nodes:

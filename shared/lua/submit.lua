@@ -13,6 +13,9 @@ local seq = tonumber(ARGV[5])
 if seq > 0 then
   local last = tonumber(redis.call('HGET', KEYS[3], ARGV[4]) or '0')
   if seq <= last then
+    -- Rewrite the mark so this reply follows a write: a WAIT after it then confirms
+    -- the replicas hold everything up to here, the earlier append included.
+    redis.call('HSET', KEYS[3], ARGV[4], last)
     return 'DUP'
   end
 end
