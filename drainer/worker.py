@@ -33,7 +33,7 @@ from shared.signing import announce
 
 log = logging.getLogger(__name__)
 
-_SWEEP_PAGE = 500  # streams whose lengths one pipelined round trip asks for
+_SWEEP_PAGE = 500  # streams one pipelined round trip checks
 
 
 class Drainer:
@@ -287,16 +287,17 @@ class Drainer:
     async def _sweep_page(self, deps: DrainDeps, streams: list[str]) -> None:
         if not streams:
             return
-        async with deps.redis.pipeline(transaction=False) as pipe:
-            for stream in streams:
-                pipe.xlen(stream)
-            lengths = await pipe.execute()
-        for stream, length in zip(streams, lengths, strict=True):
-            if not length:
-                continue
+        calls = []
+        for stream in streams:
             session_id = self.keys.session_of_stream(stream)
             ready = self.keys.ready(self.keys.partition_of(session_id))
-            if await deps.redis.zadd(ready, {session_id: 0}, nx=True):
+            calls.append(([stream, ready], [session_id]))
+        for (_, [session_id]), readied in zip(
+            calls, await run_many(deps.redis, deps.scripts.sweep, calls), strict=True
+        ):
+            if isinstance(readied, Exception):
+                raise readied
+            if readied:
                 log.warning("sweep found a ready session missing", extra={"session_id": session_id})
 
     async def _shutdown(self, deps: DrainDeps) -> None:

@@ -15,7 +15,10 @@ from shared.connection import REDIS_DOWN
 from shared.errors import NotReplicated
 from shared.keys import GROUP, Keyspace
 
-_NAMES = ("submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat", "live")
+_NAMES = (
+    "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat",
+    "live", "sweep",
+)  # fmt: skip
 
 
 def submit_call(
@@ -194,3 +197,4 @@ class Scripts:
     renew: Any
     heartbeat: Any
     live: Any
+    sweep: Any
