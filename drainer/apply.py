@@ -26,6 +26,11 @@ SCHEMA = (
     f"CREATE CONSTRAINT cypherstream_progress IF NOT EXISTS "
     f"FOR (p:{PROGRESS_LABEL}) REQUIRE p.stream IS UNIQUE"
 )
+# Finds records of sessions idle for long, to prune those whose stream expired.
+_UPDATED_INDEX = (
+    f"CREATE INDEX cypherstream_progress_updated IF NOT EXISTS "
+    f"FOR (p:{PROGRESS_LABEL}) ON (p.updated_at)"
+)
 # Writing a property takes the node's write lock, serializing every committer.
 _LOCK = (
     f"MERGE (p:{PROGRESS_LABEL} {{stream: $stream}}) "
@@ -61,10 +66,21 @@ class Applier:
         self._unit = unit_of_work(timeout=tx_timeout)
 
     async def ensure_schema(self) -> None:
-        """Create the progress record's constraint. A managed transaction, so drainers
-        starting together on a fresh database retry the deadlock Neo4j reports."""
+        """Create the progress record's constraint and index. Managed transactions, so
+        drainers starting together on a fresh database retry the deadlock Neo4j reports."""
         async with self._driver.session(database=self._database) as session:
-            await session.execute_write(_run_schema)
+            for statement in (SCHEMA, _UPDATED_INDEX):
+                await session.execute_write(_run_statement, statement)
+
+    async def idle_records(self, prefix: str, idle_seconds: float, limit: int) -> list[str]:
+        """Progress records under `prefix` not advanced for `idle_seconds`, oldest first."""
+        async with self._driver.session(database=self._database) as session:
+            return list(await session.execute_read(_run_idle, prefix, idle_seconds, limit))
+
+    async def forget_idle(self, streams: list[str], idle_seconds: float) -> None:
+        """Delete those of `streams`' records that are still idle for `idle_seconds`."""
+        async with self._driver.session(database=self._database) as session:
+            await session.execute_write(self._unit(_run_forget_idle), streams, idle_seconds)
 
     async def apply(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
         """Apply `writes` (in entry order). Raises on a passing failure, for the caller
@@ -156,8 +172,27 @@ class Applier:
 _FORGET = f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) DELETE p"
 
 
-async def _run_schema(tx: Any) -> None:
-    await (await tx.run(SCHEMA)).consume()
+_IDLE = (
+    f"MATCH (p:{PROGRESS_LABEL}) WHERE p.updated_at < datetime() - duration({{seconds: $idle}}) "
+    "AND p.stream STARTS WITH $prefix RETURN p.stream AS stream ORDER BY p.updated_at LIMIT $limit"
+)
+_FORGET_IDLE = (
+    f"MATCH (p:{PROGRESS_LABEL}) WHERE p.stream IN $streams "
+    "AND p.updated_at < datetime() - duration({seconds: $idle}) DELETE p"
+)
+
+
+async def _run_statement(tx: Any, statement: str) -> None:
+    await (await tx.run(statement)).consume()
+
+
+async def _run_idle(tx: Any, prefix: str, idle: float, limit: int) -> list[str]:
+    result = await tx.run(_IDLE, prefix=prefix, idle=idle, limit=limit)
+    return [record["stream"] async for record in result]
+
+
+async def _run_forget_idle(tx: Any, streams: list[str], idle: float) -> None:
+    await (await tx.run(_FORGET_IDLE, streams=streams, idle=idle)).consume()
 
 
 async def _run_forget(tx: Any, stream: str) -> None:

@@ -283,6 +283,7 @@ class Drainer:
                 await self._sweep_page(deps, page)
                 page = []
         await self._sweep_page(deps, page)
+        await self._prune(deps)
 
     async def _sweep_page(self, deps: DrainDeps, streams: list[str]) -> None:
         if not streams:
@@ -299,6 +300,23 @@ class Drainer:
                 raise readied
             if readied:
                 log.warning("sweep found a ready session missing", extra={"session_id": session_id})
+
+    async def _prune(self, deps: DrainDeps) -> None:
+        """Delete the Neo4j progress records of sessions whose streams Redis expired
+        (idle past `idle_session_ttl`, never ended); a page per sweep."""
+        idle = self.settings.idle_session_ttl
+        prefix = self.keys.progress_id("")
+        records = await deps.applier.idle_records(prefix, idle, _SWEEP_PAGE)
+        if not records:
+            return
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.exists(self.keys.stream(record.removeprefix(prefix)))
+            exists = await pipe.execute()
+        expired = [record for record, found in zip(records, exists, strict=True) if not found]
+        if expired:
+            await deps.applier.forget_idle(expired, idle)
+            log.info("pruned progress records of expired sessions", extra={"records": len(expired)})
 
     async def _shutdown(self, deps: DrainDeps) -> None:
         """Let in-flight batches finish (they release their leases), within the grace time."""

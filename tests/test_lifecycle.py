@@ -126,3 +126,29 @@ async def _expiring(redis: Any, key: str) -> bool:
 
 async def _no_live_drainer(redis: Any, streams: Any) -> bool:
     return not await redis.zcard(streams.keyspace().drainers)
+
+
+async def test_a_sweep_prunes_the_progress_records_of_sessions_redis_expired(
+    start_drainer: Any, make_settings: Any, graph: Any, redis: Any, streams: Any, neo4j: Any
+) -> None:
+    await start_drainer(sweep_interval=0.2, idle_session_ttl=3600)
+    async with MemoryClient(make_settings("redis")) as client:
+        for session in ("expired", "idle", "recent"):
+            await client.buffered.submit(f"CREATE (:{graph.label})", session_id=session)
+        await client.flush()
+    keys = streams.keyspace()
+    await redis.delete(keys.stream("expired"))  # what the idle TTL does after an hour
+    await neo4j.execute_query(  # two sessions last written two hours ago
+        "MATCH (p:CypherstreamProgress) WHERE p.stream IN $old "
+        "SET p.updated_at = datetime() - duration({hours: 2})",
+        old=[keys.progress_id("expired"), keys.progress_id("idle")],
+    )
+
+    async def only_live_sessions_kept() -> bool:
+        records, _, _ = await neo4j.execute_query(
+            "MATCH (p:CypherstreamProgress) WHERE p.stream STARTS WITH $p RETURN p.stream AS s",
+            p=f"{streams.key_prefix}:",
+        )
+        return sorted(r["s"] for r in records) == [keys.progress_id(s) for s in ("idle", "recent")]
+
+    await wait_until(only_live_sessions_kept, what="the expired session's record to go")
