@@ -25,10 +25,11 @@ from drainer.endpoints import Endpoints
 from drainer.metrics import Metrics
 from drainer.session import DrainDeps, SessionDrain
 from drainer.settings import DrainerSettings
+from shared.batching import run_many
 from shared.connection import REDIS_DOWN, open_redis, transient
 from shared.errors import UnsafeRedisConfig
 from shared.queries import QueryBook
-from shared.scripts import Scripts, run_many
+from shared.scripts import Scripts
 from shared.signing import announce
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shared.scripts import Wait, run_many
+from shared.batching import Wait, run_many
 
 _Call = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 

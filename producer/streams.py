@@ -16,13 +16,14 @@ from producer.backend import Report
 from producer.pipelining import ScriptPipeline
 from producer.settings import MemoryOptions
 from shared.backoff import Backoff, RetryWindow
+from shared.batching import Wait
 from shared.codec import encode_params
 from shared.connection import REDIS_DOWN, transient, unreachable
 from shared.entry import end_fields, flush_fields, write_fields
 from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite, NotReplicated
 from shared.failures import BufferedWriteError
 from shared.keys import Keyspace
-from shared.scripts import Scripts, Wait, submit_call
+from shared.scripts import Scripts, submit_call
 from shared.settings import RedisSettings
 from shared.signing import Signer
 
