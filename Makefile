@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SERVICES := $(BIN)/python deploy/local/services.py
 
-.PHONY: demo test bench lint format services services-down prereqs clean help
+.PHONY: demo test bench bench-scale lint format services services-down prereqs clean help
 
 help:
 	@echo "make demo           run the main job: services, drainers, producers, verify in Neo4j"
 	@echo "make test           the whole suite against real Redis and Neo4j"
 	@echo "make bench          every way of writing, side by side (examples/benchmark/)"
+	@echo "make bench-scale    100,000 sessions, 1/2/4 drainers, single Redis vs cluster"
 	@echo "make lint           ruff and mypy"
 	@echo "make services       start local Redis and Neo4j, print export lines"
 	@echo "make services-down  stop them"
@@ -38,6 +39,9 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: prereqs $(BENCH_STAMP)
 	$(BIN)/python examples/benchmark/bench.py $(BENCH_ARGS)
+
+bench-scale: prereqs $(BENCH_STAMP)
+	$(BIN)/python examples/benchmark/many_sessions.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check producer drainer shared tests examples deploy

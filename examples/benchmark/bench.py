@@ -93,7 +93,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _settings(mode: str, prefix: str) -> MemorySettings:
+def settings_for(mode: str, prefix: str) -> MemorySettings:
     settings = MemorySettings()
     settings.memory.write_mode = "sync" if mode == "sync" else "buffered"
     settings.memory.max_pending = 100_000
@@ -136,7 +136,7 @@ def _peak_rss_mb(pid: int) -> float:
 async def start_drainers(count: int, prefix: str, *args: str, ready: int = 0) -> Drainers:
     """Start `count` drainers; return once `ready` of them (default: all) are alive."""
     pool = Drainers(count, prefix, *args)
-    settings = _settings("redis", prefix)
+    settings = settings_for("redis", prefix)
     redis = settings.redis.client()
     deadline = time.monotonic() + 60
     while await redis.zcard(settings.streams.keyspace().drainers) < (ready or count):
@@ -154,7 +154,7 @@ async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *a
     if drainers:
         pool = await start_drainers(drainers, prefix, *args)
     latencies = []
-    async with MemoryClient(_settings(mode, prefix)) as client:
+    async with MemoryClient(settings_for(mode, prefix)) as client:
         started = time.perf_counter()
         for i in range(workload.writes):
             params = workload.params(run, i)
@@ -185,7 +185,7 @@ async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *a
 async def drain_only(workload: Workload, run: str, drainers: int, *args: str) -> float:
     """Queue the whole workload with no drainer, then time the drainers emptying it."""
     prefix = f"bench-{run}-{uuid.uuid4().hex[:6]}"
-    async with MemoryClient(_settings("redis", prefix)) as client:
+    async with MemoryClient(settings_for("redis", prefix)) as client:
         for i in range(workload.writes):
             params = workload.params(run + "-drain", i)
             await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
@@ -216,7 +216,7 @@ async def concurrent_submits(workload: Workload, run: str) -> dict[str, float]:
     """
     prefix = f"bench-conc-{run}"
     latencies: list[float] = []
-    async with MemoryClient(_settings("redis", prefix)) as client:
+    async with MemoryClient(settings_for("redis", prefix)) as client:
 
         async def agent(session: int) -> None:
             for i in range(session, workload.writes, workload.sessions):
@@ -253,7 +253,7 @@ async def memory_vs_backlog(workload: Workload, run: str) -> dict[str, float]:
         prefix = f"bench-mem-{run}-{factor}"
         writes = workload.writes * factor
         tracemalloc.start()
-        async with MemoryClient(_settings("redis", prefix)) as client:
+        async with MemoryClient(settings_for("redis", prefix)) as client:
             baseline = tracemalloc.get_traced_memory()[0]
             for i in range(writes):
                 params = workload.params(run + "-mem", i)
@@ -269,6 +269,53 @@ async def memory_vs_backlog(workload: Workload, run: str) -> dict[str, float]:
         _, peak = pool.stop()
         figures[f"drainer_peak_rss_mb_{factor}x"] = peak
     figures["writes_1x"] = workload.writes
+    return figures
+
+
+async def wait_cost(workload: Workload, run: str, samples: int = 2000) -> dict[str, float]:
+    """Submit latency on a Redis with one replica, without and with WAIT for it
+    (CYPHERSTREAM_WAIT_REPLICAS=1): what confirmed replication costs an agent."""
+    import tempfile
+
+    from redis import asyncio as aioredis
+
+    folder = Path(tempfile.mkdtemp(prefix="cypherstream-bench-replica-"))
+    primary = services.RedisServer(folder / "primary").start()
+    replica = services.RedisServer(
+        folder / "replica", extra_args=["--replicaof", "127.0.0.1", str(primary.port)]
+    ).start()
+    shared_url, os.environ["REDIS_URL"] = os.environ["REDIS_URL"], primary.url
+    figures: dict[str, float] = {}
+    try:
+        watcher = aioredis.from_url(replica.url)
+        for _ in range(600):  # up to 30 s
+            if (await watcher.info("replication")).get("master_link_status") == "up":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise TimeoutError("the benchmark's replica did not sync with its primary")
+        await watcher.aclose()
+        for replicas in (0, 1):
+            prefix = f"bench-wait-{run}-{replicas}"
+            settings = settings_for("redis", prefix)
+            settings.memory.wait_replicas = replicas
+            latencies = []
+            pool = await start_drainers(1, prefix)
+            async with MemoryClient(settings) as client:
+                for i in range(samples):
+                    params = workload.params(run + "-wait", i)
+                    t0 = time.perf_counter()
+                    await client.buffered.submit(
+                        workload.query, params, session_id=f"s{params['session']}"
+                    )
+                    latencies.append(time.perf_counter() - t0)
+            pool.stop()
+            figures[f"p50_ms_wait_{replicas}"] = _quantile(latencies, 0.5) * 1000
+            figures[f"p99_ms_wait_{replicas}"] = _quantile(latencies, 0.99) * 1000
+    finally:
+        os.environ["REDIS_URL"] = shared_url
+        replica.stop()
+        primary.stop()
     return figures
 
 
@@ -288,7 +335,7 @@ async def unwind_floor(workload: Workload, run: str) -> float:
 async def redis_bytes_per_write(workload: Workload, run: str, count: int = 1000) -> float:
     """Redis memory grown per queued (not yet drained) write."""
     prefix = f"bench-mem-{run}"
-    settings = _settings("redis", prefix)
+    settings = settings_for("redis", prefix)
     redis = settings.redis.client()
     before = (await redis.info("memory"))["used_memory"]
     async with MemoryClient(settings) as client:
@@ -350,6 +397,7 @@ async def run_all(scale: int) -> dict[str, Any]:
         refs["ping_p50_ms"], refs["ping_p99_ms"] = await ping_floor()
         refs["concurrent_submit"] = await concurrent_submits(loads[0], run)
         refs["memory_vs_backlog"] = await memory_vs_backlog(loads[0], run)
+        refs["wait_cost"] = await wait_cost(loads[0], run)
         progress.advance(task)
         for workload in loads:
             for mode, drainers, args in plan:
@@ -413,6 +461,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{memory['drainer_peak_rss_mb_10x']:.0f} MB; producer heap growth "
             f"{memory['producer_heap_growth_kb_1x']:.0f} vs "
             f"{memory['producer_heap_growth_kb_10x']:.0f} kB"
+        )
+    wait = refs.get("wait_cost")
+    if wait:
+        lines.append(
+            f"- submit on a Redis with one replica: p50 {wait['p50_ms_wait_0']:.3f} ms, "
+            f"p99 {wait['p99_ms_wait_0']:.3f} ms; waiting for the replica "
+            f"(CYPHERSTREAM_WAIT_REPLICAS=1): p50 {wait['p50_ms_wait_1']:.3f} ms, "
+            f"p99 {wait['p99_ms_wait_1']:.3f} ms"
         )
     for key, value in refs.items():
         if key.startswith("unwind_wps:"):
