@@ -136,7 +136,9 @@ def use_redis(url: str, cluster: bool) -> None:
     os.environ["REDIS_CLUSTER"] = "true" if cluster else "false"
 
 
-async def run_all(args: argparse.Namespace, cluster_url: str | None) -> list[dict[str, Any]]:
+async def run_all(
+    args: argparse.Namespace, cluster_url: str | None, path: Path
+) -> list[dict[str, Any]]:
     driver = MemorySettings().neo4j.driver()
     async with driver:
         await driver.execute_query(SCHEMA)
@@ -153,9 +155,21 @@ async def run_all(args: argparse.Namespace, cluster_url: str | None) -> list[dic
             for count in args.drainers:
                 progress.update(task, description=f"{name}, {count} drainer(s)")
                 rows.append(await one_run(name, count, args.sessions, args.writes))
+                save(path, rows)  # row by row: a long run stopped early keeps what it measured
                 progress.advance(task)
     use_redis(single_url, False)
     return rows
+
+
+def save(path: Path, rows: list[dict[str, Any]]) -> None:
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "rows": rows,
+    }  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -193,20 +207,12 @@ def main() -> None:
     if not args.no_cluster:
         folder = Path(tempfile.mkdtemp(prefix="cypherstream-bench-cluster-"))
         cluster = services.RedisClusterServers(folder, masters=3).start()
+    path = RESULTS / f"scale-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
     try:
-        rows = asyncio.run(run_all(args, cluster.url if cluster else None))
+        rows = asyncio.run(run_all(args, cluster.url if cluster else None, path))
     finally:
         if cluster:
             cluster.stop()
-    result = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "rows": rows,
-    }  # fmt: skip
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"scale-{result['when'].replace(':', '')}.json"
-    path.write_text(json.dumps(result, indent=2))
     print(markdown(rows))
     print(f"\nJSON: {path}")
 
