@@ -80,7 +80,9 @@ class Applier:
     async def forget_idle(self, streams: list[str], idle_seconds: float) -> None:
         """Delete those of `streams`' records that are still idle for `idle_seconds`."""
         async with self._driver.session(database=self._database) as session:
-            await session.execute_write(self._unit(_run_forget_idle), streams, idle_seconds)
+            await session.execute_write(
+                self._unit(_run_statement), _FORGET_IDLE, streams=streams, idle=idle_seconds
+            )
 
     async def apply(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
         """Apply `writes` (in entry order). Raises on a passing failure, for the caller
@@ -141,7 +143,7 @@ class Applier:
     async def forget(self, stream: str) -> None:
         """Delete a session's progress record: its stream is about to be removed."""
         async with self._driver.session(database=self._database) as session:
-            await session.execute_write(self._unit(_run_forget), stream)
+            await session.execute_write(self._unit(_run_statement), _FORGET, stream=stream)
 
     async def _transaction(
         self, stream: str, decoded: list[tuple[WriteEntry, dict[str, Any]]]
@@ -182,21 +184,13 @@ _FORGET_IDLE = (
 )
 
 
-async def _run_statement(tx: Any, statement: str) -> None:
-    await (await tx.run(statement)).consume()
+async def _run_statement(tx: Any, statement: str, /, **params: Any) -> None:
+    await (await tx.run(statement, params)).consume()
 
 
 async def _run_idle(tx: Any, prefix: str, idle: float, limit: int) -> list[str]:
     result = await tx.run(_IDLE, prefix=prefix, idle=idle, limit=limit)
     return [record["stream"] async for record in result]
-
-
-async def _run_forget_idle(tx: Any, streams: list[str], idle: float) -> None:
-    await (await tx.run(_FORGET_IDLE, streams=streams, idle=idle)).consume()
-
-
-async def _run_forget(tx: Any, stream: str) -> None:
-    await (await tx.run(_FORGET, stream=stream)).consume()
 
 
 async def _lock(tx: Any, stream: str) -> str | None:

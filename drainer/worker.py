@@ -277,7 +277,7 @@ class Drainer:
             return
         page: list[str] = []
         async for key in deps.redis.scan_iter(
-            match=self.keys.every_stream_pattern, count=1000, _type="stream"
+            match=self.keys.stream_pattern, count=1000, _type="stream"
         ):
             page.append(key.decode())
             if len(page) == _SWEEP_PAGE:

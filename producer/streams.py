@@ -130,7 +130,7 @@ class StreamBackend:
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run a script, retrying for `memory.redis_retry` seconds while Redis is
         unreachable or its replicas lag behind `memory.wait_replicas`."""
-        window = RetryWindow(self._options.redis_retry)
+        window = None  # made at the first failure: nothing extra on the common path
         while True:
             try:
                 return await script(keys=keys, args=args)
@@ -138,6 +138,7 @@ class StreamBackend:
                 if not (transient(exc) or isinstance(exc, NotReplicated)):
                     raise
                 failure = exc
+            window = window or RetryWindow(self._options.redis_retry)
             if not window.failed():
                 if isinstance(failure, NotReplicated):
                     raise failure

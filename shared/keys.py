@@ -78,19 +78,10 @@ class Keyspace:
         """List a flush waits on; drainers push one reply per acknowledged sentinel."""
         return f"{self._tag(partition)}:ack:{token}"
 
-    def stream_pattern(self, partition: int) -> str:
-        """SCAN pattern matching every session stream of a partition."""
-        return f"{self._tag(partition)}:s:*:stream"
-
     @property
-    def every_stream_pattern(self) -> str:
+    def stream_pattern(self) -> str:
         """SCAN pattern matching the session streams of every partition."""
         return f"{{{self.prefix}:p*}}:s:*:stream"
-
-    @property
-    def sweep_turn(self) -> str:
-        """Held by the one drainer sweeping now, so a fleet sweeps once per interval."""
-        return f"{{{self.prefix}}}:sweep"
 
     def session_of_stream(self, stream_key: str) -> str:
         return stream_key.split(":s:", 1)[1].rsplit(":stream", 1)[0]
@@ -98,23 +89,31 @@ class Keyspace:
     # The keys that belong to no session share one hash tag, `{prefix}`, so a script
     # may touch several of them on Redis Cluster too.
 
+    def _shared(self, name: str) -> str:
+        return f"{{{self.prefix}}}:{name}"
+
     @property
     def drainers(self) -> str:
         """Sorted set of live drainer ids scored by their last heartbeat (ms)."""
-        return f"{{{self.prefix}}}:drainers"
+        return self._shared("drainers")
 
     def drainer_info(self, drainer_id: str) -> str:
         """Hash of what `drainer status` shows about one drainer (host, pid, streams)."""
-        return f"{{{self.prefix}}}:drainer:{drainer_id}"
+        return self._shared(f"drainer:{drainer_id}")
 
     @property
     def dead_letters(self) -> str:
-        return f"{{{self.prefix}}}:dead"
+        return self._shared("dead")
 
     @property
     def meta(self) -> str:
         """Hash recording the partition count and signing keys both sides must agree on."""
-        return f"{{{self.prefix}}}:meta"
+        return self._shared("meta")
+
+    @property
+    def sweep_turn(self) -> str:
+        """Held by the one drainer sweeping now, so a fleet sweeps once per interval."""
+        return self._shared("sweep")
 
     def progress_id(self, session_id: str) -> str:
         """Name of a session's applied-position record in Neo4j."""
