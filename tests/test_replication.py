@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,10 @@ async def test_no_acknowledged_write_is_lost_when_a_cluster_master_fails_over(
         await wait_until(lambda: _moved(router, stream, victim), what="a replica promoted")
         await asyncio.to_thread(dead.start)
         submitted = await more
+        # The drainers' heartbeats live on one shard too; if it was this one, they lapsed
+        # while it refused writes, and flush would report no live drainer until the
+        # next heartbeat (at most lease_ttl / 3 away).
+        await wait_until(lambda: _drainer_alive(router, streams), what="a drainer heartbeat")
         await client.flush()
     await router.aclose()
 
@@ -151,6 +156,14 @@ async def test_no_acknowledged_write_is_lost_when_a_cluster_master_fails_over(
     assert set(first) == set(submitted)
     assert (result.lost, result.duplicated, result.out_of_order) == (0, 0, 0)
     assert result.applied == 30 * 60
+
+
+async def _drainer_alive(router: Any, streams: Any) -> bool:
+    try:
+        now_ms = time.time() * 1000
+        return bool(await router.zcount(streams.keyspace().drainers, now_ms, "+inf"))
+    except Exception:  # the cluster is still failing over
+        return False
 
 
 async def _moved(router: Any, key: str, old_port: int) -> bool:
