@@ -9,12 +9,16 @@ again, and a stalled former owner that wakes up cannot apply anything twice.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from neo4j import AsyncDriver, unit_of_work
 
 from drainer.unwind import group
+from shared.coalescing import Coalescer
 from shared.codec import decode_params
 from shared.entry import WriteEntry, id_key
 from shared.errors import MalformedEntry
@@ -33,12 +37,13 @@ _UPDATED_INDEX = (
 )
 # Writing a property takes the node's write lock, serializing every committer.
 _LOCK = (
-    f"MERGE (p:{PROGRESS_LABEL} {{stream: $stream}}) "
-    "SET p.transactions = coalesce(p.transactions, 0) + 1 RETURN p.last_id AS last_id"
+    f"UNWIND $streams AS stream MERGE (p:{PROGRESS_LABEL} {{stream: stream}}) "
+    "SET p.transactions = coalesce(p.transactions, 0) + 1 "
+    "RETURN stream, p.last_id AS last_id"
 )
 _ADVANCE = (
-    f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) "
-    "SET p.last_id = $last_id, p.updated_at = datetime()"
+    f"UNWIND $rows AS row MATCH (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
+    "SET p.last_id = row.last_id, p.updated_at = datetime()"
 )
 
 
@@ -55,15 +60,37 @@ class BatchResult:
     failed: list[tuple[WriteEntry, BaseException]] = field(default_factory=list)
 
 
-class Applier:
-    """Runs writes of one session in transactions, with the progress record."""
+Batch = tuple[str, list[WriteEntry]]
+"""A session's progress record id and writes."""
+Decoded = tuple[WriteEntry, "dict[str, Any] | BaseException"]
+"""A write and its decoded parameters, or why they do not decode."""
 
-    def __init__(self, driver: AsyncDriver, database: str | None, tx_timeout: float = 60.0) -> None:
+
+class Applier:
+    """Runs sessions' writes in transactions, with their progress records."""
+
+    def __init__(
+        self,
+        driver: AsyncDriver,
+        database: str | None,
+        tx_timeout: float = 60.0,
+        transactions: int = 2,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
         self._driver = driver
         self._database = database
         # A server-side limit: a transaction of a stalled drainer (SIGSTOP, partition)
         # is ended by Neo4j, releasing the progress lock for the new owner.
         self._unit = unit_of_work(timeout=tx_timeout)
+        self._on_commit = on_commit  # (writes applied, seconds) of each batch transaction
+        self._commits: Coalescer[Batch, BatchResult] = Coalescer(
+            self._apply_many, slots=transactions, name="cypherstream-commit"
+        )
+
+    @property
+    def transactions(self) -> int:
+        """Batch transactions committed or tried so far (several sessions may share one)."""
+        return self._commits.batches
 
     async def ensure_schema(self) -> None:
         """Create the progress record's constraint and index. Managed transactions, so
@@ -86,35 +113,49 @@ class Applier:
 
     async def apply(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
         """Apply `writes` (in entry order). Raises on a passing failure, for the caller
-        to retry the same list; permanent failures are returned in `failed`."""
-        decoded: list[tuple[WriteEntry, dict[str, Any] | BaseException]] = []
-        for write in writes:
+        to retry the same list; permanent failures are returned in `failed`.
+
+        Batches of other sessions that arrive while `transactions` commits are in
+        flight share the next transaction.
+        """
+        return await self._commits.call((stream, writes))
+
+    async def _apply_many(self, batches: list[Batch]) -> list[BatchResult | BaseException]:
+        """One transaction for every session's batch; should it fail for good, each
+        session alone, so only the failing write is reported."""
+        decoded = [(stream, _decoded(writes)) for stream, writes in batches]
+        clean = [(stream, rows) for stream, rows in decoded if not _has_malformed(rows)]
+        whole = True  # whether each session's batch is worth one transaction of its own
+        if len(clean) == len(batches):
             try:
-                decoded.append((write, decode_params(write.params)))
-            except ValueError as exc:
-                decoded.append((write, MalformedParams(str(exc))))
-        if not any(isinstance(params, BaseException) for _, params in decoded):
+                return list(await self._transaction(clean))  # type: ignore[arg-type]
+            except Exception as exc:
+                if classify(exc) is Disposition.RETRY:
+                    return [exc] * len(batches)
+                if len(batches) == 1 and len(batches[0][1]) == 1:
+                    return [BatchResult(failed=[(batches[0][1][0], exc)])]
+                whole = len(batches) > 1
+        alone = (self._alone(stream, rows, whole) for stream, rows in decoded)
+        return list(await asyncio.gather(*alone, return_exceptions=True))
+
+    async def _alone(self, stream: str, decoded: list[Decoded], whole: bool) -> BatchResult:
+        if whole and len(decoded) > 1 and not _has_malformed(decoded):
             try:
-                return await self._transaction(stream, decoded)  # type: ignore[arg-type]
+                (result,) = await self._transaction([(stream, decoded)])  # type: ignore[list-item]
+                return result
             except Exception as exc:
                 if classify(exc) is Disposition.RETRY:
                     raise
-                if len(writes) == 1:
-                    return BatchResult(failed=[(writes[0], exc)])
-        # One write (or a decode) failed for good: find which, one transaction each, so
-        # only that write is reported and the others commit.
         return await self._one_by_one(stream, decoded)
 
-    async def _one_by_one(
-        self, stream: str, decoded: list[tuple[WriteEntry, dict[str, Any] | BaseException]]
-    ) -> BatchResult:
+    async def _one_by_one(self, stream: str, decoded: list[Decoded]) -> BatchResult:
         result = BatchResult()
         for write, params in decoded:
             if isinstance(params, BaseException):
                 result.failed.append((write, params))
                 continue
             try:
-                one = await self._transaction(stream, [(write, params)])
+                (one,) = await self._transaction([(stream, [(write, params)])])
             except Exception as exc:
                 if classify(exc) is Disposition.RETRY:
                     raise
@@ -131,10 +172,11 @@ class Applier:
         """
 
         async def work(tx: Any) -> bool:
-            last = await _lock(tx, stream)
+            last = (await _lock(tx, [stream])).get(stream)
             if last is not None and id_key(write.entry_id) <= id_key(last):
                 return False
-            await (await tx.run(_ADVANCE, stream=stream, last_id=write.entry_id)).consume()
+            rows = [{"stream": stream, "last_id": write.entry_id}]
+            await (await tx.run(_ADVANCE, rows=rows)).consume()
             return True
 
         async with self._driver.session(database=self._database) as session:
@@ -146,29 +188,44 @@ class Applier:
             await session.execute_write(self._unit(_run_statement), _FORGET, stream=stream)
 
     async def _transaction(
-        self, stream: str, decoded: list[tuple[WriteEntry, dict[str, Any]]]
-    ) -> BatchResult:
-        async def work(tx: Any) -> BatchResult:
-            last = await _lock(tx, stream)
-            result = BatchResult()
-            todo = []
-            for write, params in decoded:
-                if last is not None and id_key(write.entry_id) <= id_key(last):
-                    result.skipped.append(write)
-                else:
-                    todo.append((write, write.query, params))
-            # Runs of one query text go as one UNWIND statement where that is the same.
-            for text, params, writes in group(todo):
-                await (await tx.run(text, params)).consume()
-                result.applied += writes
-            if result.applied:
-                last_id = result.applied[-1].entry_id
-                await (await tx.run(_ADVANCE, stream=stream, last_id=last_id)).consume()
-            return result
+        self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, Any]]]]]
+    ) -> list[BatchResult]:
+        """Lock every session's progress record (in sorted order, so two transactions
+        never wait on each other's), run the writes not applied yet, session after
+        session and each in entry order, and move the records forward; one commit."""
 
+        async def work(tx: Any) -> list[BatchResult]:
+            streams = sorted({stream for stream, _ in batches})
+            last = await _lock(tx, streams)
+            results = [BatchResult() for _ in batches]
+            todo = []
+            for n, (stream, decoded) in enumerate(batches):
+                for write, params in decoded:
+                    if stream in last and id_key(write.entry_id) <= id_key(last[stream]):
+                        results[n].skipped.append(write)
+                    else:
+                        todo.append(((n, write), write.query, params))
+            # Runs of one query text go as one UNWIND statement where that is the same.
+            for text, params, items in group(todo):
+                await (await tx.run(text, params)).consume()
+                for n, write in items:
+                    results[n].applied.append(write)
+            advances = [
+                {"stream": stream, "last_id": result.applied[-1].entry_id}
+                for (stream, _), result in zip(batches, results, strict=True)
+                if result.applied
+            ]
+            if advances:
+                await (await tx.run(_ADVANCE, rows=advances)).consume()
+            return results
+
+        started = time.perf_counter()
         async with self._driver.session(database=self._database) as session:
-            result: BatchResult = await session.execute_write(self._unit(work))
-            return result
+            results: list[BatchResult] = await session.execute_write(self._unit(work))
+        applied = sum(len(result.applied) for result in results)
+        if applied and self._on_commit is not None:
+            self._on_commit(applied, time.perf_counter() - started)
+        return results
 
 
 _FORGET = f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) DELETE p"
@@ -193,6 +250,21 @@ async def _run_idle(tx: Any, prefix: str, idle: float, limit: int) -> list[str]:
     return [record["stream"] async for record in result]
 
 
-async def _lock(tx: Any, stream: str) -> str | None:
-    record = await (await tx.run(_LOCK, stream=stream)).single()
-    return None if record is None else record["last_id"]
+async def _lock(tx: Any, streams: list[str]) -> dict[str, str]:
+    """Lock the progress records of `streams`; the last entry id each applied."""
+    result = await tx.run(_LOCK, streams=streams)
+    return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
+
+
+def _decoded(writes: list[WriteEntry]) -> list[Decoded]:
+    decoded: list[Decoded] = []
+    for write in writes:
+        try:
+            decoded.append((write, decode_params(write.params)))
+        except ValueError as exc:
+            decoded.append((write, MalformedParams(str(exc))))
+    return decoded
+
+
+def _has_malformed(decoded: list[Decoded]) -> bool:
+    return any(isinstance(params, BaseException) for _, params in decoded)

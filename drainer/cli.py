@@ -75,6 +75,10 @@ def main() -> None:
 @click.option("--drainer-id", help="unique id of this worker [env DRAINER_DRAINER_ID]")
 @click.option("--concurrency", type=int, help="sessions drained at once [env DRAINER_CONCURRENCY]")
 @click.option("--batch-size", type=int, help="entries per transaction [env DRAINER_BATCH_SIZE]")
+@click.option(
+    "--transactions", type=int,
+    help="Neo4j transactions in flight; batches waiting share the next [env DRAINER_TRANSACTIONS]",
+)  # fmt: skip
 @click.option("--lease-ttl", type=float, help="lease expiry in seconds [env DRAINER_LEASE_TTL]")
 @click.option(
     "--poll-interval", type=float, help="idle poll in seconds [env DRAINER_POLL_INTERVAL]"

@@ -34,14 +34,16 @@ class Metrics:
             "cypherstream_dead_letters", "Entries written to the dead-letter stream", registry=r
         )
         self.transactions = Counter(
-            "cypherstream_transactions", "Batch transactions committed", registry=r
+            "cypherstream_transactions",
+            "Batch transactions committed (batches of sessions waiting at once share one)",
+            registry=r,
         )
         self.batch_size = Histogram(
             "cypherstream_batch_size", "Writes per committed transaction",
             buckets=_BATCH_BUCKETS, registry=r,
         )  # fmt: skip
         self.commit_seconds = Histogram(
-            "cypherstream_commit_seconds", "Time to run and commit one batch",
+            "cypherstream_commit_seconds", "Time to run and commit one batch transaction",
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.lag_seconds = Histogram(
@@ -75,3 +77,9 @@ class Metrics:
             "How long the longest-waiting ready session has had queued entries",
             registry=r,
         )
+
+    def committed(self, writes: int, seconds: float) -> None:
+        """Count one batch transaction that applied `writes` in `seconds`."""
+        self.transactions.inc()
+        self.batch_size.observe(writes)
+        self.commit_seconds.observe(seconds)

@@ -16,6 +16,7 @@ from drainer.deadletter import dead_letter
 from drainer.metrics import Metrics
 from drainer.settings import DrainerSettings
 from shared.backoff import Backoff
+from shared.batching import ScriptPipeline
 from shared.connection import transient
 from shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
 from shared.errors import RejectedEntry
@@ -32,12 +33,25 @@ class LeaseLost(Exception):
     """Another drainer owns the session now; stop without touching it further."""
 
 
+class SessionScripts:
+    """The scripts a drain runs, each auto-batched across the sessions a worker drains at
+    once (a drain has one call in flight, so its own calls keep their order)."""
+
+    def __init__(self, redis: Any, scripts: Scripts) -> None:
+        self.takeover = ScriptPipeline(redis, scripts.takeover).call
+        self.read = ScriptPipeline(redis, scripts.read).call
+        self.ack = ScriptPipeline(redis, scripts.ack).call
+        self.flush_ack = ScriptPipeline(redis, scripts.flush_ack).call
+        self.release = ScriptPipeline(redis, scripts.release).call
+
+
 @dataclass
 class DrainDeps:
     """What every session drain of one worker shares."""
 
     redis: Any
     scripts: Scripts
+    calls: SessionScripts
     keys: Keyspace
     applier: Applier
     settings: DrainerSettings
@@ -103,7 +117,7 @@ class SessionDrain:
     async def _take_over(self) -> None:
         """Move a former owner's pending entries to this drainer, to apply them first."""
         claimed = await self._redis_call(
-            self._d.scripts.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
+            self._d.calls.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
         )
         if claimed:
             self._d.metrics.takeovers.inc()
@@ -123,7 +137,7 @@ class SessionDrain:
             int(settings.lease_ttl * 1000),
         ]
         try:
-            reply = await self._redis_call(self._d.scripts.read, [self._lease, self._stream], args)
+            reply = await self._redis_call(self._d.calls.read, [self._lease, self._stream], args)
         except rx.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted by hand
                 return []
@@ -167,23 +181,17 @@ class SessionDrain:
     async def _apply_run(self, writes: list[WriteEntry]) -> None:
         if not writes:
             return
-        started = time.perf_counter()
         result: BatchResult = await self._with_retry(
             self._d.applier.apply, self._progress_id, writes
         )
-        self._observe(result, time.perf_counter() - started)
+        self._observe(result)
         for write, exc in result.failed:
             await self._fail(write, exc)
         await self._ack([w.entry_id for w in writes])
 
-    def _observe(self, result: BatchResult, seconds: float) -> None:
+    def _observe(self, result: BatchResult) -> None:
         metrics = self._d.metrics
-        if not result.applied:
-            return
         metrics.writes_applied.inc(len(result.applied))
-        metrics.transactions.inc()
-        metrics.batch_size.observe(len(result.applied))
-        metrics.commit_seconds.observe(seconds)
         now_ms = time.time() * 1000
         for write in result.applied:
             metrics.lag_seconds.observe(max(0.0, now_ms - id_key(write.entry_id)[0]) / 1000)
@@ -242,7 +250,7 @@ class SessionDrain:
         if ending:
             script_keys += [keys.seen(self.session_id), self._lease, self._ready]
             args.append(self._me)
-        return int(await self._redis_call(self._d.scripts.flush_ack, script_keys, args))
+        return int(await self._redis_call(self._d.calls.flush_ack, script_keys, args))
 
     async def _end(self, marker: EndMarker) -> None:
         """Forget the session (progress record, then keys) if nothing followed the marker.
@@ -259,12 +267,12 @@ class SessionDrain:
         self._ended = ended == 1
 
     async def _ack(self, entry_ids: list[str]) -> None:
-        await self._redis_call(self._d.scripts.ack, [self._stream], [GROUP, *entry_ids])
+        await self._redis_call(self._d.calls.ack, [self._stream], [GROUP, *entry_ids])
 
     async def _release(self, mode: str) -> int:
         left = int(
             await self._redis_call(
-                self._d.scripts.release,
+                self._d.calls.release,
                 [self._lease, self._stream, self._ready],
                 [self._me, self.session_id, mode, int(self._d.settings.idle_session_ttl * 1000)],
             )

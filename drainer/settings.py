@@ -25,6 +25,13 @@ class DrainerSettings(BaseSettings):
     drainer_id: str = Field(default_factory=_default_id, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
     concurrency: int = Field(default=16, ge=1, le=4096, description="sessions drained at once")
     batch_size: int = Field(default=100, ge=1, le=10000, description="entries per transaction")
+    transactions: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Neo4j transactions in flight at once; the batches of sessions that "
+        "wait meanwhile share the next one",
+    )
     lease_ttl: float = Field(
         default=10.0, ge=1.0, le=300.0, description="seconds a dead drainer keeps its sessions"
     )

@@ -23,7 +23,7 @@ from drainer.apply import Applier
 from drainer.backlog import ready_sessions, snapshot
 from drainer.endpoints import Endpoints
 from drainer.metrics import Metrics
-from drainer.session import DrainDeps, SessionDrain
+from drainer.session import DrainDeps, SessionDrain, SessionScripts
 from drainer.settings import DrainerSettings
 from shared.batching import run_many
 from shared.connection import REDIS_DOWN, open_redis, transient
@@ -75,12 +75,16 @@ class Drainer:
         driver = settings.neo4j.driver(max_connection_pool_size=settings.concurrency + 4)
         try:
             await self._check_eviction(redis)
-            applier = Applier(driver, settings.neo4j.database, settings.tx_timeout)
+            applier = Applier(
+                driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
+                on_commit=self.metrics.committed,
+            )  # fmt: skip
             await applier.ensure_schema()
             await announce(redis, self.keys, signer)
+            scripts = Scripts(redis)
             deps = DrainDeps(
-                redis, Scripts(redis), self.keys, applier, settings, self._stopping,
-                self.metrics, admission,
+                redis, scripts, SessionScripts(redis, scripts), self.keys, applier, settings,
+                self._stopping, self.metrics, admission,
             )  # fmt: skip
             self._redis, self._driver = redis, driver
             await self._heartbeat(deps)
@@ -179,12 +183,13 @@ class Drainer:
             free = self.settings.concurrency - len(self._active)
             started = 0
             try:
-                candidates = await self._ready_sessions(deps, limit=max(free, 1) * 2)
-                self._waiting = sum(1 for s in candidates if s not in self._active)
-                for session_id in candidates:
-                    if started >= free:
-                        break
-                    if session_id not in self._active and await self._acquire(deps, session_id):
+                ready = await self._ready_sessions(deps, limit=max(free, 1) * 2)
+                candidates = [session for session in ready if session not in self._active]
+                self._waiting = len(candidates)
+                while started < free and candidates:
+                    # Those at the front may be another drainer's: try a slot's worth at once.
+                    batch, candidates = candidates[: free - started], candidates[free - started :]
+                    for session_id in await self._acquire(deps, batch):
                         self._start(deps, session_id)
                         started += 1
             except Exception as exc:  # the scheduler outlives any one failed look
@@ -203,10 +208,14 @@ class Drainer:
         ready = await ready_sessions(deps.redis, self.keys, per_partition=limit)
         return [session for session, _ in ready[:limit]]
 
-    async def _acquire(self, deps: DrainDeps, session_id: str) -> bool:
+    async def _acquire(self, deps: DrainDeps, sessions: list[str]) -> list[str]:
+        """Take the leases of those of `sessions` nobody holds, in one round trip."""
         ttl_ms = int(self.settings.lease_ttl * 1000)
-        lease = self.keys.lease(session_id)
-        return bool(await deps.redis.set(lease, self.settings.drainer_id, nx=True, px=ttl_ms))
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            for session_id in sessions:
+                pipe.set(self.keys.lease(session_id), self.settings.drainer_id, nx=True, px=ttl_ms)
+            taken = await pipe.execute()
+        return [session_id for session_id, ok in zip(sessions, taken, strict=True) if ok]
 
     def _start(self, deps: DrainDeps, session_id: str) -> None:
         drain = SessionDrain(deps, session_id)

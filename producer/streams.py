@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from producer.backend import Report
-from producer.pipelining import ScriptPipeline
 from producer.settings import MemoryOptions
 from shared.backoff import Backoff, RetryWindow
-from shared.batching import Wait
+from shared.batching import ScriptPipeline, Wait
 from shared.codec import encode_params
 from shared.connection import REDIS_DOWN, transient, unreachable
 from shared.entry import end_fields, flush_fields, write_fields

@@ -1,5 +1,5 @@
 """Running one script for many calls in one round trip per Redis node, and optionally
-waiting until replicas hold what it wrote."""
+waiting until replicas hold what it wrote; and auto-batching concurrent calls so."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 
+from shared.coalescing import Coalescer
 from shared.connection import REDIS_DOWN
 from shared.errors import NotReplicated
 from shared.scripts import is_cluster
@@ -29,12 +30,46 @@ class Wait:
     timeout_ms: int
 
 
-Calls = list[tuple[list[str], list[Any]]]
+Call = tuple[list[str], list[Any]]
+Calls = list[Call]
 
 # A node's calls are sent again once the client learned the cluster's new shape; more
 # than a few attempts means a failover is still running, and the caller backs off.
 _ATTEMPTS = 3
 _REDIRECTED = (rx.AskError, rx.ClusterDownError, rx.TryAgainError)
+
+
+class ScriptPipeline:
+    """Calls of one script: sent alone when idle, pipelined when busy (`Coalescer`).
+
+    Order: a caller that needs its calls in order (the producer for a session's writes,
+    a drain for its session) keeps one in flight, and a pipeline keeps the order it
+    was given.
+    """
+
+    def __init__(self, redis: Any, script: Any, wait: Wait | None = None) -> None:
+        self._redis = redis
+        self._script = script  # a redis-py Script: its sha and source
+        self._wait = wait
+        self._calls: Coalescer[Call, Any] = Coalescer(self._send, name="cypherstream-script")
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips made so far: one per lone call, one per pipeline."""
+        return self._calls.batches
+
+    async def call(self, keys: list[str], args: list[Any]) -> Any:
+        """Run the script with `keys` and `args`; its reply, or the error it raised."""
+        return await self._calls.call((keys, args))
+
+    async def _send(self, calls: Calls) -> list[Any]:
+        if len(calls) == 1 and self._wait is None:  # the lone call: no pipeline to build
+            keys, args = calls[0]
+            try:
+                return [await self._script(keys=keys, args=args)]
+            except Exception as exc:
+                return [exc]
+        return await run_many(self._redis, self._script, calls, self._wait)
 
 
 async def run_many(redis: Any, script: Any, calls: Calls, wait: Wait | None = None) -> list[Any]:

@@ -385,7 +385,7 @@ async def run_all(scale: int) -> dict[str, Any]:
     plan = [
         ("sync", 0, ()),
         ("embedded", 0, ()),
-        ("redis", 1, ("--batch-size", "1")),
+        ("redis", 1, ("--batch-size", "1", "--transactions", "32")),  # no shared commits
         ("redis", 1, ()),
         ("redis", 2, ()),
         ("redis", 4, ()),

@@ -1,0 +1,75 @@
+"""Batches of several sessions share one Neo4j transaction, and nothing else changes:
+each session's writes run in entry order, are applied once, and a write that fails
+for good is reported alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from drainer.apply import Applier, BatchResult
+from shared.codec import encode_params
+from shared.entry import WriteEntry
+
+
+def writes(label: str, session: str, count: int, first_ms: int = 1) -> list[WriteEntry]:
+    """`count` writes that append their number to the session's node, in order."""
+    query = (
+        f"MERGE (n:{label} {{session: $session}}) "
+        "SET n.seen = coalesce(n.seen, []) + $i"
+    )  # fmt: skip
+    return [
+        WriteEntry(f"{first_ms + i}-0", query, encode_params({"session": session, "i": i}), "c", i)
+        for i in range(count)
+    ]
+
+
+async def apply_all(applier: Applier, batches: dict[str, list[WriteEntry]]) -> list[BatchResult]:
+    """Apply every session's batch at once, as a drainer draining them together does."""
+    return list(await asyncio.gather(*(applier.apply(s, w) for s, w in batches.items())))
+
+
+async def test_batches_arriving_together_share_transactions_and_keep_each_sessions_order(
+    neo4j: Any, graph: Any
+) -> None:
+    applier = Applier(neo4j, None, transactions=1)
+    batches = {f"{graph.label}:s{n}": writes(graph.label, f"s{n}", 5) for n in range(20)}
+
+    results = await apply_all(applier, batches)
+
+    assert applier.transactions < 20  # one for the first, one for all that waited meanwhile
+    assert [len(r.applied) for r in results] == [5] * 20
+    rows = await graph.query("MATCH (n:$$) RETURN n.session AS s, n.seen AS seen")
+    assert {r["s"]: r["seen"] for r in rows} == {f"s{n}": [0, 1, 2, 3, 4] for n in range(20)}
+
+
+async def test_a_shared_transaction_delivered_again_applies_nothing_twice(
+    neo4j: Any, graph: Any
+) -> None:
+    applier = Applier(neo4j, None, transactions=1)
+    batches = {f"{graph.label}:s{n}": writes(graph.label, f"s{n}", 3) for n in range(10)}
+    await apply_all(applier, batches)
+
+    again = await apply_all(applier, batches)
+
+    assert all(not r.applied and len(r.skipped) == 3 for r in again)
+    rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
+    assert [r["seen"] for r in rows] == [[0, 1, 2]] * 10
+
+
+async def test_a_failing_write_in_a_shared_transaction_is_reported_alone(
+    neo4j: Any, graph: Any
+) -> None:
+    applier = Applier(neo4j, None, transactions=1)
+    batches = {f"{graph.label}:s{n}": writes(graph.label, f"s{n}", 3) for n in range(8)}
+    bad = f"{graph.label}:s3"
+    broken = WriteEntry("2-5", "RETURN 1 / $zero", encode_params({"zero": 0}), "c", 9)
+    batches[bad].insert(2, broken)  # between the session's second and third write
+
+    results = dict(zip(batches, await apply_all(applier, batches), strict=True))
+
+    assert [write for write, _ in results[bad].failed] == [broken]
+    assert len(results[bad].applied) == 3
+    assert all(len(r.applied) == 3 and not r.failed for s, r in results.items() if s != bad)
+    rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
+    assert [r["seen"] for r in rows] == [[0, 1, 2]] * 8
