@@ -47,6 +47,17 @@ class MemoryOptions(BaseSettings):
         description="seconds one WAIT may block; submit then retries for redis_retry "
         "seconds before raising NotReplicated",
     )
+    handoff: Literal["redis", "local"] = Field(
+        default="redis",
+        description="redis: submit returns once Redis holds the write; local: once the "
+        "client's buffer does, and a background task appends it (faster; buffered writes "
+        "are lost if the process dies)",
+    )
+    handoff_buffer: int = Field(
+        default=10_000,
+        ge=1,
+        description="writes the local hand-off buffer holds before submit waits",
+    )
     max_entry_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="largest encoded write submit accepts"
     )

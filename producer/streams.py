@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from producer.backend import Report
+from producer.handoff import Handoff
 from producer.settings import MemoryOptions
 from shared.backoff import Backoff, RetryWindow
 from shared.batching import ScriptPipeline, Wait
@@ -72,6 +73,12 @@ class StreamBackend:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, calls using it
         self._unflushed: set[str] = set()
         self._sessions: set[str] = set()
+        self._handoff: Handoff | None = None
+        if options.handoff == "local":
+            self._handoff = Handoff(
+                self._append_in_order, options.handoff_buffer, options.backpressure_timeout
+            )
+            self.name += ", local hand-off"
 
     async def submit(
         self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
@@ -89,12 +96,18 @@ class StreamBackend:
         if self._signer is not None:
             signature = self._signer.sign(session_id, query, named, packed, self._client_id, seq)
         fields = write_fields(query, packed, self._client_id, seq, named=named, signature=signature)
+        if self._handoff is not None:
+            await self._handoff.put(session_id, fields, seq)
+        else:
+            await self._append_in_order(session_id, fields, seq)
+        self._unflushed.add(session_id)
+        self._sessions.add(session_id)
+
+    async def _append_in_order(self, session_id: str, fields: list[bytes | str], seq: int) -> None:
         # One lock per session keeps concurrent submits of a session in call order,
         # also while one of them waits for room.
         async with self._session_lock(session_id):
             await self._append(session_id, fields, self._options.max_pending, seq)
-        self._unflushed.add(session_id)
-        self._sessions.add(session_id)
 
     async def _append(
         self, session_id: str, fields: list[bytes | str], limit: int, seq: int = 0
@@ -175,6 +188,9 @@ class StreamBackend:
     ) -> None:
         if not sessions:
             return
+        deadline = asyncio.get_running_loop().time() + timeout
+        if self._handoff is not None:  # what the buffer holds goes first
+            await self._handoff.drained(timeout)
         await self._require_live_drainer()
         token = uuid.uuid4().hex
         by_partition: dict[int, set[str]] = defaultdict(set)
@@ -186,7 +202,6 @@ class StreamBackend:
         await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
         for session_id in sessions:
             by_partition[self._keys.partition_of(session_id)].add(session_id)
-        deadline = asyncio.get_running_loop().time() + timeout
         waits = [
             self._await_replies(self._keys.ack(partition, token), expected, deadline)
             for partition, expected in by_partition.items()
@@ -247,8 +262,9 @@ class StreamBackend:
         self._sessions -= session_ids
 
     async def pending(self) -> int:
+        held = self._handoff.held if self._handoff is not None else 0
         if not self._sessions:
-            return 0
+            return held
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in self._sessions:
@@ -256,7 +272,9 @@ class StreamBackend:
                 lengths = await pipe.execute()
         except REDIS_DOWN as exc:
             raise unreachable(self._redis_settings, exc) from exc
-        return int(sum(lengths))
+        return held + int(sum(lengths))
 
     async def close(self) -> None:
+        if self._handoff is not None:
+            await self._handoff.close()
         await self._redis.aclose()

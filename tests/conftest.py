@@ -34,6 +34,7 @@ from drainer.settings import DrainerSettings  # noqa: E402
 from drainer.worker import Drainer  # noqa: E402
 from producer import MemoryClient, MemorySettings  # noqa: E402
 from shared.settings import Neo4jSettings, RedisSettings, StreamSettings  # noqa: E402
+from tests.helpers import FlakyProxy  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,15 @@ async def redis(redis_url: str) -> AsyncIterator[Any]:
     client = aioredis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
+    """A TCP proxy to the test Redis that tests can cut and restore."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    flaky = await FlakyProxy(port).start()
+    yield flaky
+    await flaky.stop()
 
 
 @pytest.fixture(scope="session")

@@ -167,6 +167,12 @@ class Audit:
 SEQUENCED_WRITE = "MERGE (s:{label} {{session: $session}}) SET s.seqs = coalesce(s.seqs, []) + $seq"
 
 
+def through(settings: Any, proxy: FlakyProxy) -> Any:
+    """`settings` with Redis reached through `proxy`."""
+    settings.redis.url = f"redis://127.0.0.1:{proxy.port}/0"
+    return settings
+
+
 async def submit_sequenced(
     client: Any,
     label: str,

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from producer import MemoryClient, RedisUnavailable
-from tests.helpers import FlakyProxy, wait_until
-
-
-@pytest_asyncio.fixture
-async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
-    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    flaky = await FlakyProxy(port).start()
-    yield flaky
-    await flaky.stop()
-
-
-def through(settings: Any, proxy: FlakyProxy) -> Any:
-    settings.redis.url = f"redis://127.0.0.1:{proxy.port}/0"
-    return settings
+from tests.helpers import FlakyProxy, through, wait_until
 
 
 async def test_a_submit_whose_reply_was_lost_is_retried_without_queuing_twice(

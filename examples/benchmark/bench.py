@@ -319,6 +319,36 @@ async def wait_cost(workload: Workload, run: str, samples: int = 2000) -> dict[s
     return figures
 
 
+async def handoff_cost(workload: Workload, run: str, samples: int = 2000) -> dict[str, float]:
+    """Submit latency with the local hand-off (CYPHERSTREAM_HANDOFF=local), beside the
+    seed's hand-off: an `asyncio.Queue.put` of the same write."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    puts = []
+    for i in range(samples):
+        params = workload.params(run + "-queue", i)
+        t0 = time.perf_counter()
+        await queue.put((workload.query, params))
+        puts.append(time.perf_counter() - t0)
+    prefix = f"bench-handoff-{run}"
+    settings = settings_for("redis", prefix)
+    settings.memory.handoff = "local"
+    latencies = []
+    pool = await start_drainers(1, prefix)
+    async with MemoryClient(settings) as client:
+        for i in range(samples):
+            params = workload.params(run + "-handoff", i)
+            t0 = time.perf_counter()
+            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+            latencies.append(time.perf_counter() - t0)
+    pool.stop()
+    return {
+        "queue_put_p50_ms": _quantile(puts, 0.5) * 1000,
+        "queue_put_p99_ms": _quantile(puts, 0.99) * 1000,
+        "p50_ms": _quantile(latencies, 0.5) * 1000,
+        "p99_ms": _quantile(latencies, 0.99) * 1000,
+    }
+
+
 async def unwind_floor(workload: Workload, run: str) -> float:
     """Writes per second when all rows go in one UNWIND, one transaction."""
     rows = [workload.params(run + "-unwind", i) for i in range(workload.writes)]
@@ -398,6 +428,7 @@ async def run_all(scale: int) -> dict[str, Any]:
         refs["concurrent_submit"] = await concurrent_submits(loads[0], run)
         refs["memory_vs_backlog"] = await memory_vs_backlog(loads[0], run)
         refs["wait_cost"] = await wait_cost(loads[0], run)
+        refs["handoff_cost"] = await handoff_cost(loads[0], run)
         progress.advance(task)
         for workload in loads:
             for mode, drainers, args in plan:
@@ -469,6 +500,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"p99 {wait['p99_ms_wait_0']:.3f} ms; waiting for the replica "
             f"(CYPHERSTREAM_WAIT_REPLICAS=1): p50 {wait['p50_ms_wait_1']:.3f} ms, "
             f"p99 {wait['p99_ms_wait_1']:.3f} ms"
+        )
+    handoff = refs.get("handoff_cost")
+    if handoff:
+        lines.append(
+            f"- local hand-off (CYPHERSTREAM_HANDOFF=local): submit p50 {handoff['p50_ms']:.4f} "
+            f"ms, p99 {handoff['p99_ms']:.4f} ms; asyncio.Queue.put p50 "
+            f"{handoff['queue_put_p50_ms']:.4f} ms, p99 {handoff['queue_put_p99_ms']:.4f} ms"
         )
     for key, value in refs.items():
         if key.startswith("unwind_wps:"):
