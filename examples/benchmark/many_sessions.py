@@ -144,7 +144,7 @@ async def run_all(
         await driver.execute_query(SCHEMA)
         await driver.execute_query("CALL db.awaitIndexes(60)")
     single_url = os.environ["REDIS_URL"]
-    backends = [("single Redis", single_url, False)]
+    backends = [("single Redis", single_url, False)] if "single" in args.redis else []
     if cluster_url:
         backends.append(("3-master cluster", cluster_url, True))
     rows = []
@@ -200,11 +200,14 @@ def main() -> None:
     parser.add_argument(
         "--drainers", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4]
     )
-    parser.add_argument("--no-cluster", action="store_true", help="single Redis only")
+    parser.add_argument(
+        "--redis", type=lambda s: s.split(","), default=["single", "cluster"],
+        help="which Redis to measure: single, cluster, or both (the default)",
+    )  # fmt: skip
     args = parser.parse_args()
     services.up_and_export()
     cluster = None
-    if not args.no_cluster:
+    if "cluster" in args.redis:
         folder = Path(tempfile.mkdtemp(prefix="cypherstream-bench-cluster-"))
         cluster = services.RedisClusterServers(folder, masters=3).start()
     path = RESULTS / f"scale-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime())}.json"
