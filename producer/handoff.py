@@ -36,6 +36,7 @@ class Handoff:
         self._queues: dict[str, deque[tuple[Fields, int]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._held = 0
+        self._line: deque[object] = deque()  # submits waiting for room, first come first
         self._changed = asyncio.Condition()
         self.error: BaseException | None = None
         """What the last failed append met; None once appends go through again."""
@@ -47,8 +48,23 @@ class Handoff:
 
     async def put(self, session_id: str, fields: Fields, seq: int) -> None:
         """Buffer a write; waits while the buffer is full (Redis is behind or away)."""
-        if self._held >= self._capacity:
-            await self._wait(lambda: self._held < self._capacity, self._backpressure_timeout)
+        if not self._line and self._held < self._capacity:
+            self._enqueue(session_id, fields, seq)
+            return
+        # Wait in line: first come, first buffered, so a session's writes keep call order.
+        me = object()
+        self._line.append(me)
+        try:
+            await self._wait(
+                lambda: self._line[0] is me and self._held < self._capacity,
+                self._backpressure_timeout,
+            )
+            self._enqueue(session_id, fields, seq)
+        finally:
+            self._line.remove(me)
+            await self._notify()  # the next in line may go now
+
+    def _enqueue(self, session_id: str, fields: Fields, seq: int) -> None:
         self._queues.setdefault(session_id, deque()).append((fields, seq))
         self._held += 1
         if session_id not in self._tasks:
@@ -92,12 +108,16 @@ class Handoff:
                 backoff, self.error = None, None
                 queue.popleft()
                 self._held -= 1
-                async with self._changed:
-                    self._changed.notify_all()
+                await self._notify()
         finally:
             del self._tasks[session_id]
             if not queue:
                 del self._queues[session_id]
+
+    async def _notify(self) -> None:
+        """Wake every waiter to look again."""
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _wait(
         self, ready: Callable[[], bool], timeout: float, flushing: bool = False

@@ -4,12 +4,20 @@ surfaces at flush, or at submit once the buffer is full."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from producer import BackpressureTimeout, FlushTimeout, MemoryClient
-from tests.helpers import FlakyProxy, audit, submit_sequenced, through
+from tests.helpers import (
+    SEQUENCED_WRITE,
+    FlakyProxy,
+    audit,
+    submit_sequenced,
+    through,
+    wait_until,
+)
 
 
 async def test_local_handoff_applies_every_write_once_and_in_order(
@@ -62,3 +70,28 @@ async def test_a_full_local_buffer_makes_submit_wait_then_raise(
 
     assert await graph.count() == 1
     assert (await graph.query("MATCH (s:$$) RETURN s.seqs AS seqs"))[0]["seqs"] == [0, 1, 2, 3, 4]
+
+
+async def test_submits_waiting_for_room_keep_their_call_order(
+    make_settings: Any, proxy: FlakyProxy, drainer: Any, graph: Any
+) -> None:
+    settings = make_settings("redis", handoff="local", handoff_buffer=3, redis_retry=0.2)
+    query = SEQUENCED_WRITE.format(label=graph.label)
+    async with MemoryClient(through(settings, proxy)) as client:
+        await proxy.stop()
+        submits = [
+            asyncio.create_task(client.buffered.submit(query, {"session": "s0", "seq": seq}))
+            for seq in range(12)
+        ]
+
+        async def three_buffered() -> bool:
+            return sum(task.done() for task in submits) == 3
+
+        await wait_until(three_buffered, timeout=10, what="three submits buffered")
+        assert not any(task.done() for task in submits[3:])  # the rest wait in line
+
+        await proxy.start(port=proxy.port)
+        await asyncio.gather(*submits)
+        await client.flush()
+
+    assert (await graph.query("MATCH (s:$$) RETURN s.seqs AS seqs"))[0]["seqs"] == list(range(12))
