@@ -124,11 +124,10 @@ class Applier:
         """One transaction for every session's batch; should it fail for good, each
         session alone, so only the failing write is reported."""
         decoded = [(stream, _decoded(writes)) for stream, writes in batches]
-        clean = [(stream, rows) for stream, rows in decoded if not _has_malformed(rows)]
         whole = True  # whether each session's batch is worth one transaction of its own
-        if len(clean) == len(batches):
+        if not any(_has_malformed(rows) for _, rows in decoded):
             try:
-                return list(await self._transaction(clean))  # type: ignore[arg-type]
+                return list(await self._transaction(decoded))  # type: ignore[arg-type]
             except Exception as exc:
                 if classify(exc) is Disposition.RETRY:
                     return [exc] * len(batches)

@@ -147,21 +147,28 @@ async def start_drainers(count: int, prefix: str, *args: str, ready: int = 0) ->
     return pool
 
 
+async def timed_submits(
+    client: MemoryClient, workload: Workload, tag: str, count: int
+) -> list[float]:
+    """Submit `count` writes of `workload` one after the other; each call's seconds."""
+    latencies = []
+    for i in range(count):
+        params = workload.params(tag, i)
+        t0 = time.perf_counter()
+        await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+        latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
 async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *args: str) -> Row:
     """Submit every write in order (the latency an agent sees), then flush (throughput)."""
     prefix = f"bench-{run}-{uuid.uuid4().hex[:6]}"
     pool = None
     if drainers:
         pool = await start_drainers(drainers, prefix, *args)
-    latencies = []
     async with MemoryClient(settings_for(mode, prefix)) as client:
         started = time.perf_counter()
-        for i in range(workload.writes):
-            params = workload.params(run, i)
-            session = f"s{params['session']}"
-            t0 = time.perf_counter()
-            await client.buffered.submit(workload.query, params, session_id=session)
-            latencies.append(time.perf_counter() - t0)
+        latencies = await timed_submits(client, workload, run, workload.writes)
         await client.flush()
         elapsed = time.perf_counter() - started
         assert not client.write_errors, client.write_errors[:3]
@@ -299,16 +306,9 @@ async def wait_cost(workload: Workload, run: str, samples: int = 2000) -> dict[s
             prefix = f"bench-wait-{run}-{replicas}"
             settings = settings_for("redis", prefix)
             settings.memory.wait_replicas = replicas
-            latencies = []
             pool = await start_drainers(1, prefix)
             async with MemoryClient(settings) as client:
-                for i in range(samples):
-                    params = workload.params(run + "-wait", i)
-                    t0 = time.perf_counter()
-                    await client.buffered.submit(
-                        workload.query, params, session_id=f"s{params['session']}"
-                    )
-                    latencies.append(time.perf_counter() - t0)
+                latencies = await timed_submits(client, workload, run + "-wait", samples)
             pool.stop()
             figures[f"p50_ms_wait_{replicas}"] = _quantile(latencies, 0.5) * 1000
             figures[f"p99_ms_wait_{replicas}"] = _quantile(latencies, 0.99) * 1000
@@ -332,14 +332,9 @@ async def handoff_cost(workload: Workload, run: str, samples: int = 2000) -> dic
     prefix = f"bench-handoff-{run}"
     settings = settings_for("redis", prefix)
     settings.memory.handoff = "local"
-    latencies = []
     pool = await start_drainers(1, prefix)
     async with MemoryClient(settings) as client:
-        for i in range(samples):
-            params = workload.params(run + "-handoff", i)
-            t0 = time.perf_counter()
-            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
-            latencies.append(time.perf_counter() - t0)
+        latencies = await timed_submits(client, workload, run + "-handoff", samples)
     pool.stop()
     return {
         "queue_put_p50_ms": _quantile(puts, 0.5) * 1000,
