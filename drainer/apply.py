@@ -58,6 +58,9 @@ class BatchResult:
     applied: list[WriteEntry] = field(default_factory=list)
     skipped: list[WriteEntry] = field(default_factory=list)  # applied by an earlier delivery
     failed: list[tuple[WriteEntry, BaseException]] = field(default_factory=list)
+    stalled: tuple[WriteEntry, BaseException] | None = None
+    """A write whose own failure may pass (`Disposition.RETRY_BUDGETED`), met while it
+    ran alone; the writes after it were not tried."""
 
 
 Batch = tuple[str, list[WriteEntry]]
@@ -129,10 +132,11 @@ class Applier:
             try:
                 return list(await self._transaction(decoded))  # type: ignore[arg-type]
             except Exception as exc:
-                if classify(exc) is Disposition.RETRY:
+                kind = classify(exc)
+                if kind is Disposition.RETRY:
                     return [exc] * len(batches)
                 if len(batches) == 1 and len(batches[0][1]) == 1:
-                    return [BatchResult(failed=[(batches[0][1][0], exc)])]
+                    return [_alone_failed(batches[0][1][0], exc, kind)]
                 whole = len(batches) > 1
         alone = (self._alone(stream, rows, whole) for stream, rows in decoded)
         return list(await asyncio.gather(*alone, return_exceptions=True))
@@ -147,6 +151,11 @@ class Applier:
                     raise
         return await self._one_by_one(stream, decoded)
 
+    async def apply_alone(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
+        """Apply `writes` one transaction each, sharing none: for a write that failed on
+        its own before, so its next failure is certainly its own and delays nobody."""
+        return await self._one_by_one(stream, _decoded(writes))
+
     async def _one_by_one(self, stream: str, decoded: list[Decoded]) -> BatchResult:
         result = BatchResult()
         for write, params in decoded:
@@ -156,8 +165,12 @@ class Applier:
             try:
                 (one,) = await self._transaction([(stream, [(write, params)])])
             except Exception as exc:
-                if classify(exc) is Disposition.RETRY:
+                kind = classify(exc)
+                if kind is Disposition.RETRY:
                     raise
+                if kind is Disposition.RETRY_BUDGETED:
+                    result.stalled = (write, exc)
+                    return result
                 result.failed.append((write, exc))
                 continue
             result.applied += one.applied
@@ -253,6 +266,13 @@ async def _lock(tx: Any, streams: list[str]) -> dict[str, str]:
     """Lock the progress records of `streams`; the last entry id each applied."""
     result = await tx.run(_LOCK, streams=streams)
     return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
+
+
+def _alone_failed(write: WriteEntry, exc: BaseException, kind: Disposition) -> BatchResult:
+    """What a write that failed alone in its own transaction became."""
+    if kind is Disposition.RETRY_BUDGETED:
+        return BatchResult(stalled=(write, exc))
+    return BatchResult(failed=[(write, exc)])
 
 
 def _decoded(writes: list[WriteEntry]) -> list[Decoded]:

@@ -87,6 +87,11 @@ def main() -> None:
 @click.option(
     "--tx-timeout", type=float, help="seconds Neo4j lets a batch run [env DRAINER_TX_TIMEOUT]"
 )
+@click.option(
+    "--max-attempts", type=int,
+    help="tries of a write whose own failure keeps coming back (timeout, transaction memory, "
+    "deadlock) before it is dead-lettered [env DRAINER_MAX_ATTEMPTS, default 5]",
+)  # fmt: skip
 @click.option("--allow-eviction", is_flag=True, default=None, help="run despite allkeys-* eviction")
 @click.option(
     "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.entry import WriteEntry, id_key, write_fields
-from shared.errors import BadSignature, CypherstreamError, MalformedEntry, RejectedEntry
+from shared.errors import (
+    BadSignature,
+    CypherstreamError,
+    MalformedEntry,
+    RejectedEntry,
+    RetriesExhausted,
+)
 from shared.failures import BufferedWriteError, error_code, error_message
 from shared.keys import Keyspace
 from shared.scripts import Scripts, submit_call
@@ -22,8 +28,9 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 def reason_of(exc: BaseException) -> str:
-    """Why a write was dead-lettered: a refusal's reason, else that Neo4j failed it."""
-    return exc.reason if isinstance(exc, RejectedEntry) else "failed"
+    """Why a write was dead-lettered: a refusal's reason, that its attempts ran out
+    (`retries-exhausted`), else that Neo4j failed it."""
+    return exc.reason if isinstance(exc, (RejectedEntry, RetriesExhausted)) else "failed"
 
 
 def redact_message(message: str) -> str:
@@ -44,6 +51,7 @@ def failure_report(
         entry_id=write.entry_id,
         when=dt.datetime.now(dt.timezone.utc),
         drainer_id=drainer_id,
+        reason=reason_of(exc),
     )
 
 
@@ -65,7 +73,6 @@ async def dead_letter(
     both and quoted values out of the error message (they may be personal data).
     """
     report = failure_report(session_id, write, exc, drainer_id, redact)
-    reason = reason_of(exc)
     errors_key = keys.errors(session_id, write.client_id)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.rpush(errors_key, report.to_json(None if redact else write.params))
@@ -78,7 +85,7 @@ async def dead_letter(
         "seq": str(write.seq),
         "query": write.wire_query,
         "params": b"" if redact else write.params,
-        "reason": reason,
+        "reason": report.reason,
         "code": report.code,
         "message": report.message,
         "when": report.when.isoformat(),
@@ -94,7 +101,7 @@ async def dead_letter(
         extra={
             "session_id": session_id,
             "entry_id": write.entry_id,
-            "reason": reason,
+            "reason": report.reason,
             "code": report.code,
         },
     )

@@ -19,8 +19,8 @@ from shared.backoff import Backoff
 from shared.batching import ScriptPipeline
 from shared.connection import transient
 from shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
-from shared.errors import RejectedEntry
-from shared.failures import Disposition, classify, error_code
+from shared.errors import RejectedEntry, RetriesExhausted
+from shared.failures import Disposition, classify, error_code, error_message
 from shared.keys import GROUP, Keyspace
 from shared.scripts import Scripts
 
@@ -74,6 +74,8 @@ class SessionDrain:
         self._progress_id = keys.progress_id(session_id)
         self._me = deps.settings.drainer_id
         self._ended = False  # an end marker removed the session's keys
+        # Writes that failed on their own: attempts so far, and the backoff between them.
+        self._suspects: dict[str, tuple[int, Backoff]] = {}
 
     async def run(self, others_waiting: Any) -> None:
         """Drain; `others_waiting()` says whether to yield the session after a long turn."""
@@ -179,15 +181,59 @@ class SessionDrain:
         await self._apply_run(run)
 
     async def _apply_run(self, writes: list[WriteEntry]) -> None:
-        if not writes:
-            return
-        result: BatchResult = await self._with_retry(
-            self._d.applier.apply, self._progress_id, writes
+        """Apply writes in order; acknowledge each once applied or dead-lettered.
+
+        A write that failed on its own before (a suspect) runs alone, so its next
+        failure is certainly its own and shares no other session's transaction.
+        """
+        while writes:
+            suspect = writes[0].entry_id in self._suspects
+            chunk = writes[:1] if suspect else writes
+            apply = self._d.applier.apply_alone if suspect else self._d.applier.apply
+            result: BatchResult = await self._with_retry(apply, self._progress_id, chunk)
+            self._observe(result)
+            for write, exc in result.failed:
+                await self._fail(write, exc)
+            done = len(chunk)
+            if result.stalled is not None:
+                write, exc = result.stalled
+                done = chunk.index(write) + await self._gave_up(write, exc)
+            elif suspect:
+                del self._suspects[chunk[0].entry_id]
+            if done:
+                await self._ack([w.entry_id for w in writes[:done]])
+            writes = writes[done:]
+
+    async def _gave_up(self, write: WriteEntry, exc: BaseException) -> bool:
+        """Count a failure of `write`'s own; dead-letter it once its attempts are spent,
+        else wait before its next attempt. Whether it was given up."""
+        attempts, backoff = self._suspects.get(write.entry_id, (0, None))
+        attempts += 1
+        limit = self._d.settings.max_attempts
+        if attempts >= limit:
+            self._suspects.pop(write.entry_id, None)
+            await self._fail(
+                write, RetriesExhausted(attempts, error_code(exc), error_message(exc))
+            )
+            return True
+        if self.lost:
+            raise LeaseLost
+        backoff = backoff or Backoff(cap=self._d.settings.retry_max_delay)
+        self._suspects[write.entry_id] = (attempts, backoff)
+        self._d.metrics.retries.labels("write").inc()
+        log.warning(
+            "write failed on its own, retrying it alone",
+            extra={
+                "session_id": self.session_id,
+                "entry_id": write.entry_id,
+                "error": error_code(exc),
+                "attempt": attempts,
+                "max_attempts": limit,
+                "retry_in": backoff.delay,
+            },
         )
-        self._observe(result)
-        for write, exc in result.failed:
-            await self._fail(write, exc)
-        await self._ack([w.entry_id for w in writes])
+        await backoff.wait()
+        return False
 
     def _observe(self, result: BatchResult) -> None:
         metrics = self._d.metrics
@@ -214,13 +260,15 @@ class SessionDrain:
         await self._with_retry(self._d.applier.consume, self._progress_id, write)
 
     async def _with_retry(self, func: Any, *args: Any) -> Any:
-        """Neo4j calls: passing failures are retried with capped backoff, never dropped."""
+        """Neo4j calls: passing failures are retried with capped backoff, never dropped.
+        (`Applier.apply` turns a write's own failures into `BatchResult.stalled`, so only
+        outages, and deadlocks of the bookkeeping statements, are retried here.)"""
         backoff = Backoff(cap=self._d.settings.retry_max_delay)
         while True:
             try:
                 return await func(*args)
             except Exception as exc:
-                if classify(exc) is not Disposition.RETRY:
+                if classify(exc) is Disposition.DEAD_LETTER:
                     raise
                 if self.lost:
                     raise LeaseLost from exc

@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.failures import DEFAULT_MAX_ATTEMPTS
 from shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 
 
@@ -51,6 +52,14 @@ class DrainerSettings(BaseSettings):
         default=60.0, gt=0, description="seconds Neo4j lets one batch transaction run"
     )
     retry_max_delay: float = Field(default=10.0, gt=0, description="cap of the retry backoff (s)")
+    max_attempts: int = Field(
+        default=DEFAULT_MAX_ATTEMPTS,
+        ge=1,
+        le=1000,
+        description="tries of a write whose own failure keeps coming back (timeout, "
+        "transaction memory, deadlock) before it is dead-lettered as retries-exhausted; "
+        "outages never count",
+    )
     error_ttl: int = Field(
         default=86400, ge=60, description="seconds a client's unflushed error reports are kept"
     )

@@ -16,8 +16,15 @@ from neo4j import AsyncDriver
 from producer.backend import Report
 from producer.inline import run_write
 from shared.backoff import Backoff
-from shared.errors import FlushTimeout
-from shared.failures import BufferedWriteError, Disposition, classify, error_code, error_message
+from shared.errors import FlushTimeout, RetriesExhausted
+from shared.failures import (
+    DEFAULT_MAX_ATTEMPTS,
+    BufferedWriteError,
+    Disposition,
+    classify,
+    error_code,
+    error_message,
+)
 from shared.queries import QueryBook
 
 log = logging.getLogger(__name__)
@@ -87,12 +94,19 @@ class EmbeddedBackend:
 
     async def _apply(self, query: str, params: dict[str, Any], session: str, item_id: str) -> None:
         backoff = Backoff()
+        attempts = 0
         while True:
             try:
                 await run_write(self._driver, self._database, query, params)
                 return
             except Exception as exc:
-                if classify(exc) is Disposition.DEAD_LETTER:
+                kind = classify(exc)
+                if kind is Disposition.RETRY_BUDGETED:
+                    attempts += 1
+                    if attempts >= DEFAULT_MAX_ATTEMPTS:
+                        exc = RetriesExhausted(attempts, error_code(exc), error_message(exc))
+                        kind = Disposition.DEAD_LETTER
+                if kind is Disposition.DEAD_LETTER:
                     self._report(_failure(query, params, session, item_id, exc))
                     return
                 log.warning(
@@ -114,4 +128,5 @@ def _failure(
         entry_id=item_id,
         when=dt.datetime.now(dt.timezone.utc),
         drainer_id="in-process",
+        reason=exc.reason if isinstance(exc, RetriesExhausted) else "failed",
     )

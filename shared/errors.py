@@ -76,6 +76,21 @@ class UnknownQuery(RejectedEntry):
     reason = "unknown-query"
 
 
+class RetriesExhausted(CypherstreamError):
+    """A write whose own failure (timeout, transaction memory, deadlock) came back on
+    every attempt; it is dead-lettered with reason `retries-exhausted`."""
+
+    reason = "retries-exhausted"
+
+    def __init__(self, attempts: int, code: str, message: str) -> None:
+        super().__init__(
+            f"gave up after {attempts} attempts, each failing on its own; the last: {message}"
+        )
+        self.attempts = attempts
+        self.code = code
+        """The Neo4j status code (or exception class) of the last attempt's failure."""
+
+
 class RedisPermissionDenied(ConfigurationError):
     """Redis refused a command for this user (ACL); nothing was queued."""
 

@@ -13,52 +13,88 @@ from typing import Any
 from neo4j import exceptions as nx
 
 from shared.codec import decode_params
+from shared.errors import RetriesExhausted
 
 
 class Disposition(enum.Enum):
     """What the drainer does with a write that raised."""
 
-    RETRY = "retry"  # passing: Neo4j down, leader switch, deadlock; retried, never dropped
-    DEAD_LETTER = "dead-letter"  # permanent: retrying cannot fix it
+    #: Not the write's fault (Neo4j or Redis down, leader switch, auth expiry): retried
+    #: with backoff for as long as it takes, so an outage loses nothing.
+    RETRY = "retry"
+    #: The write's own failure that may pass (it timed out, ran out of transaction
+    #: memory, deadlocked): retried up to `--max-attempts` times, then dead-lettered.
+    RETRY_BUDGETED = "retry-budgeted"
+    #: Retrying cannot fix it (syntax, constraint, bad parameter): dead-lettered at once.
+    DEAD_LETTER = "dead-letter"
 
+
+#: How many times a write whose own failure keeps coming back is tried in all.
+DEFAULT_MAX_ATTEMPTS = 5
 
 # Errors about the connection or the cluster's state, not about the write.
-_PASSING_DRIVER_ERRORS = (nx.ServiceUnavailable, nx.SessionExpired, nx.IncompleteCommit)
-# Client errors that an operator fixes outside the write (credentials, a missing database).
-_PASSING_CLIENT_CODES = (
-    "Neo.ClientError.Security.Unauthorized",
-    "Neo.ClientError.Security.AuthenticationRateLimit",
-    "Neo.ClientError.Security.CredentialsExpired",
-    "Neo.ClientError.Security.TokenExpired",
-    "Neo.ClientError.Database.DatabaseNotFound",
-    "Neo.ClientError.Cluster.NotALeader",
-    "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
-    # The transaction ran out of time (a slow batch, or a lock held by a stalled drainer).
-    "Neo.ClientError.Transaction.TransactionTimedOut",
-    "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
-    "Neo.ClientError.Transaction.LockClientStopped",
-    "Neo.ClientError.Transaction.Terminated",
+_OUTAGE_DRIVER_ERRORS = (nx.ServiceUnavailable, nx.SessionExpired, nx.IncompleteCommit)
+# Codes an operator fixes outside the write (credentials, a missing database, a
+# cluster electing a leader), or that say someone stopped the transaction.
+_OUTAGE_CODES = frozenset(
+    {
+        "Neo.ClientError.Security.Unauthorized",
+        "Neo.ClientError.Security.AuthenticationRateLimit",
+        "Neo.ClientError.Security.CredentialsExpired",
+        "Neo.ClientError.Security.TokenExpired",
+        "Neo.ClientError.Database.DatabaseNotFound",
+        "Neo.ClientError.Cluster.NotALeader",
+        "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
+        "Neo.ClientError.Transaction.LockClientStopped",
+        "Neo.ClientError.Transaction.Terminated",
+        "Neo.TransientError.Transaction.LockClientStopped",
+        "Neo.TransientError.Transaction.Terminated",
+        "Neo.TransientError.Transaction.MaximumTransactionLimitReached",
+        "Neo.TransientError.Request.NoThreadsAvailable",
+        "Neo.TransientError.General.DatabaseUnavailable",
+        "Neo.TransientError.Database.DatabaseUnavailable",
+    }
+)
+# Whole families that are about the server, the network or the cluster.
+_OUTAGE_FAMILIES = (
+    "Neo.TransientError.Cluster.",
+    "Neo.TransientError.Network.",
+    "Neo.TransientError.Security.",
+)
+# Client errors that are the write's own and may pass on another try (every
+# Neo.TransientError not listed above is one too: deadlocks, memory, schema races).
+_BUDGETED_CLIENT_CODES = frozenset(
+    {
+        "Neo.ClientError.Transaction.TransactionTimedOut",
+        "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+        "Neo.ClientError.General.TransactionOutOfMemoryError",
+    }
 )
 
 
 def classify(exc: BaseException) -> Disposition:
-    """Whether retrying the same write later can succeed."""
+    """Whether retrying the same write later can succeed, and for how long to try."""
     if isinstance(exc, nx.Neo4jError):
         code = exc.code or ""
-        if (
-            exc.is_retryable()
-            or code.startswith("Neo.TransientError.")
-            or code in (_PASSING_CLIENT_CODES)
-        ):
+        if code in _OUTAGE_CODES or code.startswith(_OUTAGE_FAMILIES):
             return Disposition.RETRY
+        if (
+            code in _BUDGETED_CLIENT_CODES
+            or code.startswith("Neo.TransientError.")
+            or exc.is_retryable()
+        ):
+            return Disposition.RETRY_BUDGETED
         return Disposition.DEAD_LETTER
-    if isinstance(exc, (*_PASSING_DRIVER_ERRORS, OSError, TimeoutError)):
+    if isinstance(exc, (*_OUTAGE_DRIVER_ERRORS, nx.AuthError, OSError, TimeoutError)):
         return Disposition.RETRY
     return Disposition.DEAD_LETTER
 
 
 def error_code(exc: BaseException) -> str:
-    """Neo4j's status code where there is one, else the exception's class name."""
+    """Neo4j's status code where there is one, else the exception's class name; for
+    `RetriesExhausted`, the code of the last attempt's error."""
+    if isinstance(exc, RetriesExhausted):
+        return exc.code
     if isinstance(exc, nx.Neo4jError) and exc.code:
         return exc.code
     return type(exc).__name__
@@ -75,7 +111,10 @@ class BufferedWriteError:
     """A buffered write that failed permanently and was dead-lettered.
 
     `error` is ``"<code>: <message>"``; `parameters` is None when the entry was too
-    malformed to decode them.
+    malformed to decode them. `reason` says why it was given up: ``failed`` (Neo4j
+    refused it for good), ``retries-exhausted`` (its own failure came back on every
+    attempt; `code` is the last one's), or a refusal before it ran (``signature``,
+    ``not-allowed``, ``unknown-query``, ``malformed``).
     """
 
     query: str
@@ -86,6 +125,7 @@ class BufferedWriteError:
     entry_id: str
     when: dt.datetime
     drainer_id: str = ""
+    reason: str = "failed"
 
     @property
     def error(self) -> str:
@@ -103,6 +143,7 @@ class BufferedWriteError:
                 "id": self.entry_id,
                 "when": self.when.isoformat(),
                 "d": self.drainer_id,
+                "r": self.reason,
             }
         )
 
@@ -123,4 +164,5 @@ class BufferedWriteError:
             entry_id=data["id"],
             when=dt.datetime.fromisoformat(data["when"]),
             drainer_id=data.get("d", ""),
+            reason=data.get("r", "failed"),
         )

@@ -15,15 +15,32 @@ def neo4j_error(code: str) -> nx.Neo4jError:
 @pytest.mark.parametrize(
     "code",
     [
-        "Neo.TransientError.Transaction.DeadlockDetected",
         "Neo.TransientError.General.DatabaseUnavailable",
+        "Neo.TransientError.Cluster.ReplicationFailure",
         "Neo.ClientError.Cluster.NotALeader",
         "Neo.ClientError.Security.Unauthorized",
-        "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+        "Neo.ClientError.Security.TokenExpired",
+        "Neo.ClientError.Database.DatabaseNotFound",
+        "Neo.TransientError.Transaction.Terminated",
     ],
 )
-def test_errors_about_the_server_or_cluster_are_retried(code: str) -> None:
+def test_errors_about_the_server_or_cluster_are_retried_for_ever(code: str) -> None:
     assert classify(neo4j_error(code)) is Disposition.RETRY
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "Neo.TransientError.Transaction.DeadlockDetected",
+        "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+        "Neo.ClientError.Transaction.TransactionTimedOut",
+        "Neo.TransientError.General.TransactionMemoryLimit",
+        "Neo.TransientError.General.MemoryPoolOutOfMemoryError",
+        "Neo.TransientError.Transaction.ConstraintsChanged",
+    ],
+)
+def test_passing_failures_of_the_write_itself_are_retried_within_a_budget(code: str) -> None:
+    assert classify(neo4j_error(code)) is Disposition.RETRY_BUDGETED
 
 
 @pytest.mark.parametrize(
@@ -45,6 +62,7 @@ def test_errors_about_the_write_itself_are_dead_lettered(code: str) -> None:
     [
         nx.ServiceUnavailable("down"),
         nx.SessionExpired("gone"),
+        nx.AuthError("expired"),
         ConnectionRefusedError(),
         TimeoutError(),
     ],
