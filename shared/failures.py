@@ -76,7 +76,9 @@ def classify(exc: BaseException) -> Disposition:
     """Whether retrying the same write later can succeed, and for how long to try."""
     if isinstance(exc, nx.Neo4jError):
         code = exc.code or ""
-        if code in _OUTAGE_CODES or code.startswith(_OUTAGE_FAMILIES):
+        if isinstance(exc, nx.AuthError) or code in _OUTAGE_CODES:
+            return Disposition.RETRY
+        if code.startswith(_OUTAGE_FAMILIES):
             return Disposition.RETRY
         if (
             code in _BUDGETED_CLIENT_CODES
@@ -85,7 +87,7 @@ def classify(exc: BaseException) -> Disposition:
         ):
             return Disposition.RETRY_BUDGETED
         return Disposition.DEAD_LETTER
-    if isinstance(exc, (*_OUTAGE_DRIVER_ERRORS, nx.AuthError, OSError, TimeoutError)):
+    if isinstance(exc, (*_OUTAGE_DRIVER_ERRORS, OSError, TimeoutError)):
         return Disposition.RETRY
     return Disposition.DEAD_LETTER
 
