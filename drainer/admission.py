@@ -19,13 +19,14 @@ class Admission:
     """The drainer's rules for running an entry (`--queries`, `--allow-raw-cypher`, keys)."""
 
     def __init__(self, signer: Signer | None, queries: QueryBook, allow_raw_cypher: bool) -> None:
-        self._signer = signer
+        self.signer = signer
+        """The keys this drainer verifies entries with (None: it verifies nothing)."""
         self._queries = queries
         self._allow_raw = allow_raw_cypher
 
     def admit(self, session_id: str, entry: WriteEntry) -> WriteEntry:
         """The entry ready to run (named queries resolved to Cypher), or raise `RejectedEntry`."""
-        if self._signer is not None and not self._signer.verify(session_id, entry):
+        if self.signer is not None and not self.signer.verify(session_id, entry):
             state = "unsigned" if entry.signature is None else "signed with no key it accepts"
             raise BadSignature(
                 f"entry {entry.entry_id} of session {session_id!r} is {state}, or was changed "

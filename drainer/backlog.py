@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shared.keys import Keyspace
+from shared.memory import MemoryUse, memory_use
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Status:
     oldest_pending_age_seconds: float = 0.0
     sessions: list[SessionBacklog] = field(default_factory=list)
     dead_letters: int = 0
+    redis_memory: MemoryUse = field(default_factory=lambda: MemoryUse(0, 0))
 
     @property
     def live_drainers(self) -> int:
@@ -51,6 +53,10 @@ class Status:
             },
             "sessions": [asdict(s) for s in self.sessions],
             "dead_letters": self.dead_letters,
+            "redis_memory": {
+                "used_bytes": self.redis_memory.used,
+                "maxmemory_bytes": self.redis_memory.limit,
+            },
         }
 
 
@@ -99,6 +105,7 @@ async def snapshot(redis: Any, keys: Keyspace, *, top: int = 10) -> Status:
         oldest_pending_age_seconds=max(0.0, (now - ready[0][1]) / 1000) if ready else 0.0,
         sessions=sessions,
         dead_letters=int(await redis.xlen(keys.dead_letters)),
+        redis_memory=await memory_use(redis),
     )
 
 

@@ -56,7 +56,7 @@ def failure_report(
 
 
 async def dead_letter(
-    redis: Any,
+    scripts: Scripts,
     keys: Keyspace,
     session_id: str,
     write: WriteEntry,
@@ -73,11 +73,10 @@ async def dead_letter(
     both and quoted values out of the error message (they may be personal data).
     """
     report = failure_report(session_id, write, exc, drainer_id, redact)
-    errors_key = keys.errors(session_id, write.client_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.rpush(errors_key, report.to_json(None if redact else write.params))
-        pipe.expire(errors_key, error_ttl)
-        await pipe.execute()
+    await scripts.record_failure(
+        keys=[keys.errors(session_id, write.client_id)],
+        args=[report.to_json(None if redact else write.params), error_ttl],
+    )
     fields: dict[str, str | bytes] = {
         "session": session_id,
         "entry_id": write.entry_id,
@@ -95,7 +94,9 @@ async def dead_letter(
         fields["named"] = "1"
     if redact:
         fields["redacted"] = "1"
-    await redis.xadd(keys.dead_letters, fields)
+    await scripts.dead_letter(
+        keys=[keys.dead_letters], args=[item for pair in fields.items() for item in pair]
+    )
     log.warning(
         "write dead-lettered",
         extra={

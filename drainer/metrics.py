@@ -72,6 +72,16 @@ class Metrics:
         self.ready_sessions = Gauge(
             "cypherstream_ready_sessions", "Sessions with queued entries", registry=r
         )
+        self.redis_used_memory = Gauge(
+            "cypherstream_redis_used_memory_bytes",
+            "Memory Redis uses (on a cluster, the fullest primary's)",
+            registry=r,
+        )
+        self.redis_maxmemory = Gauge(
+            "cypherstream_redis_maxmemory_bytes",
+            "Redis's maxmemory (0: no limit); at it, producers wait for room",
+            registry=r,
+        )
         self.oldest_pending_seconds = Gauge(
             "cypherstream_oldest_pending_age_seconds",
             "How long the longest-waiting ready session has had queued entries",

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drainer.backlog import Status
+from shared.memory import WARN_RATIO
 
 
 def print_status(status: Status, console: Console | None = None) -> None:
@@ -24,6 +25,10 @@ def print_status(status: Status, console: Console | None = None) -> None:
         f"oldest waiting {status.oldest_pending_age_seconds:.1f}s. "
         f"Dead letters: {status.dead_letters}."
     )
+    memory = status.redis_memory
+    warn = memory.ratio >= WARN_RATIO
+    note = " Producers wait for room while it is full; drainers free it." if warn else ""
+    out.print(f"{memory.describe()}.{note}", style="bold red" if warn else None)
     if status.sessions:
         sessions = Table(title="Longest-waiting sessions")
         for column in ("session", "entries", "waiting", "owner"):

@@ -212,9 +212,7 @@ class SessionDrain:
         limit = self._d.settings.max_attempts
         if attempts >= limit:
             self._suspects.pop(write.entry_id, None)
-            await self._fail(
-                write, RetriesExhausted(attempts, error_code(exc), error_message(exc))
-            )
+            await self._fail(write, RetriesExhausted(attempts, error_code(exc), error_message(exc)))
             return True
         if self.lost:
             raise LeaseLost
@@ -248,7 +246,7 @@ class SessionDrain:
         self._d.metrics.dead_letters.inc()
         await self._redis_call_plain(
             dead_letter,
-            self._d.redis,
+            self._d.scripts,
             self._d.keys,
             self.session_id,
             write,

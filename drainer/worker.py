@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import exceptions as rx
@@ -28,13 +29,17 @@ from drainer.settings import DrainerSettings
 from shared.batching import run_many
 from shared.connection import REDIS_DOWN, open_redis, transient
 from shared.errors import UnsafeRedisConfig
+from shared.memory import WARN_RATIO, memory_use
 from shared.queries import QueryBook
 from shared.scripts import Scripts
-from shared.signing import announce
+from shared.signing import fingerprints_text
 
 log = logging.getLogger(__name__)
 
-_SWEEP_PAGE = 500  # streams one pipelined round trip checks
+#: Streams one pipelined round trip of the sweep checks.
+_SWEEP_PAGE = 500
+#: Seconds between warnings while Redis memory stays above `WARN_RATIO`.
+_MEMORY_WARN_EVERY = 60.0
 
 
 class Drainer:
@@ -54,6 +59,7 @@ class Drainer:
         self._started = time.time()
         self._redis: Any = None
         self._driver: Any = None
+        self._memory_warned: float | None = None  # when the last memory warning was logged
 
     @property
     def owned_sessions(self) -> list[str]:
@@ -80,7 +86,6 @@ class Drainer:
                 on_commit=self.metrics.committed,
             )  # fmt: skip
             await applier.ensure_schema()
-            await announce(redis, self.keys, signer)
             scripts = Scripts(redis)
             deps = DrainDeps(
                 redis, scripts, SessionScripts(redis, scripts), self.keys, applier, settings,
@@ -89,12 +94,15 @@ class Drainer:
             self._redis, self._driver = redis, driver
             await self._heartbeat(deps)
             background = [
-                asyncio.create_task(self._heartbeat_loop(deps), name="heartbeat"),
-                asyncio.create_task(self._sweep_loop(deps), name="sweep"),
+                _every(settings.lease_ttl / 3, lambda: self._heartbeat(deps), "heartbeat"),
+                _every(settings.sweep_interval, lambda: self._sweep(deps), "sweep"),
+                _every(settings.stats_interval, lambda: self._watch_memory(deps), "memory"),
             ]
             if settings.metrics_port is not None:
                 await self._serve_endpoints(settings)
-                background.append(asyncio.create_task(self._stats_loop(deps), name="stats"))
+                background.append(
+                    _every(settings.stats_interval, lambda: self._backlog_stats(deps), "stats")
+                )
             log.info("drainer started", extra=_effective(settings))
             self.ready.set()
             try:
@@ -144,17 +152,33 @@ class Drainer:
             return False, f"Neo4j unreachable: {type(exc).__name__}"
         return True, "ok"
 
-    async def _stats_loop(self, deps: DrainDeps) -> None:
+    async def _backlog_stats(self, deps: DrainDeps) -> None:
         """Keep the backlog gauges current for scrapes."""
-        while True:
-            try:
-                status = await snapshot(deps.redis, self.keys, top=0)
-                self.metrics.backlog_entries.set(status.entries)
-                self.metrics.ready_sessions.set(status.ready_sessions)
-                self.metrics.oldest_pending_seconds.set(status.oldest_pending_age_seconds)
-            except Exception as exc:  # gauges go stale rather than the loop dying
-                log.warning("backlog stats failed", extra={"error": repr(exc)})
-            await asyncio.sleep(self.settings.stats_interval)
+        status = await snapshot(deps.redis, self.keys, top=0)
+        self.metrics.backlog_entries.set(status.entries)
+        self.metrics.ready_sessions.set(status.ready_sessions)
+        self.metrics.oldest_pending_seconds.set(status.oldest_pending_age_seconds)
+
+    async def _watch_memory(self, deps: DrainDeps) -> None:
+        """Redis memory against maxmemory: gauges, and a warning above `WARN_RATIO` (once
+        a minute while it lasts), since a full Redis makes every producer wait."""
+        use = await memory_use(deps.redis)
+        self.metrics.redis_used_memory.set(use.used)
+        self.metrics.redis_maxmemory.set(use.limit)
+        now = time.monotonic()
+        if use.ratio < WARN_RATIO:
+            if self._memory_warned is not None:
+                log.info("Redis memory is below the warning level again: %s", use.describe())
+            self._memory_warned = None
+        elif self._memory_warned is None or now - self._memory_warned >= _MEMORY_WARN_EVERY:
+            self._memory_warned = now
+            log.warning(
+                "Redis is nearly or fully out of memory: %s. Producers wait for room while "
+                "it is full; drainers free it as they apply writes. Add drainers if the "
+                "backlog grows, or raise maxmemory.",
+                use.describe(),
+                extra={"used_bytes": use.used, "maxmemory_bytes": use.limit},
+            )
 
     async def _check_eviction(self, redis: Any) -> None:
         try:
@@ -211,10 +235,12 @@ class Drainer:
     async def _acquire(self, deps: DrainDeps, sessions: list[str]) -> list[str]:
         """Take the leases of those of `sessions` nobody holds, in one round trip."""
         ttl_ms = int(self.settings.lease_ttl * 1000)
-        async with deps.redis.pipeline(transaction=False) as pipe:
-            for session_id in sessions:
-                pipe.set(self.keys.lease(session_id), self.settings.drainer_id, nx=True, px=ttl_ms)
-            taken = await pipe.execute()
+        me = self.settings.drainer_id
+        calls = [([self.keys.lease(session_id)], [me, ttl_ms]) for session_id in sessions]
+        taken = await run_many(deps.redis, deps.scripts.acquire, calls)
+        for reply in taken:
+            if isinstance(reply, Exception):
+                raise reply
         return [session_id for session_id, ok in zip(sessions, taken, strict=True) if ok]
 
     def _start(self, deps: DrainDeps, session_id: str) -> None:
@@ -242,9 +268,14 @@ class Drainer:
         info = [
             "host", socket.gethostname(), "pid", os.getpid(),
             "streams_owned", len(self._active), "started", int(self._started),
+            "signing", fingerprints_text(deps.admission.signer),
         ]  # fmt: skip
         await deps.scripts.heartbeat(
-            keys=[self.keys.drainers, self.keys.drainer_info(self.settings.drainer_id)],
+            keys=[
+                self.keys.drainers,
+                self.keys.drainer_info(self.settings.drainer_id),
+                self.keys.meta,
+            ],
             args=[self.settings.drainer_id, ttl_ms, *info],
         )
         sessions = list(self._active)
@@ -259,29 +290,12 @@ class Drainer:
             if not ok and entry is not None:
                 entry[0].lost = True
 
-    async def _heartbeat_loop(self, deps: DrainDeps) -> None:
-        while True:
-            await asyncio.sleep(self.settings.lease_ttl / 3)
-            try:
-                await self._heartbeat(deps)
-            except Exception as exc:  # a missed heartbeat must never end the loop
-                log.warning("heartbeat failed", extra={"error": repr(exc)})
-
-    async def _sweep_loop(self, deps: DrainDeps) -> None:
-        """Safety net: put streams with entries back in their ready set if missing."""
-        while True:
-            await asyncio.sleep(self.settings.sweep_interval)
-            try:
-                await self._sweep(deps)
-            except Exception as exc:  # the safety net must keep running
-                log.warning("sweep failed", extra={"error": repr(exc)})
-
     async def _sweep(self, deps: DrainDeps) -> None:
         """One SCAN over every session stream, by one drainer of the fleet per interval:
         the net costs O(all sessions) per interval, however many drainers run."""
         turn_ms = int(self.settings.sweep_interval * 1000)
-        if not await deps.redis.set(
-            self.keys.sweep_turn, self.settings.drainer_id, nx=True, px=turn_ms
+        if not await deps.scripts.acquire(
+            keys=[self.keys.sweep_turn], args=[self.settings.drainer_id, turn_ms]
         ):
             return
         page: list[str] = []
@@ -339,6 +353,21 @@ class Drainer:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _every(interval: float, action: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
+    """A task running `action` every `interval` seconds until cancelled; a failed run is
+    logged and the next one goes ahead (a missed heartbeat must never end the loop)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception as exc:
+                log.warning("%s failed", name, extra={"error": repr(exc)})
+
+    return asyncio.create_task(loop(), name=name)
 
 
 def _effective(settings: DrainerSettings) -> dict[str, Any]:

@@ -29,7 +29,9 @@ from shared.connection import open_redis
 from shared.errors import ClientClosed, InvalidWrite
 from shared.failures import BufferedWriteError
 from shared.keys import validate_session_id
+from shared.presence import presence
 from shared.queries import BUILTIN_PREFIX, QueryBook
+from shared.scripts import Scripts
 from shared.signing import check_producer
 
 log = logging.getLogger(__name__)
@@ -185,7 +187,7 @@ class MemoryClient:
         signer = self.settings.streams.signer()
         redis = await open_redis(self.settings.redis, keyspace)
         try:
-            await check_producer(redis, keyspace, signer)
+            check_producer(await presence(Scripts(redis).live, keyspace), signer)
         except BaseException:
             await redis.aclose()
             raise

@@ -27,6 +27,12 @@ class MemoryOptions(BaseSettings):
         default=None, description="session for writes that name none; None: one per client"
     )
     flush_timeout: float = Field(default=60.0, gt=0, description="seconds flush() may wait")
+    no_drainer_grace: float = Field(
+        default=15.0,
+        ge=0,
+        description="seconds flush() waits for a drainer to come back when none is alive "
+        "(a restart, a rolling update); where none ever ran under the prefix it fails at once",
+    )
     backpressure_timeout: float = Field(
         default=60.0, gt=0, description="seconds submit() may wait for room before failing"
     )

@@ -9,8 +9,10 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis import exceptions as rx
 
 from producer.backend import Report
 from producer.handoff import Handoff
@@ -20,20 +22,32 @@ from shared.batching import ScriptPipeline, Wait
 from shared.codec import encode_params
 from shared.connection import REDIS_DOWN, transient, unreachable
 from shared.entry import end_fields, flush_fields, write_fields
-from shared.errors import BackpressureTimeout, FlushTimeout, InvalidWrite, NotReplicated
+from shared.errors import (
+    BackpressureTimeout,
+    CypherstreamError,
+    FlushTimeout,
+    InvalidWrite,
+    NotReplicated,
+)
 from shared.failures import BufferedWriteError
 from shared.keys import Keyspace
+from shared.memory import memory_use
+from shared.presence import Presence, presence
 from shared.scripts import Scripts, submit_call
 from shared.settings import RedisSettings
 from shared.signing import Signer
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 Marker = Callable[[str, str], list[bytes | str]]
 """Fields of a marker a flush appends to each session: (token, client id) -> fields."""
 
-# How long one blocking wait for flush replies lasts before checking drainers are alive.
+#: How long one blocking wait for flush replies lasts before checking drainers are alive.
 _LIVENESS_CHECK_SECONDS = 2.0
+#: How often a flush that found no drainer alive looks again, within its grace period.
+_PRESENCE_POLL_SECONDS = 0.1
 # How long Redis remembers a client's highest appended sequence number per session.
 _SEEN_TTL_SECONDS = 3600
 _START_DRAINER = (
@@ -110,10 +124,17 @@ class StreamBackend:
             await self._append(session_id, fields, self._options.max_pending, seq)
 
     async def _append(
-        self, session_id: str, fields: list[bytes | str], limit: int, seq: int = 0
+        self,
+        session_id: str,
+        fields: list[bytes | str],
+        limit: int,
+        seq: int = 0,
+        deadline: float | None = None,
     ) -> None:
-        """Run the submit script until it appends, waiting while the stream is full.
+        """Run the submit script until it appends, waiting while there is no room: the
+        stream holds `limit` entries, or Redis is out of memory (`maxmemory`).
 
+        Waits until `deadline` (loop time), by default `backpressure_timeout` from now.
         Retrying with the same `seq` is safe: the script appends a client's sequence
         number at most once, so a reply lost with a broken connection costs nothing.
         """
@@ -121,31 +142,56 @@ class StreamBackend:
             self._keys, session_id, fields, limit=limit, client_id=self._client_id,
             seq=seq, seen_ttl=_SEEN_TTL_SECONDS,
         )  # fmt: skip
-        entry_id = await self._call(self._submit.call, script_keys, args)
-        if entry_id is not None:  # the common case: room in the stream
+        appended, full_redis = await self._offer(script_keys, args)
+        if appended:  # the common case: room in the stream
             return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._options.backpressure_timeout
+        if deadline is None:
+            deadline = loop.time() + self._options.backpressure_timeout
         backoff = Backoff(first=0.001, cap=0.05)
         while True:
             await backoff.wait()
-            entry_id = await self._call(self._submit.call, script_keys, args)
-            if entry_id is not None:
+            appended, full_redis = await self._offer(script_keys, args)
+            if appended:
                 return
             if loop.time() >= deadline:
-                raise BackpressureTimeout(
-                    f"session {session_id!r} has held {limit} queued writes for "
-                    f"{self._options.backpressure_timeout}s and none drained. Is a drainer "
-                    f"running and is Neo4j reachable? {_START_DRAINER}"
-                )
+                raise await self._no_room(session_id, limit, full_redis)
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a script, retrying for `memory.redis_retry` seconds while Redis is
+    async def _offer(self, keys: list[str], args: list[Any]) -> tuple[bool, bool]:
+        """One try of the submit script: (appended, refused because Redis is full)."""
+        try:
+            return await self._call(lambda: self._submit.call(keys, args)) is not None, False
+        except rx.OutOfMemoryError:  # refused whole: nothing was written
+            return False, True
+
+    async def _no_room(self, session_id: str, limit: int, full_redis: bool) -> CypherstreamError:
+        """The error for a wait for room that ran out of time."""
+        waited = self._options.backpressure_timeout
+        if full_redis:
+            try:
+                memory = (await memory_use(self._redis)).describe()
+            except Exception as exc:  # the message matters more than the figures
+                memory = f"Redis is out of memory (its INFO failed: {exc})"
+            what = (
+                f"Redis refuses new entries: it is out of memory. {memory}. Queued writes "
+                "free memory as drainers apply them: check that a drainer is running, or "
+                "raise Redis's maxmemory."
+            )
+            if limit == 0:  # a flush's marker, which waits only for memory
+                return FlushTimeout(f"the flush could not queue its marker in time. {what}")
+            return BackpressureTimeout(f"submit waited {waited}s for room. {what}")
+        return BackpressureTimeout(
+            f"session {session_id!r} has held {limit} queued writes for {waited}s and "
+            f"none drained. Is a drainer running and is Neo4j reachable? {_START_DRAINER}"
+        )
+
+    async def _call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`, retrying for `memory.redis_retry` seconds while Redis is
         unreachable or its replicas lag behind `memory.wait_replicas`."""
         window = None  # made at the first failure: nothing extra on the common path
         while True:
             try:
-                return await script(keys=keys, args=args)
+                return await attempt()
             except Exception as exc:
                 if not (transient(exc) or isinstance(exc, NotReplicated)):
                     raise
@@ -191,13 +237,13 @@ class StreamBackend:
         deadline = asyncio.get_running_loop().time() + timeout
         if self._handoff is not None:  # what the buffer holds goes first
             await self._handoff.drained(timeout)
-        await self._require_live_drainer()
+        await self._require_live_drainer(deadline)
         token = uuid.uuid4().hex
         by_partition: dict[int, set[str]] = defaultdict(set)
 
         async def mark(session_id: str) -> None:
             async with self._session_lock(session_id):
-                await self._append(session_id, marker(token, self._client_id), 0)
+                await self._append(session_id, marker(token, self._client_id), 0, 0, deadline)
 
         await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
         for session_id in sessions:
@@ -239,7 +285,7 @@ class StreamBackend:
                 await window.wait()
                 continue
             if popped is None:
-                await self._require_live_drainer()
+                await self._require_live_drainer(deadline)
                 continue
             reply = json.loads(popped[1])
             if reply["s"] in waiting:
@@ -247,13 +293,35 @@ class StreamBackend:
                 replies.append(reply)
         return replies
 
-    async def _require_live_drainer(self) -> None:
-        live = await self._call(self._scripts.live, [self._keys.drainers], [])
-        if not live:
+    async def _require_live_drainer(self, deadline: float) -> None:
+        """Return once a drainer is alive. With none alive: fail at once where none ever
+        ran under this prefix, else wait up to `memory.no_drainer_grace` (bounded by
+        `deadline`, loop time) for one to come back, as it does in a rolling restart."""
+        live = await self._presence()
+        if live.live:
+            return
+        if not live.ever:
             raise FlushTimeout(
-                "no drainer is alive, so nothing can apply the queued writes or acknowledge "
+                f"no drainer is alive, and none has ever run under key prefix "
+                f"{self._keys.prefix!r}, so nothing can apply the queued writes or acknowledge "
                 f"this flush. {_START_DRAINER} The writes stay queued in Redis."
             )
+        loop = asyncio.get_running_loop()
+        grace = self._options.no_drainer_grace
+        give_up = min(loop.time() + grace, deadline)
+        log.info("no drainer is alive; the flush waits for one", extra={"grace_seconds": grace})
+        while loop.time() < give_up:
+            await asyncio.sleep(min(_PRESENCE_POLL_SECONDS, max(0.0, give_up - loop.time())))
+            if (await self._presence()).live:
+                return
+        raise FlushTimeout(
+            f"no drainer is alive, and none came back within {grace}s "
+            "(memory.no_drainer_grace), so nothing can apply the queued writes or acknowledge "
+            f"this flush. {_START_DRAINER} The writes stay queued in Redis."
+        )
+
+    async def _presence(self) -> Presence:
+        return await self._call(lambda: presence(self._scripts.live, self._keys))
 
     async def end(self, session_ids: set[str], timeout: float) -> None:
         # An end marker is a flush sentinel after which drainers drop the session.

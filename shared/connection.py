@@ -8,6 +8,7 @@ from redis import exceptions as rx
 
 from shared.errors import ConfigurationError, RedisPermissionDenied, RedisUnavailable
 from shared.keys import Keyspace
+from shared.scripts import Scripts
 from shared.settings import RedisSettings
 
 REDIS_DOWN = (
@@ -52,8 +53,9 @@ async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: A
     """Connect, check Redis answers, and check the partition count matches what it holds."""
     client = settings.client(**overrides)
     try:
-        await client.hsetnx(keyspace.meta, "partitions", keyspace.partitions)
-        recorded = await client.hget(keyspace.meta, "partitions")
+        recorded = await Scripts(client).partitions(
+            keys=[keyspace.meta], args=[keyspace.partitions]
+        )
     except rx.AuthenticationError as exc:
         await client.aclose()
         raise ConfigurationError(

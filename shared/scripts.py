@@ -1,7 +1,13 @@
-"""The Lua scripts both sides run; each touches the keys of one hash slot only."""
+"""The Lua scripts both sides run; each touches the keys of one hash slot only.
+
+Each declares its flags (Redis 7): those on the drain path, and start-up's, carry
+`allow-oom`, so a Redis that refuses writes for memory can still be drained; `submit`
+does not, so a full Redis refuses it whole and the producer waits for room.
+"""
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from typing import Any
 
@@ -9,7 +15,7 @@ from shared.keys import GROUP, Keyspace
 
 _NAMES = (
     "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat",
-    "live", "sweep",
+    "live", "sweep", "acquire", "partitions", "record_failure", "dead_letter",
 )  # fmt: skip
 
 
@@ -32,6 +38,12 @@ def submit_call(
     return script_keys, [limit, session_id, GROUP, client_id, seq, seen_ttl, *fields]
 
 
+@functools.cache
+def _source(name: str) -> str:
+    """The text of script `name` (read once per process)."""
+    return (resources.files("shared") / "lua" / f"{name}.lua").read_text()
+
+
 def is_cluster(redis: Any) -> bool:
     """Whether `redis` is a Redis Cluster client."""
     from redis.asyncio.cluster import RedisCluster
@@ -43,10 +55,8 @@ class Scripts:
     """Scripts registered on one Redis client (EVALSHA, loaded again on NOSCRIPT)."""
 
     def __init__(self, redis: Any) -> None:
-        folder = resources.files("shared") / "lua"
         for name in _NAMES:
-            source = (folder / f"{name}.lua").read_text()
-            setattr(self, name, redis.register_script(source))
+            setattr(self, name, redis.register_script(_source(name)))
 
     submit: Any
     read: Any
@@ -58,3 +68,7 @@ class Scripts:
     heartbeat: Any
     live: Any
     sweep: Any
+    acquire: Any
+    partitions: Any
+    record_failure: Any
+    dead_letter: Any

@@ -7,10 +7,10 @@ query name), parameters, client and sequence number, and the drainer runs only
 entries whose signature one of its keys confirms. Several keys allow rotation:
 the first signs, all verify.
 
-A key is never stored in Redis. Drainers record the *fingerprints* of the keys they
-accept (an HMAC of a constant, which reveals nothing about the key), so a producer
-can tell at start-up that its key would be refused, rather than fill the
-dead-letter stream.
+A key is never stored in Redis. Each drainer publishes the *fingerprints* of the
+keys it accepts (an HMAC of a constant, which reveals nothing about the key) with its
+heartbeat, so they expire with it; a producer can tell at start-up that a live
+drainer would refuse its key, rather than fill the dead-letter stream.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from typing import Any
 
 import msgpack
 
 from shared.entry import WriteEntry
 from shared.errors import ConfigurationError
-from shared.keys import Keyspace
+from shared.presence import Presence
 
 log = logging.getLogger(__name__)
 
 _DOMAIN = b"cypherstream-entry-v1"
 _FINGERPRINT = b"cypherstream-key-fingerprint-v1"
 MIN_KEY_LENGTH = 16
-META_FIELD = "signing"
 OFF = "off"
 
 
@@ -96,32 +94,40 @@ class Signer:
         )
 
 
-async def announce(redis: Any, keys: Keyspace, signer: Signer | None) -> None:
-    """Drainer start: record which keys the drainers accept (or that they verify nothing)."""
-    value = ",".join(signer.fingerprints) if signer else OFF
-    await redis.hset(keys.meta, META_FIELD, value)
+def fingerprints_text(signer: Signer | None) -> str:
+    """What a drainer publishes with its heartbeat: its keys' fingerprints, or `OFF`."""
+    return ",".join(signer.fingerprints) if signer else OFF
 
 
-async def check_producer(redis: Any, keys: Keyspace, signer: Signer | None) -> None:
-    """Producer start: refuse to queue writes the drainers would dead-letter or run unchecked."""
-    raw = await redis.hget(keys.meta, META_FIELD)
-    if raw is None:
-        log.info("no drainer has recorded its signing settings yet; not checked")
+def check_producer(live: Presence, signer: Signer | None) -> None:
+    """Producer start: refuse to queue writes that a live drainer would dead-letter (or
+    run unchecked). Each drainer publishes its keys with its heartbeat, so a drainer
+    that stopped no longer counts, and keys rotate drainer by drainer."""
+    if not live.live:
+        log.info("no drainer is alive; the signing settings are not checked")
         return
-    recorded = raw.decode()
-    if signer is None and recorded != OFF:
+    mine = signer.fingerprints[0] if signer else OFF
+    refusing = {
+        drainer: accepted
+        for drainer, accepted in live.signing.items()
+        if accepted and mine not in accepted.split(",")
+    }
+    if not refusing:
+        return
+    names = ", ".join(sorted(refusing))
+    if signer is None:
         raise ConfigurationError(
-            "the drainers only run signed entries, and this producer has no signing key. "
-            "Set CYPHERSTREAM_SIGNING_KEYS to the drainers' key."
+            f"the live drainers {names} only run signed entries, and this producer has "
+            "no signing key. Set CYPHERSTREAM_SIGNING_KEYS to their key."
         )
-    if signer is not None and recorded == OFF:
+    if all(accepted == OFF for accepted in refusing.values()):
         raise ConfigurationError(
-            "this producer signs entries (CYPHERSTREAM_SIGNING_KEYS is set) but the drainers "
-            "verify nothing: set the same key on the drainers, or unset it here."
+            "this producer signs entries (CYPHERSTREAM_SIGNING_KEYS is set) but the live "
+            f"drainers {names} verify nothing: set the same key on them, or unset it here."
         )
-    if signer is not None and signer.fingerprints[0] not in recorded.split(","):
-        raise ConfigurationError(
-            f"the drainers do not accept this producer's signing key (fingerprint "
-            f"{signer.fingerprints[0]}; they accept {recorded}). Use a key the drainers "
-            "list in CYPHERSTREAM_SIGNING_KEYS; the first key of the list signs."
-        )
+    their = "; ".join(f"{d}: {refusing[d]}" for d in sorted(refusing))
+    raise ConfigurationError(
+        f"the live drainers {names} do not accept this producer's signing key "
+        f"(fingerprint {mine}; they accept {their}). Use a key every live drainer lists in "
+        "CYPHERSTREAM_SIGNING_KEYS; the first key of the list signs."
+    )

@@ -143,6 +143,22 @@ async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
     await flaky.stop()
 
 
+#: maxmemory of `small_redis`: about 3 MiB above what an empty Redis uses.
+SMALL_REDIS_MAXMEMORY = 4 * 1024 * 1024
+
+
+@pytest.fixture
+def small_redis(tmp_path: Path) -> Iterator[services.RedisServer]:
+    """A redis-server of its own with a small maxmemory (noeviction), to fill up."""
+    server = services.RedisServer(
+        tmp_path / "small-redis", extra_args=["--maxmemory", str(SMALL_REDIS_MAXMEMORY)]
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_services: Path) -> Iterator[services.RedisClusterServers]:
     """A 3-master Redis Cluster of local processes (started on first use)."""

@@ -15,6 +15,7 @@ from shared.errors import ConfigurationError, CypherstreamError
 from shared.scripts import Scripts, submit_call
 from shared.settings import StreamSettings
 from shared.signing import Signer
+from tests.helpers import wait_until
 
 KEY = "k" * 32
 OLD_KEY = "o" * 32
@@ -197,3 +198,48 @@ async def test_an_entry_refused_for_its_signature_is_never_replayed(
 
     with pytest.raises(CypherstreamError, match="replaying would sign it"):
         await replay(redis, streams.keyspace(), letters, Signer([KEY.encode()]))
+
+
+async def test_a_producer_without_a_key_starts_once_the_drainer_that_had_one_stopped(
+    signed: Any, make_settings: Any, start_drainer: Any, redis: Any, streams: Any
+) -> None:
+    drainer = await start_drainer(streams=signed(KEY))
+    drainer.stop()
+    keys = streams.keyspace()
+
+    async def gone() -> bool:
+        return await redis.zscore(keys.drainers, drainer.settings.drainer_id) is None
+
+    await wait_until(gone, what="the signing drainer to stop")
+
+    await MemoryClient(make_settings("redis")).open()  # no live drainer requires signing
+
+
+async def test_a_producer_is_told_which_live_drainers_refuse_its_key(
+    signed: Any, make_settings: Any, start_drainer: Any
+) -> None:
+    with_key = await start_drainer(streams=signed(KEY), drainer_id="with-key")
+    without = await start_drainer(streams=signed(None), drainer_id="without-key")
+    settings = make_settings("redis")
+    settings.streams = signed(KEY)
+
+    with pytest.raises(ConfigurationError, match="verify nothing") as caught:
+        await MemoryClient(settings).open()
+
+    assert without.settings.drainer_id in str(caught.value)
+    assert with_key.settings.drainer_id not in str(caught.value)
+
+
+async def test_rotating_keys_drainer_by_drainer_accepts_producers_of_the_new_key(
+    signed: Any, make_settings: Any, start_drainer: Any, graph: Any
+) -> None:
+    await start_drainer(streams=signed(f"{OLD_KEY},{KEY}"))  # rotated: signs new, accepts old
+    await start_drainer(streams=signed(f"{KEY},{OLD_KEY}"))
+    settings = make_settings("redis")
+    settings.streams = signed(KEY)
+
+    async with MemoryClient(settings) as client:
+        await client.buffered.submit(f"CREATE (:{graph.label})")
+        await client.flush()
+
+    assert await graph.count() == 1

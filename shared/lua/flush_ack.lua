@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Acknowledge a flush sentinel: hand the errors the sentinel's client met since
 -- its previous flush to the waiting flush, then remove the sentinel.
 -- An end marker (`client.end_session()`) is answered the same way and, given

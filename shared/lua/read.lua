@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Read the next entries of a session stream, but only while the caller holds its
 -- lease: a drainer that lost its lease (stalled, partitioned) can never take new
 -- entries, so it can at most finish the batch it already has, which the Neo4j

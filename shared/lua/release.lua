@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Give up a session's lease. With mode 'idle' only when the stream is empty (else
 -- keep it and report how many entries wait); with mode 'yield' always, keeping the
 -- session ready but moving it to the back of the queue so others get a turn.

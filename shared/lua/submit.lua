@@ -1,3 +1,6 @@
+#!lua
+-- Flags declared and allow-oom not among them: on a full Redis the whole script is
+-- refused before it writes anything, and the producer waits for room.
 -- Append one entry to a session stream unless the stream is full, and mark the
 -- session ready for drainers, atomically.
 -- KEYS[1] session stream, KEYS[2] partition ready set, KEYS[3] the session's

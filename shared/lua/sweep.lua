@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- The sweep's check of one session: put a stream with entries back in its ready set
 -- when it is missing there. Atomic, so a drain releasing the session meanwhile
 -- cannot be undone by a stale look.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- On taking a session's lease: move every entry delivered to a former owner but
 -- never acknowledged (the PEL) to the new owner, so it re-applies them first and
 -- in order, then forget consumers that hold nothing.
