@@ -23,6 +23,7 @@ from shared.codec import decode_params
 from shared.entry import WriteEntry, id_key
 from shared.errors import MalformedEntry
 from shared.failures import Disposition, classify
+from shared.schema import create_schema
 
 PROGRESS_LABEL = "CypherstreamProgress"
 
@@ -96,11 +97,9 @@ class Applier:
         return self._commits.batches
 
     async def ensure_schema(self) -> None:
-        """Create the progress record's constraint and index. Managed transactions, so
-        drainers starting together on a fresh database retry the deadlock Neo4j reports."""
-        async with self._driver.session(database=self._database) as session:
-            for statement in (SCHEMA, _UPDATED_INDEX):
-                await session.execute_write(_run_statement, statement)
+        """Create the progress record's constraint and index (safe with other drainers
+        doing it at the same moment)."""
+        await create_schema(self._driver, self._database, (SCHEMA, _UPDATED_INDEX))
 
     async def idle_records(self, prefix: str, idle_seconds: float, limit: int) -> list[str]:
         """Progress records under `prefix` not advanced for `idle_seconds`, oldest first."""

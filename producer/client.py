@@ -31,6 +31,7 @@ from shared.failures import BufferedWriteError
 from shared.keys import validate_session_id
 from shared.presence import presence
 from shared.queries import BUILTIN_PREFIX, QueryBook
+from shared.schema import create_schema
 from shared.scripts import Scripts
 from shared.signing import check_producer
 
@@ -226,9 +227,9 @@ class MemoryClient:
         await run_write(self._neo4j(), self.settings.neo4j.database, query, checked)
 
     async def ensure_schema(self) -> None:
-        """Create the constraints the typed records rely on (idempotent; runs inline)."""
-        for statement in SCHEMA:
-            await run_write(self._neo4j(), self.settings.neo4j.database, statement, {})
+        """Create the constraints the typed records rely on (idempotent, and safe with
+        other clients doing it at the same moment; runs inline)."""
+        await create_schema(self._neo4j(), self.settings.neo4j.database, SCHEMA)
 
     async def flush(self, timeout: float | None = None) -> None:
         """Return once every write submitted before this call is applied in Neo4j.

@@ -1,0 +1,65 @@
+"""Creating cypherstream's schema is safe when many processes do it at once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from neo4j import AsyncDriver
+
+from drainer.worker import Drainer
+from producer import SCHEMA, MemoryClient
+
+ROUNDS = 10
+DRAINERS = 4
+PROGRESS_SCHEMA = ("cypherstream_progress", "cypherstream_progress_updated")
+
+
+async def drop(neo4j: AsyncDriver, names: list[str]) -> None:
+    rows, _, _ = await neo4j.execute_query(
+        "SHOW CONSTRAINTS YIELD name WHERE name IN $names RETURN name", names=names
+    )
+    for row in rows:
+        await neo4j.execute_query(f"DROP CONSTRAINT {row['name']} IF EXISTS")
+    for name in names:
+        await neo4j.execute_query(f"DROP INDEX {name} IF EXISTS")
+
+
+async def test_drainers_starting_together_on_a_database_without_the_schema_all_come_up(
+    neo4j: AsyncDriver, drainer_settings: Any
+) -> None:
+    for _ in range(ROUNDS):
+        await drop(neo4j, list(PROGRESS_SCHEMA))
+        drainers = [Drainer(drainer_settings()) for _ in range(DRAINERS)]
+        tasks = [asyncio.create_task(drainer.run()) for drainer in drainers]
+        try:
+            for drainer, task in zip(drainers, tasks, strict=True):
+                ready = asyncio.create_task(drainer.ready.wait())
+                await asyncio.wait([task, ready], timeout=60, return_when="FIRST_COMPLETED")
+                ready.cancel()
+                if task.done():
+                    task.result()  # raises what stopped it
+                assert drainer.ready.is_set(), "a drainer did not start within 60s"
+        finally:
+            for drainer in drainers:
+                drainer.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    rows, _, _ = await neo4j.execute_query(
+        "SHOW INDEXES YIELD name WHERE name IN $names RETURN count(*) AS n",
+        names=list(PROGRESS_SCHEMA),
+    )
+    assert rows[0]["n"] == len(PROGRESS_SCHEMA)
+
+
+async def test_clients_creating_the_typed_record_schema_together_all_succeed(
+    neo4j: AsyncDriver, make_settings: Any
+) -> None:
+    names = [statement.split()[2] for statement in SCHEMA]
+    for _ in range(ROUNDS):
+        await drop(neo4j, names)
+        clients = [MemoryClient(make_settings("sync")) for _ in range(DRAINERS)]
+        try:
+            await asyncio.gather(*(client.ensure_schema() for client in clients))
+        finally:
+            await asyncio.gather(*(client.close() for client in clients))
