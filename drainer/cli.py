@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -23,7 +24,9 @@ from drainer.report import print_status
 from drainer.settings import DrainerSettings
 from drainer.worker import Drainer
 from shared.connection import open_redis
-from shared.errors import CypherstreamError
+from shared.errors import ConfigurationError, CypherstreamError
+
+log = logging.getLogger(__name__)
 
 
 def build_settings(options: dict[str, Any]) -> DrainerSettings:
@@ -97,7 +100,7 @@ def main() -> None:
     "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"
 )
 @click.option(
-    "--queries", type=click.Path(exists=True, dir_okay=False),
+    "--queries", type=click.Path(dir_okay=False),
     help="YAML file of named queries (name: Cypher) [env DRAINER_QUERIES]",
 )  # fmt: skip
 @click.option(
@@ -128,15 +131,12 @@ def run(log_format: str, log_level: str, **options: Any) -> None:
     (comma-separated; the drainer runs only entries signed with one of them).
     """
     setup_logging(log_format, log_level)
-    try:
-        settings = build_settings(options)
-    except ValidationError as exc:
-        raise click.UsageError(str(exc)) from exc
-    _run_async(_run_until_signalled(Drainer(settings)))
+    settings = _settings_or_exit(options)
+    _run_async(_run_until_signalled(Drainer(settings)), failure_code=1)
 
 
 async def _with_redis(options: dict[str, Any], action: Any) -> Any:
-    settings = build_settings(options)
+    settings = _settings_or_exit(options)
     keys = settings.streams.keyspace()
     redis = await open_redis(settings.redis, keys)
     try:
@@ -145,12 +145,46 @@ async def _with_redis(options: dict[str, Any], action: Any) -> Any:
         await redis.aclose()
 
 
-def _run_async(coro: Any) -> Any:
+def _settings_or_exit(options: dict[str, Any]) -> DrainerSettings:
+    """The settings, or one line naming the first bad one and exit 2."""
+    try:
+        return build_settings(options)
+    except ValidationError as exc:
+        _fail(_invalid_setting(exc), 2)
+    except CypherstreamError as exc:
+        _fail(str(exc), 2)
+
+
+def _invalid_setting(exc: ValidationError) -> str:
+    """`VARIABLE: what pydantic says`, for the first error (its flag reads the same)."""
+    error = exc.errors()[0]
+    path = [str(part) for part in error["loc"]]
+    group = path[0] if len(path) > 1 and path[0] in _GROUP_ENV else ""
+    variable = f"{_GROUP_ENV.get(group, 'DRAINER_')}{path[-1].upper()}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"invalid setting {variable}: {error['msg']}{more}"
+
+
+_GROUP_ENV = {"redis": "REDIS_", "neo4j": "NEO4J_", "streams": "CYPHERSTREAM_"}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"drainer: {' '.join(message.split())}", err=True)  # one line
+    sys.exit(code)
+
+
+def _run_async(coro: Any, *, failure_code: int = 2) -> Any:
+    """Run a command: a `ConfigurationError` exits 2, any other failure `failure_code`,
+    each as one line on stderr (the traceback only at --log-level DEBUG)."""
     try:
         return asyncio.run(coro)
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
     except CypherstreamError as exc:
-        click.echo(f"drainer: {exc}", err=True)
-        sys.exit(2)
+        _fail(str(exc), failure_code)
+    except Exception as exc:
+        log.debug("the command failed", exc_info=True)
+        _fail(f"unexpected {type(exc).__name__}: {exc} (--log-level DEBUG shows where)", 1)
 
 
 @main.command()

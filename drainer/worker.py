@@ -15,8 +15,10 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from neo4j import AsyncDriver
+from neo4j import exceptions as nx
 from redis import exceptions as rx
 
 from drainer.admission import Admission
@@ -26,18 +28,25 @@ from drainer.endpoints import Endpoints
 from drainer.metrics import Metrics
 from drainer.session import DrainDeps, SessionDrain, SessionScripts
 from drainer.settings import DrainerSettings
+from shared.backoff import Backoff
 from shared.batching import run_many
-from shared.connection import REDIS_DOWN, open_redis, transient
-from shared.errors import UnsafeRedisConfig
+from shared.connection import REDIS_DOWN, check_neo4j, neo4j_unreachable, open_redis, transient
+from shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
+from shared.failures import Disposition, classify
 from shared.memory import WARN_RATIO, memory_use
 from shared.queries import QueryBook
 from shared.scripts import Scripts
+from shared.settings import masked_url
 from shared.signing import fingerprints_text
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Streams one pipelined round trip of the sweep checks.
 _SWEEP_PAGE = 500
+#: First delay between start-up attempts to reach a server (doubling to retry_max_delay).
+_STARTUP_RETRY_FIRST = 0.5
 #: Seconds between warnings while Redis memory stays above `WARN_RATIO`.
 _MEMORY_WARN_EVERY = 60.0
 
@@ -60,10 +69,7 @@ class Drainer:
         self._redis: Any = None
         self._driver: Any = None
         self._memory_warned: float | None = None  # when the last memory warning was logged
-
-    @property
-    def owned_sessions(self) -> list[str]:
-        return list(self._active)
+        self._waiting_for: str | None = None  # the server start-up waits for, if any
 
     def stop(self) -> None:
         """Begin a graceful shutdown: no new sessions, finish in-flight batches."""
@@ -71,56 +77,124 @@ class Drainer:
         self._wake.set()
 
     async def run(self) -> None:
-        """Connect, then drain until `stop()`; returns after handing sessions back."""
+        """Connect, then drain until `stop()`; returns after handing sessions back.
+
+        A server that cannot be reached yet is waited for (one log line per attempt,
+        `/readyz` false meanwhile); `stop()` ends the wait at once. Settings that cannot
+        work raise `ConfigurationError`.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            await self._run(stack)
+        log.info("drainer stopped", extra={"drainer_id": self.settings.drainer_id})
+
+    async def _run(self, stack: contextlib.AsyncExitStack) -> None:
+        """Connect (what to close goes on `stack`), then drain; return early if stopped."""
         settings = self.settings
         signer = settings.streams.signer()
         admission = Admission(signer, QueryBook.load(settings.queries), settings.allow_raw_cypher)
-        redis = await open_redis(
-            settings.redis, self.keys, max_connections=settings.concurrency * 2 + 8
+        if settings.metrics_port is not None:
+            await self._serve_endpoints(settings)
+            stack.push_async_callback(self._stop_endpoints)
+        redis = await self._until_up(
+            f"Redis at {masked_url(settings.redis.url)}",
+            lambda: open_redis(settings.redis, self.keys, max_connections=_redis_pool(settings)),
         )
+        if redis is None:
+            return
+        stack.push_async_callback(redis.aclose)
+        await self._check_eviction(redis)
         driver = settings.neo4j.driver(max_connection_pool_size=settings.concurrency + 4)
+        stack.push_async_callback(driver.close)
+        applier = Applier(
+            driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
+            on_commit=self.metrics.committed,
+        )  # fmt: skip
+        neo4j = await self._until_up(
+            f"Neo4j at {settings.neo4j.uri}", lambda: self._prepare_neo4j(driver, applier)
+        )
+        if neo4j is None:
+            return
+        scripts = Scripts(redis)
+        deps = DrainDeps(
+            redis, scripts, SessionScripts(redis, scripts), self.keys, applier, settings,
+            self._stopping, self.metrics, admission,
+        )  # fmt: skip
+        self._redis, self._driver = redis, driver
+        await self._drain(deps)
+
+    async def _prepare_neo4j(self, driver: AsyncDriver, applier: Applier) -> bool:
+        await check_neo4j(self.settings.neo4j, driver)
         try:
-            await self._check_eviction(redis)
-            applier = Applier(
-                driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
-                on_commit=self.metrics.committed,
-            )  # fmt: skip
             await applier.ensure_schema()
-            scripts = Scripts(redis)
-            deps = DrainDeps(
-                redis, scripts, SessionScripts(redis, scripts), self.keys, applier, settings,
-                self._stopping, self.metrics, admission,
-            )  # fmt: skip
-            self._redis, self._driver = redis, driver
-            await self._heartbeat(deps)
-            background = [
-                _every(settings.lease_ttl / 3, lambda: self._heartbeat(deps), "heartbeat"),
-                _every(settings.sweep_interval, lambda: self._sweep(deps), "sweep"),
-                _every(settings.stats_interval, lambda: self._watch_memory(deps), "memory"),
-            ]
-            if settings.metrics_port is not None:
-                await self._serve_endpoints(settings)
-                background.append(
-                    _every(settings.stats_interval, lambda: self._backlog_stats(deps), "stats")
-                )
-            log.info("drainer started", extra=_effective(settings))
-            self.ready.set()
+        except Exception as exc:
+            if classify(exc) is Disposition.RETRY and not isinstance(exc, nx.AuthError):
+                raise neo4j_unreachable(self.settings.neo4j, exc) from exc
+            raise
+        return True
+
+    async def _until_up(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        """`attempt()`'s result once the server answers; None when stopped meanwhile."""
+        backoff = Backoff(first=_STARTUP_RETRY_FIRST, cap=self.settings.retry_max_delay)
+        while not self._stopping.is_set():
+            self._last_tick = time.monotonic()  # waiting is alive, not stuck
+            self._waiting_for = what
             try:
-                await self._schedule(deps)
-            finally:
-                await self._shutdown(deps)
-                if self.endpoints is not None:
-                    await self.endpoints.stop()
-                for task in background:
-                    task.cancel()
-                await asyncio.gather(*background, return_exceptions=True)
-                with contextlib.suppress(*REDIS_DOWN):
-                    await redis.zrem(self.keys.drainers, settings.drainer_id)
-                    await redis.delete(self.keys.drainer_info(settings.drainer_id))
+                result = await self._unless_stopped(attempt())
+            except (RedisUnavailable, Neo4jUnavailable) as exc:
+                delay = backoff.next_delay()
+                reason = " ".join(str(exc.__cause__ or exc).split())
+                log.warning(
+                    "%s is not reachable yet, retrying in %.1fs: %s",
+                    what, delay, reason, extra={"waiting_for": what},
+                )  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            self._waiting_for = None
+            return result
+        return None
+
+    async def _unless_stopped(self, attempt: Awaitable[T]) -> T | None:
+        """Await `attempt`, cancelled as soon as `stop()` is called (then None)."""
+        task = asyncio.ensure_future(attempt)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
+
+    async def _drain(self, deps: DrainDeps) -> None:
+        """Heartbeat, sweep and watch in the background; schedule sessions until stopped."""
+        settings = self.settings
+        await self._heartbeat(deps)
+        background = [
+            _every(settings.lease_ttl / 3, lambda: self._heartbeat(deps), "heartbeat"),
+            _every(settings.sweep_interval, lambda: self._sweep(deps), "sweep"),
+            _every(settings.stats_interval, lambda: self._watch_memory(deps), "memory"),
+        ]
+        if settings.metrics_port is not None:
+            background.append(
+                _every(settings.stats_interval, lambda: self._backlog_stats(deps), "stats")
+            )
+        log.info("drainer started", extra=_effective(settings))
+        self.ready.set()
+        try:
+            await self._schedule(deps)
         finally:
-            await driver.close()
-            await redis.aclose()
-            log.info("drainer stopped", extra={"drainer_id": settings.drainer_id})
+            await self._shutdown(deps)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(*REDIS_DOWN):
+                await deps.redis.zrem(self.keys.drainers, settings.drainer_id)
+                await deps.redis.delete(self.keys.drainer_info(settings.drainer_id))
+
+    async def _stop_endpoints(self) -> None:
+        if self.endpoints is not None:
+            await self.endpoints.stop()
 
     async def _serve_endpoints(self, settings: DrainerSettings) -> None:
         assert settings.metrics_port is not None
@@ -142,6 +216,8 @@ class Drainer:
         """Ready: not shutting down, and both Redis and Neo4j answer."""
         if self._stopping.is_set():
             return False, "shutting down"
+        if self._redis is None or self._driver is None:
+            return False, f"starting: waiting for {self._waiting_for or 'the servers'}"
         try:
             await asyncio.wait_for(self._redis.ping(), 2)
         except Exception as exc:
@@ -353,6 +429,12 @@ class Drainer:
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+
+
+def _redis_pool(settings: DrainerSettings) -> int:
+    """Redis connections a drainer may open: two per session it drains (a script in
+    flight and a pipelined one), and a few for heartbeat, sweep and scheduler."""
+    return settings.concurrency * 2 + 8
 
 
 def _every(interval: float, action: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:

@@ -25,8 +25,8 @@ from producer.records import (
 from producer.settings import MemorySettings
 from producer.streams import StreamBackend
 from shared.codec import check_params
-from shared.connection import open_redis
-from shared.errors import ClientClosed, InvalidWrite
+from shared.connection import check_neo4j, open_redis
+from shared.errors import ClientClosed, InvalidWrite, Neo4jUnavailable
 from shared.failures import BufferedWriteError
 from shared.keys import validate_session_id
 from shared.presence import presence
@@ -167,10 +167,19 @@ class MemoryClient:
             log.exception("flush on leaving `async with` failed after the body raised")
 
     async def open(self) -> None:
-        """Connect the configured backend; logs once which backend is active."""
+        """Connect the configured backend; logs once which backend is active.
+
+        Raises `ConfigurationError` for settings only their owner can fix (a malformed
+        URL, refused credentials, an unknown database), `RedisUnavailable` or
+        `Neo4jUnavailable` when a server it needs now cannot be reached.
+        """
         if self._backend is not None:
             return
-        self._backend = await self._make_backend()
+        try:
+            self._backend = await self._make_backend()
+        except BaseException:
+            await self._close_driver()
+            raise
         log.info(
             "cypherstream writes: %s", self._backend.name, extra={"backend": self._backend.name}
         )
@@ -179,8 +188,13 @@ class MemoryClient:
         memory = self.settings.memory
         database = self.settings.neo4j.database
         if memory.write_mode == "sync":
+            await check_neo4j(self.settings.neo4j, self._neo4j())
             return InlineBackend(self._neo4j(), database, self._queries)
         if not self.settings.redis.url:
+            try:
+                await check_neo4j(self.settings.neo4j, self._neo4j())
+            except Neo4jUnavailable as exc:  # writes wait in the queue until it answers
+                log.warning("%s Buffered writes are retried until it answers.", exc)
             return EmbeddedBackend(
                 self._neo4j(), database, memory.max_pending, self._record, self._queries
             )
@@ -264,6 +278,9 @@ class MemoryClient:
                 finally:
                     await backend.close()
         finally:
-            if self._driver is not None:
-                driver, self._driver = self._driver, None
-                await driver.close()
+            await self._close_driver()
+
+    async def _close_driver(self) -> None:
+        if self._driver is not None:
+            driver, self._driver = self._driver, None
+            await driver.close()

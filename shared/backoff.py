@@ -15,9 +15,14 @@ class Backoff:
         self.delay = first
         self._cap = cap
 
-    async def wait(self) -> None:
-        await asyncio.sleep(self.delay * random.uniform(0.5, 1.0))
+    def next_delay(self) -> float:
+        """The next jittered delay, for a caller that waits on something else meanwhile."""
+        delay = self.delay * random.uniform(0.5, 1.0)
         self.delay = min(self.delay * 2, self._cap)
+        return delay
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
 
 
 class RetryWindow:

@@ -1,15 +1,24 @@
-"""Opening Redis the same way on both sides, and checking they agree on key names."""
+"""Opening Redis the same way on both sides, checking they agree on key names, and
+telling a server that is not up yet from one configured wrongly."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from neo4j import READ_ACCESS, AsyncDriver
+from neo4j import exceptions as nx
 from redis import exceptions as rx
 
-from shared.errors import ConfigurationError, RedisPermissionDenied, RedisUnavailable
+from shared.errors import (
+    ConfigurationError,
+    Neo4jUnavailable,
+    RedisPermissionDenied,
+    RedisUnavailable,
+)
+from shared.failures import Disposition, classify, error_message
 from shared.keys import Keyspace
 from shared.scripts import Scripts
-from shared.settings import RedisSettings
+from shared.settings import Neo4jSettings, RedisSettings, masked_url
 
 REDIS_DOWN = (
     rx.ConnectionError,
@@ -36,17 +45,9 @@ def transient(exc: BaseException) -> bool:
 def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
     """The error both sides raise when Redis cannot be reached."""
     return RedisUnavailable(
-        f"cannot reach Redis at {_safe_url(settings.url)}: {exc}. Check REDIS_URL and that "
+        f"cannot reach Redis at {masked_url(settings.url)}: {exc}. Check REDIS_URL and that "
         "Redis is running. The call that failed wrote nothing."
     )
-
-
-def _safe_url(url: str | None) -> str:
-    """The URL without its password, for messages and logs."""
-    if not url or "@" not in url:
-        return str(url)
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: Any) -> Any:
@@ -59,7 +60,7 @@ async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: A
     except rx.AuthenticationError as exc:
         await client.aclose()
         raise ConfigurationError(
-            f"Redis at {_safe_url(settings.url)} refused the credentials ({exc}). Check "
+            f"Redis at {masked_url(settings.url)} refused the credentials ({exc}). Check "
             "REDIS_USERNAME and REDIS_PASSWORD."
         ) from exc
     except rx.NoPermissionError as exc:
@@ -80,3 +81,37 @@ async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: A
             "drainers must agree: set CYPHERSTREAM_PARTITIONS to the recorded value."
         )
     return client
+
+
+async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
+    """One read on the configured database: `ConfigurationError` for what only the
+    operator can fix (credentials, database name), `Neo4jUnavailable` while Neo4j
+    cannot be reached. Auto-commit, so the driver does not retry it for half a minute."""
+    try:
+        async with driver.session(
+            database=settings.database, default_access_mode=READ_ACCESS
+        ) as session:
+            await (await session.run("RETURN 1")).consume()
+    except nx.AuthError as exc:
+        raise ConfigurationError(
+            f"Neo4j at {settings.uri} refused the credentials of user {settings.username!r} "
+            f"({exc.message or exc}). Check NEO4J_USERNAME and NEO4J_PASSWORD."
+        ) from exc
+    except nx.Neo4jError as exc:
+        if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
+            raise ConfigurationError(
+                f"Neo4j at {settings.uri} has no database {settings.database!r}. Check "
+                "NEO4J_DATABASE (unset: the server's default database)."
+            ) from exc
+        if classify(exc) is Disposition.DEAD_LETTER:
+            raise
+        raise neo4j_unreachable(settings, exc) from exc
+    except (nx.DriverError, OSError) as exc:
+        raise neo4j_unreachable(settings, exc) from exc
+
+
+def neo4j_unreachable(settings: Neo4jSettings, exc: BaseException) -> Neo4jUnavailable:
+    return Neo4jUnavailable(
+        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. Check NEO4J_URI and "
+        "that Neo4j is running."
+    )

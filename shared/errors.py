@@ -38,6 +38,10 @@ class RedisUnavailable(CypherstreamError, ConnectionError):
     """Redis could not be reached; nothing was queued by the failed call."""
 
 
+class Neo4jUnavailable(CypherstreamError, ConnectionError):
+    """Neo4j could not be reached (yet); the drainer waits for it, a client raises this."""
+
+
 class ClientClosed(CypherstreamError, RuntimeError):
     """A write was submitted to a client that is closed or was never opened."""
 

@@ -89,7 +89,12 @@ class QueryBook:
         except OSError as exc:
             raise ConfigurationError(f"cannot read the query file {path}: {exc}") from exc
         except yaml.YAMLError as exc:
-            raise ConfigurationError(f"the query file {path} is not valid YAML: {exc}") from exc
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise ConfigurationError(
+                f"the query file {path} is not valid YAML{at}: "
+                f"{getattr(exc, 'problem', None) or exc}. Fix it, or point --queries elsewhere."
+            ) from exc
         if not isinstance(data, dict):
             raise ConfigurationError(
                 f"the query file {path} must be a mapping of names to Cypher, got "

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, TrustCustomCAs
+from neo4j import exceptions as nx
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -53,7 +54,10 @@ class RedisSettings(BaseSettings):
         from redis import asyncio as aioredis
 
         if not self.url:
-            raise ValueError("no Redis URL configured (set REDIS_URL)")
+            raise ConfigurationError(
+                "REDIS_URL is not set: give the Redis the producers write to, e.g. "
+                "REDIS_URL=redis://host:6379/0 (rediss:// for TLS)"
+            )
         options: dict[str, Any] = {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
@@ -86,21 +90,45 @@ class RedisSettings(BaseSettings):
             for name in ("max_connections", "timeout", "health_check_interval"):
                 options.pop(name, None)
             # Any seed that answers tells the client about every node.
-            seeds = [ClusterNode(*_host_and_port(url)) for url in more]
-            return RedisCluster.from_url(first, startup_nodes=seeds or None, **options)
+            try:
+                seeds = [ClusterNode(*_host_and_port(url)) for url in more]
+                return RedisCluster.from_url(first, startup_nodes=seeds or None, **options)
+            except ValueError as exc:
+                raise _bad_url(first, exc) from exc
         if more:
             raise ConfigurationError(
                 "REDIS_URL lists several servers, which only a Redis Cluster takes: set "
                 "REDIS_CLUSTER=true, or give one URL"
             )
         # Blocking: many coroutines share a bounded pool instead of failing past its size.
-        pool = aioredis.BlockingConnectionPool.from_url(first, **options)
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(first, **options)
+        except ValueError as exc:
+            raise _bad_url(first, exc) from exc
         return aioredis.Redis.from_pool(pool)
+
+
+def masked_url(url: str | None) -> str:
+    """The URL without its password, for messages and logs."""
+    if not url or "@" not in url:
+        return str(url)
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _bad_url(url: str, exc: BaseException) -> ConfigurationError:
+    return ConfigurationError(
+        f"REDIS_URL {masked_url(url)!r} is not a Redis URL ({exc}): use "
+        "redis://host:6379/0, or rediss:// for TLS"
+    )
 
 
 def _host_and_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "localhost", parts.port or 6379
+
+
+_NEO4J_SCHEMES = ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc")
 
 
 class Neo4jSettings(BaseSettings):
@@ -134,10 +162,20 @@ class Neo4jSettings(BaseSettings):
 
     def driver(self, **options: Any) -> AsyncDriver:
         """An async driver; server notifications about user queries are not logged."""
+        scheme = self.uri.partition("://")[0] if "://" in self.uri else ""
+        if scheme not in _NEO4J_SCHEMES:
+            raise ConfigurationError(
+                f"NEO4J_URI {self.uri!r} is not a Neo4j URI: use neo4j://host:7687 (a "
+                "cluster or a single server), bolt://host:7687, or their +s / +ssc forms "
+                "for TLS"
+            )
         auth = (self.username, self.password.get_secret_value()) if self.username else None
-        return AsyncGraphDatabase.driver(
-            self.uri, auth=auth, **{**self.driver_options(), **options}
-        )
+        try:
+            return AsyncGraphDatabase.driver(
+                self.uri, auth=auth, **{**self.driver_options(), **options}
+            )
+        except (ValueError, nx.ConfigurationError) as exc:
+            raise ConfigurationError(f"NEO4J_URI {self.uri!r} cannot be used: {exc}") from exc
 
 
 class StreamSettings(BaseSettings):

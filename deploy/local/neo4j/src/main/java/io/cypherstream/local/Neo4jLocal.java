@@ -1,6 +1,10 @@
 package io.cypherstream.local;
 
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
@@ -29,6 +33,9 @@ public final class Neo4jLocal {
         String host = opts.getOrDefault("--host", "127.0.0.1");
         String password = opts.get("--password");
 
+        if (password != null) {
+            setInitialPassword(data, password);
+        }
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(data)
                 .setConfig(BoltConnector.enabled, true)
                 .setConfig(BoltConnector.listen_address, new SocketAddress(host, port))
@@ -45,9 +52,6 @@ public final class Neo4jLocal {
         }, "neo4j-local-shutdown"));
 
         try {
-            if (password != null) {
-                setPassword(dbms, password);
-            }
             // Touch the default database so it is started before we report ready.
             dbms.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME).executeTransactionally("RETURN 1");
         } catch (RuntimeException e) {
@@ -59,16 +63,36 @@ public final class Neo4jLocal {
         stopped.await();
     }
 
-    /** Sets the password of user neo4j; a restart on the same data finds it already set. */
-    private static void setPassword(DatabaseManagementService dbms, String password) {
+    /**
+     * Sets the password of user neo4j before Bolt opens, as a real server's initial
+     * password is: with Bolt off, so no client can ever meet the default password.
+     * A marker (a hash, not the password) skips this on a restart with the same one.
+     */
+    private static void setInitialPassword(Path data, String password) throws Exception {
+        Path marker = data.resolve("initial-password.sha256");
+        byte[] digest = MessageDigest.getInstance("SHA-256")
+                .digest(password.getBytes(StandardCharsets.UTF_8));
+        String hash = HexFormat.of().formatHex(digest);
+        if (Files.exists(marker) && Files.readString(marker).equals(hash)) {
+            return;
+        }
+        DatabaseManagementService offline = new DatabaseManagementServiceBuilder(data)
+                .setConfig(BoltConnector.enabled, false)
+                .setConfig(HttpConnector.enabled, false)
+                .setConfig(GraphDatabaseSettings.auth_enabled, true)
+                .setConfig(GraphDatabaseSettings.pagecache_memory, 128L * 1024 * 1024)
+                .build();
         try {
-            dbms.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
+            offline.database(GraphDatabaseSettings.SYSTEM_DATABASE_NAME).executeTransactionally(
                     "ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password));
         } catch (RuntimeException e) {
             if (!String.valueOf(e.getMessage()).contains("cannot be the same")) {
                 throw e;
             }
+        } finally {
+            offline.shutdown();
         }
+        Files.writeString(marker, hash);
     }
 
     private static Map<String, String> parse(String[] args) {

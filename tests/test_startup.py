@@ -1,0 +1,204 @@
+"""Starting a drainer or a client: mistakes are one clear line, late servers are waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import services
+
+from producer import ConfigurationError, MemoryClient, RedisUnavailable
+from shared.settings import RedisSettings
+from tests.conftest import SecureRedis
+from tests.helpers import DrainerProcess, http_get, wait_until
+
+
+async def drainer_run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run `drainer run` until it exits by itself: (exit code, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "drainer", "run", *args,
+        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    return int(proc.returncode or 0), stderr.decode()
+
+
+def without(env: dict[str, str], *names: str) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name not in names}
+
+
+@pytest.mark.parametrize(
+    ("change", "args", "says"),
+    [
+        ({"REDIS_URL": None}, (), "REDIS_URL is not set"),
+        ({"REDIS_URL": "localhost:6379"}, (), "REDIS_URL 'localhost:6379' is not a Redis URL"),
+        ({"NEO4J_URI": "localhost:7687"}, (), "NEO4J_URI 'localhost:7687' is not a Neo4j URI"),
+        ({"NEO4J_PASSWORD": "wrong-password"}, (), "Check NEO4J_USERNAME and NEO4J_PASSWORD"),
+        ({"NEO4J_DATABASE": "nosuchdb"}, (), "has no database 'nosuchdb'"),
+        ({}, ("--queries", "/nonexistent/queries.yaml"), "cannot read the query file"),
+        ({"DRAINER_CONCURRENCY": "0"}, (), "invalid setting DRAINER_CONCURRENCY"),
+        ({"DRAINER_BATCH_SIZE": "many"}, (), "invalid setting DRAINER_BATCH_SIZE"),
+    ],
+)
+async def test_a_configuration_mistake_is_one_line_and_exit_code_two(
+    env: dict[str, str], change: dict[str, str | None], args: tuple[str, ...], says: str
+) -> None:
+    settings = {**without(env, *change), **{k: v for k, v in change.items() if v is not None}}
+
+    code, stderr = await drainer_run(settings, *args)
+
+    assert code == 2, stderr
+    assert stderr.startswith("drainer: ") and stderr.count("\n") == 1, stderr
+    assert says in stderr
+    assert "wrong-password" not in stderr
+
+
+async def test_an_invalid_query_file_names_the_line(env: dict[str, str], tmp_path: Path) -> None:
+    queries = tmp_path / "queries.yaml"
+    queries.write_text("add_note: MERGE (n:Note)\nbroken: [\n")
+
+    code, stderr = await drainer_run(env, "--queries", str(queries))
+
+    assert code == 2
+    assert stderr.count("\n") == 1
+    assert "is not valid YAML (line 3)" in stderr
+
+
+async def test_a_wrong_redis_password_is_one_line_and_exit_code_two(
+    env: dict[str, str], secure_redis: SecureRedis
+) -> None:
+    settings = {
+        **env,
+        "REDIS_URL": secure_redis.url,
+        "REDIS_USERNAME": "drainer",
+        "REDIS_PASSWORD": "wrong-password",
+        "REDIS_SSL_CA_CERTS": str(secure_redis.ca),
+    }
+
+    code, stderr = await drainer_run(settings)
+
+    assert code == 2, stderr
+    assert stderr.count("\n") == 1
+    assert "Check REDIS_USERNAME and REDIS_PASSWORD" in stderr
+    assert "wrong-password" not in stderr
+
+
+async def test_a_drainer_waits_for_a_late_redis_then_drains(
+    env: dict[str, str], tmp_path: Path, make_settings: Any, graph: Any, streams: Any
+) -> None:
+    late = services.RedisServer(tmp_path / "late-redis")
+    port = services.free_port()
+    drainer = DrainerProcess(
+        {**env, "REDIS_URL": late.url, "DRAINER_METRICS_PORT": str(port)}, [], None, None
+    )
+    try:
+        await wait_until(lambda: _said(drainer, "is not reachable yet"), what="a retry line")
+        assert await http_get(port, "/healthz") == (200, "ok\n")
+        status, body = await http_get(port, "/readyz")
+        assert (status, body) == (503, f"starting: waiting for Redis at {late.url}\n")
+
+        await asyncio.to_thread(late.start)
+        settings = make_settings("redis")
+        settings.redis = RedisSettings(url=late.url)
+        await wait_until(lambda: _ready(port), timeout=60, what="the drainer to be ready")
+        async with MemoryClient(settings) as client:
+            await client.buffered.submit(f"CREATE (:{graph.label})")
+            await client.flush()
+    finally:
+        assert drainer.terminate() == 0, drainer.output()
+        late.stop()
+
+    assert await graph.count() == 1
+    assert drainer.output().count("Traceback") == 0
+
+
+@pytest.mark.faults
+async def test_a_drainer_waits_for_a_late_neo4j_then_drains(
+    env: dict[str, str], tmp_path: Path, make_settings: Any, tag: str
+) -> None:
+    from neo4j import AsyncGraphDatabase
+
+    from tests.helpers import Graph
+
+    late = services.Neo4jServer(tmp_path / "late-neo4j")
+    port = services.free_port()
+    drainer = DrainerProcess(
+        {**env, "NEO4J_URI": late.uri, "NEO4J_PASSWORD": late.password,
+         "DRAINER_METRICS_PORT": str(port)},
+        [], None, None,
+    )  # fmt: skip
+    try:
+        await wait_until(lambda: _said(drainer, "is not reachable yet"), what="a retry line")
+        assert (await http_get(port, "/readyz"))[0] == 503
+
+        await asyncio.to_thread(late.start)
+        await wait_until(lambda: _ready(port), timeout=120, what="the drainer to be ready")
+        async with MemoryClient(make_settings("redis")) as client:
+            await client.buffered.submit(f"CREATE (:{tag})")
+            await client.flush()
+        driver = AsyncGraphDatabase.driver(late.uri, auth=("neo4j", late.password))
+        try:
+            assert await Graph(driver, tag).count() == 1
+        finally:
+            await driver.close()
+    finally:
+        assert drainer.terminate() == 0, drainer.output()
+        late.stop()
+
+
+async def test_sigterm_stops_a_drainer_waiting_for_a_server_within_a_second(
+    env: dict[str, str],
+) -> None:
+    nowhere = f"redis://127.0.0.1:{services.free_port()}/0"
+    drainer = DrainerProcess({**env, "REDIS_URL": nowhere}, [], None, None)
+    await wait_until(lambda: _said(drainer, "is not reachable yet"), what="a retry line")
+
+    sent = time.monotonic()
+    drainer.proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(drainer.proc.wait, 10)
+
+    assert code == 0, drainer.output()
+    assert time.monotonic() - sent < 1.0
+    assert "drainer stopped" in drainer.output()
+
+
+async def test_a_client_names_a_malformed_redis_url(make_settings: Any) -> None:
+    settings = make_settings("redis")
+    settings.redis = RedisSettings(url="localhost:6379")
+
+    with pytest.raises(ConfigurationError, match="is not a Redis URL"):
+        await MemoryClient(settings).open()
+
+
+async def test_a_client_says_when_redis_cannot_be_reached(make_settings: Any) -> None:
+    settings = make_settings("redis", redis_retry=0)
+    settings.redis = RedisSettings(url=f"redis://127.0.0.1:{services.free_port()}/0")
+
+    with pytest.raises(RedisUnavailable, match="cannot reach Redis"):
+        await MemoryClient(settings).open()
+
+
+@pytest.mark.parametrize("mode", ["sync", "embedded"])
+async def test_a_client_that_writes_to_neo4j_names_refused_credentials_at_open(
+    make_settings: Any, mode: str
+) -> None:
+    settings = make_settings(mode)
+    settings.neo4j.password = "wrong-password"  # type: ignore[assignment]
+
+    with pytest.raises(ConfigurationError, match="Check NEO4J_USERNAME and NEO4J_PASSWORD"):
+        await MemoryClient(settings).open()
+
+
+async def _said(drainer: DrainerProcess, text: str) -> bool:
+    if drainer.proc.poll() is not None:
+        raise AssertionError(f"the drainer exited:\n{drainer.output()}")
+    return text in drainer.output()
+
+
+async def _ready(port: int) -> bool:
+    return (await http_get(port, "/readyz"))[0] == 200
