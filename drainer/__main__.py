@@ -1,5 +1,5 @@
-"""`python -m drainer` is the `drainer` command."""
+"""`python -m cypherstream.drainer` is the `drainer` command."""
 
-from drainer.cli import main
+from cypherstream.drainer.cli import main
 
 main()

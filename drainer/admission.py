@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from shared.entry import WriteEntry
-from shared.errors import BadSignature, QueryNotAllowed
-from shared.queries import QueryBook
-from shared.signing import Signer
+from cypherstream.shared.entry import WriteEntry
+from cypherstream.shared.errors import BadSignature, QueryNotAllowed
+from cypherstream.shared.queries import QueryBook
+from cypherstream.shared.signing import Signer
 
 
 class Admission:

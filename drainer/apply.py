@@ -17,13 +17,13 @@ from typing import Any
 
 from neo4j import AsyncDriver, unit_of_work
 
-from drainer.unwind import group
-from shared.coalescing import Coalescer
-from shared.codec import decode_params
-from shared.entry import WriteEntry, id_key
-from shared.errors import MalformedEntry
-from shared.failures import Disposition, classify
-from shared.schema import create_schema
+from cypherstream.drainer.unwind import group
+from cypherstream.shared.coalescing import Coalescer
+from cypherstream.shared.codec import decode_params
+from cypherstream.shared.entry import WriteEntry, id_key
+from cypherstream.shared.errors import MalformedEntry
+from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.schema import create_schema
 
 PROGRESS_LABEL = "CypherstreamProgress"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shared.keys import Keyspace
-from shared.memory import MemoryUse, memory_use
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.memory import MemoryUse, memory_use
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
-from drainer.backlog import Status, snapshot
-from drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
-from drainer.logs import setup_logging
-from drainer.report import print_status
-from drainer.settings import DrainerSettings
-from drainer.worker import Drainer
-from shared.connection import open_redis
-from shared.errors import ConfigurationError, CypherstreamError
+from cypherstream.drainer.backlog import Status, snapshot
+from cypherstream.drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
+from cypherstream.drainer.logs import setup_logging
+from cypherstream.drainer.report import print_status
+from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.drainer.worker import Drainer
+from cypherstream.shared.connection import open_redis
+from cypherstream.shared.errors import ConfigurationError, CypherstreamError
 
 log = logging.getLogger(__name__)
 

@@ -8,18 +8,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from shared.entry import WriteEntry, id_key, write_fields
-from shared.errors import (
+from cypherstream.shared.entry import WriteEntry, id_key, write_fields
+from cypherstream.shared.errors import (
     BadSignature,
     CypherstreamError,
     MalformedEntry,
     RejectedEntry,
     RetriesExhausted,
 )
-from shared.failures import BufferedWriteError, error_code, error_message
-from shared.keys import Keyspace
-from shared.scripts import Scripts, submit_call
-from shared.signing import Signer
+from cypherstream.shared.failures import BufferedWriteError, error_code, error_message
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.signing import Signer
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from drainer.backlog import Status
-from shared.memory import WARN_RATIO
+from cypherstream.drainer.backlog import Status
+from cypherstream.shared.memory import WARN_RATIO
 
 
 def print_status(status: Status, console: Console | None = None) -> None:

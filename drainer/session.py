@@ -10,19 +10,19 @@ from typing import Any
 
 from redis import exceptions as rx
 
-from drainer.admission import Admission
-from drainer.apply import Applier, BatchResult
-from drainer.deadletter import dead_letter
-from drainer.metrics import Metrics
-from drainer.settings import DrainerSettings
-from shared.backoff import Backoff
-from shared.batching import ScriptPipeline
-from shared.connection import transient
-from shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
-from shared.errors import RejectedEntry, RetriesExhausted
-from shared.failures import Disposition, classify, error_code, error_message
-from shared.keys import GROUP, Keyspace
-from shared.scripts import Scripts
+from cypherstream.drainer.admission import Admission
+from cypherstream.drainer.apply import Applier, BatchResult
+from cypherstream.drainer.deadletter import dead_letter
+from cypherstream.drainer.metrics import Metrics
+from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.batching import ScriptPipeline
+from cypherstream.shared.connection import transient
+from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
+from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
+from cypherstream.shared.failures import Disposition, classify, error_code, error_message
+from cypherstream.shared.keys import GROUP, Keyspace
+from cypherstream.shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
 

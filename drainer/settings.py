@@ -10,8 +10,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.failures import DEFAULT_MAX_ATTEMPTS
-from shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+from cypherstream.shared.failures import DEFAULT_MAX_ATTEMPTS
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 
 
 def _default_id() -> str:

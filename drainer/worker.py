@@ -21,23 +21,29 @@ from neo4j import AsyncDriver
 from neo4j import exceptions as nx
 from redis import exceptions as rx
 
-from drainer.admission import Admission
-from drainer.apply import Applier
-from drainer.backlog import ready_sessions, snapshot
-from drainer.endpoints import Endpoints
-from drainer.metrics import Metrics
-from drainer.session import DrainDeps, SessionDrain, SessionScripts
-from drainer.settings import DrainerSettings
-from shared.backoff import Backoff
-from shared.batching import run_many
-from shared.connection import REDIS_DOWN, check_neo4j, neo4j_unreachable, open_redis, transient
-from shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
-from shared.failures import Disposition, classify
-from shared.memory import WARN_RATIO, memory_use
-from shared.queries import QueryBook
-from shared.scripts import Scripts
-from shared.settings import masked_url
-from shared.signing import fingerprints_text
+from cypherstream.drainer.admission import Admission
+from cypherstream.drainer.apply import Applier
+from cypherstream.drainer.backlog import ready_sessions, snapshot
+from cypherstream.drainer.endpoints import Endpoints
+from cypherstream.drainer.metrics import Metrics
+from cypherstream.drainer.session import DrainDeps, SessionDrain, SessionScripts
+from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.batching import run_many
+from cypherstream.shared.connection import (
+    REDIS_DOWN,
+    check_neo4j,
+    neo4j_unreachable,
+    open_redis,
+    transient,
+)
+from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
+from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.memory import WARN_RATIO, memory_use
+from cypherstream.shared.queries import QueryBook
+from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.settings import masked_url
+from cypherstream.shared.signing import fingerprints_text
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ T = TypeVar("T")
 _SWEEP_PAGE = 500
 #: First delay between start-up attempts to reach a server (doubling to retry_max_delay).
 _STARTUP_RETRY_FIRST = 0.5
+#: Seconds `/readyz` gives Redis and Neo4j each to answer.
+_PROBE_TIMEOUT = 2.0
 #: Seconds between warnings while Redis memory stays above `WARN_RATIO`.
 _MEMORY_WARN_EVERY = 60.0
 
@@ -219,11 +227,11 @@ class Drainer:
         if self._redis is None or self._driver is None:
             return False, f"starting: waiting for {self._waiting_for or 'the servers'}"
         try:
-            await asyncio.wait_for(self._redis.ping(), 2)
+            await asyncio.wait_for(self._redis.ping(), _PROBE_TIMEOUT)
         except Exception as exc:
             return False, f"Redis unreachable: {type(exc).__name__}"
         try:
-            await asyncio.wait_for(self._driver.verify_connectivity(), 2)
+            await asyncio.wait_for(self._driver.verify_connectivity(), _PROBE_TIMEOUT)
         except Exception as exc:
             return False, f"Neo4j unreachable: {type(exc).__name__}"
         return True, "ok"

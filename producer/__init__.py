@@ -6,11 +6,18 @@ async with MemoryClient(settings) as client:
     await client.flush()
 """
 
-from producer.blocking import SyncBufferedWrites, SyncMemoryClient
-from producer.client import BufferedWrites, MemoryClient
-from producer.records import SCHEMA, MemoryRecord, Mention, Message, ReasoningStep, ToolCall
-from producer.settings import MemoryOptions, MemorySettings
-from shared.errors import (
+from cypherstream.producer.blocking import SyncBufferedWrites, SyncMemoryClient
+from cypherstream.producer.client import BufferedWrites, MemoryClient
+from cypherstream.producer.records import (
+    SCHEMA,
+    MemoryRecord,
+    Mention,
+    Message,
+    ReasoningStep,
+    ToolCall,
+)
+from cypherstream.producer.settings import MemoryOptions, MemorySettings
+from cypherstream.shared.errors import (
     BackpressureTimeout,
     ClientClosed,
     ConfigurationError,
@@ -23,8 +30,8 @@ from shared.errors import (
     RedisUnavailable,
     UnsupportedParameter,
 )
-from shared.failures import BufferedWriteError
-from shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 
 __all__ = [
     "SCHEMA",

@@ -17,11 +17,18 @@ import types
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
-from producer.client import BufferedWrites, ErrorCallback, MemoryClient
-from producer.records import MemoryRecord, Mention, Message, ReasoningStep, Role, ToolCall
-from producer.settings import MemorySettings
-from shared.errors import ClientClosed
-from shared.failures import BufferedWriteError
+from cypherstream.producer.client import BufferedWrites, ErrorCallback, MemoryClient
+from cypherstream.producer.records import (
+    MemoryRecord,
+    Mention,
+    Message,
+    ReasoningStep,
+    Role,
+    ToolCall,
+)
+from cypherstream.producer.settings import MemorySettings
+from cypherstream.shared.errors import ClientClosed
+from cypherstream.shared.failures import BufferedWriteError
 
 T = TypeVar("T")
 R = TypeVar("R", bound=MemoryRecord)

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 from neo4j import AsyncDriver
 
-from producer.backend import WriteBackend
-from producer.embedded import EmbeddedBackend
-from producer.inline import InlineBackend, run_write
-from producer.records import (
+from cypherstream.producer.backend import WriteBackend
+from cypherstream.producer.embedded import EmbeddedBackend
+from cypherstream.producer.inline import InlineBackend, run_write
+from cypherstream.producer.records import (
     SCHEMA,
     MemoryRecord,
     Mention,
@@ -22,18 +22,18 @@ from producer.records import (
     Role,
     ToolCall,
 )
-from producer.settings import MemorySettings
-from producer.streams import StreamBackend
-from shared.codec import check_params
-from shared.connection import check_neo4j, open_redis
-from shared.errors import ClientClosed, InvalidWrite, Neo4jUnavailable
-from shared.failures import BufferedWriteError
-from shared.keys import validate_session_id
-from shared.presence import presence
-from shared.queries import BUILTIN_PREFIX, QueryBook
-from shared.schema import create_schema
-from shared.scripts import Scripts
-from shared.signing import check_producer
+from cypherstream.producer.settings import MemorySettings
+from cypherstream.producer.streams import StreamBackend
+from cypherstream.shared.codec import check_params
+from cypherstream.shared.connection import check_neo4j, open_redis
+from cypherstream.shared.errors import ClientClosed, InvalidWrite, Neo4jUnavailable
+from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.keys import validate_session_id
+from cypherstream.shared.presence import presence
+from cypherstream.shared.queries import BUILTIN_PREFIX, QueryBook
+from cypherstream.shared.schema import create_schema
+from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.signing import check_producer
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
-from producer.backend import Report
-from producer.inline import run_write
-from shared.backoff import Backoff
-from shared.errors import FlushTimeout, RetriesExhausted
-from shared.failures import (
+from cypherstream.producer.backend import Report
+from cypherstream.producer.inline import run_write
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.errors import FlushTimeout, RetriesExhausted
+from cypherstream.shared.failures import (
     DEFAULT_MAX_ATTEMPTS,
     BufferedWriteError,
     Disposition,
@@ -25,7 +25,7 @@ from shared.failures import (
     error_code,
     error_message,
 )
-from shared.queries import QueryBook
+from cypherstream.shared.queries import QueryBook
 
 log = logging.getLogger(__name__)
 

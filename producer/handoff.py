@@ -16,8 +16,8 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from shared.backoff import Backoff
-from shared.errors import BackpressureTimeout, FlushTimeout
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.errors import BackpressureTimeout, FlushTimeout
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
-from shared.queries import QueryBook
+from cypherstream.shared.queries import QueryBook
 
 
 async def run_write(driver: AsyncDriver, database: str | None, query: str, params: Any) -> None:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.queries import BUILTIN
+from cypherstream.shared.queries import BUILTIN
 
 Role = Literal["user", "assistant", "system", "tool"]
 

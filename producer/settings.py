@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 
 
 class MemoryOptions(BaseSettings):

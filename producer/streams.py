@@ -14,28 +14,28 @@ from typing import Any, TypeVar
 
 from redis import exceptions as rx
 
-from producer.backend import Report
-from producer.handoff import Handoff
-from producer.settings import MemoryOptions
-from shared.backoff import Backoff, RetryWindow
-from shared.batching import ScriptPipeline, Wait
-from shared.codec import encode_params
-from shared.connection import REDIS_DOWN, transient, unreachable
-from shared.entry import end_fields, flush_fields, write_fields
-from shared.errors import (
+from cypherstream.producer.backend import Report
+from cypherstream.producer.handoff import Handoff
+from cypherstream.producer.settings import MemoryOptions
+from cypherstream.shared.backoff import Backoff, RetryWindow
+from cypherstream.shared.batching import ScriptPipeline, Wait
+from cypherstream.shared.codec import encode_params
+from cypherstream.shared.connection import REDIS_DOWN, transient, unreachable
+from cypherstream.shared.entry import end_fields, flush_fields, write_fields
+from cypherstream.shared.errors import (
     BackpressureTimeout,
     CypherstreamError,
     FlushTimeout,
     InvalidWrite,
     NotReplicated,
 )
-from shared.failures import BufferedWriteError
-from shared.keys import Keyspace
-from shared.memory import memory_use
-from shared.presence import Presence, presence
-from shared.scripts import Scripts, submit_call
-from shared.settings import RedisSettings
-from shared.signing import Signer
+from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.memory import memory_use
+from cypherstream.shared.presence import Presence, presence
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.settings import RedisSettings
+from cypherstream.shared.signing import Signer
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,17 @@ import asyncio
 import random
 import time
 
+#: First delay of a retry after a passing failure (seconds).
+FIRST_DELAY = 0.1
+#: Longest delay between retries (seconds); the drainer's `retry_max_delay` by default.
+MAX_DELAY = 10.0
+
 
 class Backoff:
     """Delays that double from `first` up to `cap`; each sleep is jittered to 50-100%
     so many clients that failed together do not retry together."""
 
-    def __init__(self, first: float = 0.1, cap: float = 10.0) -> None:
+    def __init__(self, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> None:
         self.delay = first
         self._cap = cap
 

@@ -11,10 +11,10 @@ from typing import Any
 from redis import exceptions as rx
 from redis.asyncio.cluster import PipelineCommand
 
-from shared.coalescing import Coalescer
-from shared.connection import REDIS_DOWN
-from shared.errors import NotReplicated
-from shared.scripts import is_cluster
+from cypherstream.shared.coalescing import Coalescer
+from cypherstream.shared.connection import REDIS_DOWN
+from cypherstream.shared.errors import NotReplicated
+from cypherstream.shared.scripts import is_cluster
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytz
 from neo4j import spatial
 from neo4j import time as ntime
 
-from shared.errors import UnsupportedParameter
+from cypherstream.shared.errors import UnsupportedParameter
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1

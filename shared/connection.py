@@ -9,16 +9,16 @@ from neo4j import READ_ACCESS, AsyncDriver
 from neo4j import exceptions as nx
 from redis import exceptions as rx
 
-from shared.errors import (
+from cypherstream.shared.errors import (
     ConfigurationError,
     Neo4jUnavailable,
     RedisPermissionDenied,
     RedisUnavailable,
 )
-from shared.failures import Disposition, classify, error_message
-from shared.keys import Keyspace
-from shared.scripts import Scripts
-from shared.settings import Neo4jSettings, RedisSettings, masked_url
+from cypherstream.shared.failures import Disposition, classify, error_message
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, masked_url
 
 REDIS_DOWN = (
     rx.ConnectionError,

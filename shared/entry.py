@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.errors import MalformedEntry
+from cypherstream.shared.errors import MalformedEntry
 
 VERSION = b"1"
 _WRITE = b"w"

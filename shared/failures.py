@@ -12,8 +12,8 @@ from typing import Any
 
 from neo4j import exceptions as nx
 
-from shared.codec import decode_params
-from shared.errors import RetriesExhausted
+from cypherstream.shared.codec import decode_params
+from cypherstream.shared.errors import RetriesExhausted
 
 
 class Disposition(enum.Enum):

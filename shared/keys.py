@@ -12,7 +12,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from shared.errors import InvalidSessionId
+from cypherstream.shared.errors import InvalidSessionId
 
 MAX_SESSION_ID_LENGTH = 256
 _SESSION_ID = re.compile(r"[A-Za-z0-9._:@/+=-]+")

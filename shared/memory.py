@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.scripts import is_cluster
+from cypherstream.shared.scripts import is_cluster
 
 #: Above this share of `maxmemory` drainers log a warning (and keep warning while it lasts).
 WARN_RATIO = 0.9

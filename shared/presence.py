@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.keys import Keyspace
+from cypherstream.shared.keys import Keyspace
 
 
 @dataclass(frozen=True)

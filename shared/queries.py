@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.errors import ConfigurationError, UnknownQuery
+from cypherstream.shared.errors import ConfigurationError, UnknownQuery
 
 BUILTIN_PREFIX = "cypherstream."
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")

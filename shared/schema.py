@@ -14,8 +14,8 @@ from typing import Any
 from neo4j import AsyncDriver
 from neo4j import exceptions as nx
 
-from shared.backoff import Backoff
-from shared.failures import Disposition, classify
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.failures import Disposition, classify
 
 # Another process created the same rule between our check and our commit.
 _ALREADY_THERE = frozenset(

@@ -11,7 +11,7 @@ import functools
 from importlib import resources
 from typing import Any
 
-from shared.keys import GROUP, Keyspace
+from cypherstream.shared.keys import GROUP, Keyspace
 
 _NAMES = (
     "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat",
@@ -41,7 +41,7 @@ def submit_call(
 @functools.cache
 def _source(name: str) -> str:
     """The text of script `name` (read once per process)."""
-    return (resources.files("shared") / "lua" / f"{name}.lua").read_text()
+    return (resources.files("cypherstream.shared") / "lua" / f"{name}.lua").read_text()
 
 
 def is_cluster(redis: Any) -> bool:

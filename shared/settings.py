@@ -15,9 +15,9 @@ from neo4j import exceptions as nx
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.errors import ConfigurationError
-from shared.keys import Keyspace
-from shared.signing import Signer
+from cypherstream.shared.errors import ConfigurationError
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.signing import Signer
 
 
 class RedisSettings(BaseSettings):

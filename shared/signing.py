@@ -21,9 +21,9 @@ import logging
 
 import msgpack
 
-from shared.entry import WriteEntry
-from shared.errors import ConfigurationError
-from shared.presence import Presence
+from cypherstream.shared.entry import WriteEntry
+from cypherstream.shared.errors import ConfigurationError
+from cypherstream.shared.presence import Presence
 
 log = logging.getLogger(__name__)
 

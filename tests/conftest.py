@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402  (deploy/local/services.py, stdlib only)
 
-from drainer.settings import DrainerSettings  # noqa: E402
-from drainer.worker import Drainer  # noqa: E402
-from producer import MemoryClient, MemorySettings  # noqa: E402
-from shared.settings import Neo4jSettings, RedisSettings, StreamSettings  # noqa: E402
+from cypherstream import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream.drainer.settings import DrainerSettings  # noqa: E402
+from cypherstream.drainer.worker import Drainer  # noqa: E402
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings  # noqa: E402
 from tests.helpers import FlakyProxy  # noqa: E402
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from producer import MemoryClient, MemorySettings
+from cypherstream import MemoryClient, MemorySettings
 from tests.helpers import SEQUENCED_WRITE
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
+DRAINER = (sys.executable, "-m", "cypherstream.drainer")
+"""The `drainer` command, run by this interpreter."""
+
+
 class DrainerProcess:
     """A `drainer run` child process with its output captured to a temporary file."""
 
@@ -63,7 +68,15 @@ class DrainerProcess:
         self.log = tempfile.NamedTemporaryFile(prefix="drainer-", suffix=".log", delete=False)  # noqa: SIM115
         self._redis = redis
         self._keys = keys
-        command = [sys.executable, "-m", "drainer", "run", "--drainer-id", self.drainer_id, *args]
+        command = [
+            sys.executable,
+            "-m",
+            "cypherstream.drainer",
+            "run",
+            "--drainer-id",
+            self.drainer_id,
+            *args,
+        ]
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
@@ -281,7 +294,7 @@ class ThreadedClient(_InThreads):
     """
 
     def __init__(self, settings: Any, **kwargs: Any) -> None:
-        from producer import SyncMemoryClient
+        from cypherstream import SyncMemoryClient
 
         self.sync = SyncMemoryClient(settings, **kwargs)
         super().__init__(self.sync)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from producer import SyncMemoryClient
-from shared.errors import ClientClosed
+from cypherstream import SyncMemoryClient
+from cypherstream.shared.errors import ClientClosed
 
 CHAIN = "MATCH (c:$label {id: $session}) WHERE c.value = $i - 1 SET c.value = $i"
 

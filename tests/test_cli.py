@@ -6,11 +6,10 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 from typing import Any
 
-from producer import MemoryClient
-from tests.helpers import SEQUENCED_WRITE, audit, wait_until
+from cypherstream import MemoryClient
+from tests.helpers import DRAINER, SEQUENCED_WRITE, audit, wait_until
 
 
 async def test_sigterm_finishes_the_work_and_exits_zero(
@@ -34,7 +33,7 @@ async def test_refuses_to_run_when_redis_may_evict_queued_writes(
     await redis.config_set("maxmemory-policy", "allkeys-lru")
     try:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "drainer", "run", env=env, stderr=asyncio.subprocess.PIPE
+            *DRAINER, "run", env=env, stderr=asyncio.subprocess.PIPE
         )
         _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     finally:
@@ -47,7 +46,9 @@ async def test_refuses_to_run_when_redis_may_evict_queued_writes(
 
 def test_help_lists_every_setting_with_its_environment_variable() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "drainer", "run", "--help"], capture_output=True, text=True
+        [*DRAINER, "run", "--help"],
+        capture_output=True,
+        text=True,
     )
 
     assert result.returncode == 0

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import services  # deploy/local/services.py, on the path through conftest
 
-from producer import ConfigurationError, MemoryClient
-from shared.settings import RedisSettings
+from cypherstream import ConfigurationError, MemoryClient
+from cypherstream.shared.settings import RedisSettings
 from tests.helpers import Graph, audit, submit_killing_drainers, submit_sequenced
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from shared.coalescing import Coalescer
+from cypherstream.shared.coalescing import Coalescer
 
 
 class Recorder:

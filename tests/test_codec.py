@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from neo4j import spatial
 from neo4j import time as ntime
 
-from shared.codec import decode_params, encode_params
-from shared.errors import UnsupportedParameter
+from cypherstream.shared.codec import decode_params, encode_params
+from cypherstream.shared.errors import UnsupportedParameter
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 ZONES = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"])

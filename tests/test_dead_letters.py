@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Any
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
+from tests.helpers import DRAINER
 
 
 async def dlq(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drainer", "dlq", *args,
+        *DRAINER, "dlq", *args,
         env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
 from tests.helpers import wait_until
 
 PER_SESSION_COMMANDS = ("xreadgroup", "xautoclaim", "xlen", "xack", "xinfo", "scan")

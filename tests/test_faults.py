@@ -18,7 +18,7 @@ import services
 from neo4j import AsyncGraphDatabase
 from redis import asyncio as aioredis
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
 from tests.helpers import (
     Audit,
     Graph,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
 
 SESSIONS = 50
 WRITES = 100

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from producer import FlushTimeout, MemoryClient
+from cypherstream import FlushTimeout, MemoryClient
 from tests.helpers import wait_until
 
 WAITING = "no drainer is alive; the flush waits for one"
@@ -36,7 +36,7 @@ async def test_a_flush_waits_for_a_drainer_that_comes_back(
     await stopped(await start_drainer(), redis, streams)
     async with MemoryClient(make_settings("redis", no_drainer_grace=60)) as client:
         await client.buffered.submit(f"CREATE (:{graph.label})")
-        with caplog.at_level(logging.INFO, logger="producer.streams"):
+        with caplog.at_level(logging.INFO, logger="cypherstream.producer.streams"):
             flushing = asyncio.create_task(client.flush())
             await wait_until(lambda: _logged(caplog, WAITING, flushing), what="the flush to wait")
         await start_drainer()  # the restarted drainer

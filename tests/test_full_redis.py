@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from drainer.backlog import snapshot
-from producer import BackpressureTimeout, FlushTimeout, MemoryClient
-from shared.settings import RedisSettings
+from cypherstream import BackpressureTimeout, FlushTimeout, MemoryClient
+from cypherstream.drainer.backlog import snapshot
+from cypherstream.shared.settings import RedisSettings
 from tests.conftest import SMALL_REDIS_MAXMEMORY
 from tests.helpers import SEQUENCED_WRITE, audit, wait_until
 
@@ -91,7 +91,7 @@ async def test_status_metrics_and_a_warning_show_redis_memory_near_its_limit(
         status = await snapshot(redis, streams.keyspace())
         await redis.aclose()
 
-        with caplog.at_level(logging.WARNING, logger="drainer.worker"):
+        with caplog.at_level(logging.WARNING, logger="cypherstream.drainer.worker"):
             drainer = await start_drainer(
                 redis=RedisSettings(url=small_redis.url), stats_interval=0.05, concurrency=1
             )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from producer import BackpressureTimeout, FlushTimeout, MemoryClient
+from cypherstream import BackpressureTimeout, FlushTimeout, MemoryClient
 from tests.helpers import (
     SEQUENCED_WRITE,
     FlakyProxy,

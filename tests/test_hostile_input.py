@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drainer.deadletter import list_dead_letters, replay
-from producer import MemoryClient
-from shared.codec import encode_params
-from shared.entry import WriteEntry, parse
-from shared.errors import CypherstreamError, MalformedEntry
+from cypherstream import MemoryClient
+from cypherstream.drainer.deadletter import list_dead_letters, replay
+from cypherstream.shared.codec import encode_params
+from cypherstream.shared.entry import WriteEntry, parse
+from cypherstream.shared.errors import CypherstreamError, MalformedEntry
 
 FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x"]
 FIELD_VALUES = st.one_of(

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from shared.errors import InvalidSessionId
-from shared.keys import Keyspace, validate_session_id
+from cypherstream.shared.errors import InvalidSessionId
+from cypherstream.shared.keys import Keyspace, validate_session_id
 
 keys = Keyspace("cs", 16)
 session_ids = st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,64}", fullmatch=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
 from tests.helpers import SEQUENCED_WRITE, audit, wait_until
 
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
 from tests.helpers import wait_until
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from drainer.deadletter import list_dead_letters
-from producer import MemoryClient
-from shared.errors import ConfigurationError, UnknownQuery
-from shared.queries import QueryBook
+from cypherstream import MemoryClient
+from cypherstream.drainer.deadletter import list_dead_letters
+from cypherstream.shared.errors import ConfigurationError, UnknownQuery
+from cypherstream.shared.queries import QueryBook
 
 
 @pytest.fixture

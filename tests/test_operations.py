@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from typing import Any
 
-from producer import MemoryClient
-from shared.settings import Neo4jSettings
-from tests.helpers import FlakyProxy, http_get, wait_until
+from cypherstream import MemoryClient
+from cypherstream.shared.settings import Neo4jSettings
+from tests.helpers import DRAINER, FlakyProxy, http_get, wait_until
 
 
 def metric(text: str, name: str) -> float:
@@ -89,7 +88,7 @@ async def test_readiness_follows_neo4j_and_liveness_stays_up(
 
 async def drainer_status(env: dict[str, str], *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drainer", "status", *args,
+        *DRAINER, "status", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from drainer.apply import Applier
-from producer import BackpressureTimeout, FlushTimeout, MemoryClient
-from shared.entry import parse
-from shared.keys import GROUP
+from cypherstream import BackpressureTimeout, FlushTimeout, MemoryClient
+from cypherstream.drainer.apply import Applier
+from cypherstream.shared.entry import parse
+from cypherstream.shared.keys import GROUP
 from tests.helpers import wait_until
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from producer import MemoryClient
+from cypherstream import MemoryClient
 from tests.helpers import SEQUENCED_WRITE
 
 # Runs for many seconds of CPU on the server: always past a 1 s transaction timeout.

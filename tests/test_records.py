@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from neo4j import AsyncDriver
 
-from producer import SCHEMA, Message, ToolCall
-from shared.errors import InvalidSessionId
+from cypherstream import SCHEMA, Message, ToolCall
+from cypherstream.shared.errors import InvalidSessionId
 
 
 @pytest_asyncio.fixture
@@ -66,7 +66,7 @@ async def test_a_turn_of_typed_records_builds_the_documented_graph(
 async def test_a_record_written_twice_is_stored_once(
     mode: str, make_settings: Any, session: str, neo4j: AsyncDriver
 ) -> None:
-    from producer import MemoryClient
+    from cypherstream import MemoryClient
 
     message = Message(session_id=session, role="user", content="hello")
     async with MemoryClient(make_settings(mode)) as client:
@@ -84,7 +84,7 @@ async def test_a_record_written_twice_is_stored_once(
 async def test_ensure_schema_creates_the_uniqueness_constraints(
     make_settings: Any, neo4j: AsyncDriver
 ) -> None:
-    from producer import MemoryClient
+    from cypherstream import MemoryClient
 
     async with MemoryClient(make_settings("sync")) as client:
         await client.ensure_schema()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from producer import MemoryClient, RedisUnavailable
+from cypherstream import MemoryClient, RedisUnavailable
 from tests.helpers import FlakyProxy, through, wait_until
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from producer import MemoryClient
-from shared.errors import ConfigurationError, RedisPermissionDenied
-from shared.settings import StreamSettings
+from cypherstream import MemoryClient
+from cypherstream.shared.errors import ConfigurationError, RedisPermissionDenied
+from cypherstream.shared.settings import StreamSettings
 from tests.conftest import ACL_USERS, SecureRedis
 
 

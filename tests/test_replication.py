@@ -15,8 +15,8 @@ import pytest_asyncio
 import services  # deploy/local/services.py, on the path through conftest
 from redis import asyncio as aioredis
 
-from producer import MemoryClient, NotReplicated
-from shared.settings import RedisSettings
+from cypherstream import MemoryClient, NotReplicated
+from cypherstream.shared.settings import RedisSettings
 from tests.helpers import Graph, audit, submit_sequenced, wait_until
 
 

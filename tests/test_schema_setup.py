@@ -7,8 +7,8 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
-from drainer.worker import Drainer
-from producer import SCHEMA, MemoryClient
+from cypherstream import SCHEMA, MemoryClient
+from cypherstream.drainer.worker import Drainer
 
 ROUNDS = 10
 DRAINERS = 4

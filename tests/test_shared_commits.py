@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from drainer.apply import Applier, BatchResult
-from shared.codec import encode_params
-from shared.entry import WriteEntry
+from cypherstream.drainer.apply import Applier, BatchResult
+from cypherstream.shared.codec import encode_params
+from cypherstream.shared.entry import WriteEntry
 
 
 def writes(label: str, session: str, count: int, first_ms: int = 1) -> list[WriteEntry]:

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from drainer.deadletter import list_dead_letters, replay
-from producer import MemoryClient
-from shared.codec import encode_params
-from shared.entry import write_fields
-from shared.errors import ConfigurationError, CypherstreamError
-from shared.scripts import Scripts, submit_call
-from shared.settings import StreamSettings
-from shared.signing import Signer
+from cypherstream import MemoryClient
+from cypherstream.drainer.deadletter import list_dead_letters, replay
+from cypherstream.shared.codec import encode_params
+from cypherstream.shared.entry import write_fields
+from cypherstream.shared.errors import ConfigurationError, CypherstreamError
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.settings import StreamSettings
+from cypherstream.shared.signing import Signer
 from tests.helpers import wait_until
 
 KEY = "k" * 32

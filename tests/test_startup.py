@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,16 +11,16 @@ from typing import Any
 import pytest
 import services
 
-from producer import ConfigurationError, MemoryClient, RedisUnavailable
-from shared.settings import RedisSettings
+from cypherstream import ConfigurationError, MemoryClient, RedisUnavailable
+from cypherstream.shared.settings import RedisSettings
 from tests.conftest import SecureRedis
-from tests.helpers import DrainerProcess, http_get, wait_until
+from tests.helpers import DRAINER, DrainerProcess, http_get, wait_until
 
 
 async def drainer_run(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run `drainer run` until it exits by itself: (exit code, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drainer", "run", *args,
+        *DRAINER, "run", *args,
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)

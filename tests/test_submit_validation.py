@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from producer import (
+from cypherstream import (
     ClientClosed,
     InvalidSessionId,
     InvalidWrite,

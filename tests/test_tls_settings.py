@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from neo4j import TrustCustomCAs
 
-from shared.errors import ConfigurationError
-from shared.settings import Neo4jSettings
+from cypherstream.shared.errors import ConfigurationError
+from cypherstream.shared.settings import Neo4jSettings
 
 
 def test_a_custom_ca_turns_encryption_on_and_trusts_only_that_ca(tmp_path: Path) -> None:

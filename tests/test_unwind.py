@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drainer.unwind import MAX_QUERIES, PARAMS_FIELD, QUERY_FIELD, ROWS, group, rewrite
+from cypherstream.drainer.unwind import MAX_QUERIES, PARAMS_FIELD, QUERY_FIELD, ROWS, group, rewrite
 
 CREATE = "CREATE (:A {i: $i})"
 

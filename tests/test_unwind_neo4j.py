@@ -7,7 +7,7 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
-from drainer.unwind import group
+from cypherstream.drainer.unwind import group
 
 # Each query reads what the others write, so any reordering shows in the result.
 STEP = "MATCH (c:$L {id: 'c'}) WHERE c.v = $i - 1 SET c.v = $i"

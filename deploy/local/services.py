@@ -332,8 +332,8 @@ class Drainers:
     def __enter__(self) -> Drainers:
         for n in range(self.count):
             port = free_port()
-            command = [sys.executable, "-m", "drainer", "run", "--metrics-port", str(port),
-                       "--drainer-id", f"{self.name}-{n}"]  # fmt: skip
+            command = [sys.executable, "-m", "cypherstream.drainer", "run",
+                       "--metrics-port", str(port), "--drainer-id", f"{self.name}-{n}"]  # fmt: skip
             self.ports.append(port)
             log = tempfile.NamedTemporaryFile(prefix="drainer-", suffix=".log", delete=False)
             self.logs.append(Path(log.name))

@@ -18,7 +18,7 @@ import json
 import random
 import time
 
-from producer import MemoryClient, MemorySettings
+from cypherstream import MemoryClient, MemorySettings
 
 ENTITIES = ("Anthem", "Neo4j", "Redis", "Kubernetes", "Python", "Lisbon", "Ada Lovelace")
 

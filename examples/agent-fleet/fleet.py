@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402
 
-from drainer.backlog import snapshot  # noqa: E402
-from producer import MemoryClient, MemorySettings  # noqa: E402
-from shared.settings import StreamSettings  # noqa: E402
+from cypherstream import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream.drainer.backlog import snapshot  # noqa: E402
+from cypherstream.shared.settings import StreamSettings  # noqa: E402
 
 WRITES_PER_TURN = 4
 MODES = ("sync", "buffered")

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402
 
-from producer import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream import MemoryClient, MemorySettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -109,7 +109,15 @@ class Drainers:
 
     def __init__(self, count: int, prefix: str, *args: str) -> None:
         env = {**os.environ, "CYPHERSTREAM_KEY_PREFIX": prefix, "DRAINER_LOG_LEVEL": "WARNING"}
-        command = [sys.executable, "-m", "drainer", "run", "--concurrency", "32", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "cypherstream.drainer",
+            "run",
+            "--concurrency",
+            "32",
+            *args,
+        ]
         self.procs = [subprocess.Popen(command, env=env) for _ in range(count)]
 
     def stop(self) -> tuple[float, float]:

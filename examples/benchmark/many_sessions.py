@@ -33,8 +33,8 @@ sys.path.insert(0, str(HERE))
 import services  # noqa: E402
 from bench import RESULTS, settings_for, start_drainers  # noqa: E402
 
-from drainer.backlog import ready_sessions  # noqa: E402
-from producer import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream.drainer.backlog import ready_sessions  # noqa: E402
 
 WRITE = "MERGE (s:BenchSession {run: $run, session: $session}) SET s.writes = $i"
 SCHEMA = "CREATE INDEX bench_session IF NOT EXISTS FOR (s:BenchSession) ON (s.run, s.session)"

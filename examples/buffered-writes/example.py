@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402
 
-from producer import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream import MemoryClient, MemorySettings  # noqa: E402
 
 MESSAGE = "MERGE (m:Message {id: $id}) SET m.content = $content, m.run = $run"
 MENTION = """

@@ -1,0 +1,288 @@
+"""Applying a session's writes to Neo4j exactly once in effect.
+
+Each session has a `CypherstreamProgress` node holding the id of the last entry
+applied. Every transaction locks it first, skips entries at or below it, runs the
+rest in entry order and moves it forward, all in one commit. So a batch that
+committed but was never acknowledged in Redis is skipped when it is delivered
+again, and a stalled former owner that wakes up cannot apply anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from neo4j import AsyncDriver, unit_of_work
+
+from cypherstream.drainer.unwind import group
+from cypherstream.shared.coalescing import Coalescer
+from cypherstream.shared.codec import decode_params
+from cypherstream.shared.entry import WriteEntry, id_key
+from cypherstream.shared.errors import MalformedEntry
+from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.schema import create_schema
+
+PROGRESS_LABEL = "CypherstreamProgress"
+
+SCHEMA = (
+    f"CREATE CONSTRAINT cypherstream_progress IF NOT EXISTS "
+    f"FOR (p:{PROGRESS_LABEL}) REQUIRE p.stream IS UNIQUE"
+)
+# Finds records of sessions idle for long, to prune those whose stream expired.
+_UPDATED_INDEX = (
+    f"CREATE INDEX cypherstream_progress_updated IF NOT EXISTS "
+    f"FOR (p:{PROGRESS_LABEL}) ON (p.updated_at)"
+)
+# Writing a property takes the node's write lock, serializing every committer.
+_LOCK = (
+    f"UNWIND $streams AS stream MERGE (p:{PROGRESS_LABEL} {{stream: stream}}) "
+    "SET p.transactions = coalesce(p.transactions, 0) + 1 "
+    "RETURN stream, p.last_id AS last_id"
+)
+_ADVANCE = (
+    f"UNWIND $rows AS row MATCH (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
+    "SET p.last_id = row.last_id, p.updated_at = datetime()"
+)
+
+
+class MalformedParams(MalformedEntry):
+    """An entry whose parameters do not decode; it can never run."""
+
+
+@dataclass
+class BatchResult:
+    """What became of each write of a batch."""
+
+    applied: list[WriteEntry] = field(default_factory=list)
+    skipped: list[WriteEntry] = field(default_factory=list)  # applied by an earlier delivery
+    failed: list[tuple[WriteEntry, BaseException]] = field(default_factory=list)
+    stalled: tuple[WriteEntry, BaseException] | None = None
+    """A write whose own failure may pass (`Disposition.RETRY_BUDGETED`), met while it
+    ran alone; the writes after it were not tried."""
+
+
+Batch = tuple[str, list[WriteEntry]]
+"""A session's progress record id and writes."""
+Decoded = tuple[WriteEntry, "dict[str, Any] | BaseException"]
+"""A write and its decoded parameters, or why they do not decode."""
+
+
+class Applier:
+    """Runs sessions' writes in transactions, with their progress records."""
+
+    def __init__(
+        self,
+        driver: AsyncDriver,
+        database: str | None,
+        tx_timeout: float = 60.0,
+        transactions: int = 2,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._driver = driver
+        self._database = database
+        # A server-side limit: a transaction of a stalled drainer (SIGSTOP, partition)
+        # is ended by Neo4j, releasing the progress lock for the new owner.
+        self._unit = unit_of_work(timeout=tx_timeout)
+        self._on_commit = on_commit  # (writes applied, seconds) of each batch transaction
+        self._commits: Coalescer[Batch, BatchResult] = Coalescer(
+            self._apply_many, slots=transactions, name="cypherstream-commit"
+        )
+
+    @property
+    def transactions(self) -> int:
+        """Batch transactions committed or tried so far (several sessions may share one)."""
+        return self._commits.batches
+
+    async def ensure_schema(self) -> None:
+        """Create the progress record's constraint and index (safe with other drainers
+        doing it at the same moment)."""
+        await create_schema(self._driver, self._database, (SCHEMA, _UPDATED_INDEX))
+
+    async def idle_records(self, prefix: str, idle_seconds: float, limit: int) -> list[str]:
+        """Progress records under `prefix` not advanced for `idle_seconds`, oldest first."""
+        async with self._driver.session(database=self._database) as session:
+            return list(await session.execute_read(_run_idle, prefix, idle_seconds, limit))
+
+    async def forget_idle(self, streams: list[str], idle_seconds: float) -> None:
+        """Delete those of `streams`' records that are still idle for `idle_seconds`."""
+        async with self._driver.session(database=self._database) as session:
+            await session.execute_write(
+                self._unit(_run_statement), _FORGET_IDLE, streams=streams, idle=idle_seconds
+            )
+
+    async def apply(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
+        """Apply `writes` (in entry order). Raises on a passing failure, for the caller
+        to retry the same list; permanent failures are returned in `failed`.
+
+        Batches of other sessions that arrive while `transactions` commits are in
+        flight share the next transaction.
+        """
+        return await self._commits.call((stream, writes))
+
+    async def _apply_many(self, batches: list[Batch]) -> list[BatchResult | BaseException]:
+        """One transaction for every session's batch; should it fail for good, each
+        session alone, so only the failing write is reported."""
+        decoded = [(stream, _decoded(writes)) for stream, writes in batches]
+        whole = True  # whether each session's batch is worth one transaction of its own
+        if not any(_has_malformed(rows) for _, rows in decoded):
+            try:
+                return list(await self._transaction(decoded))  # type: ignore[arg-type]
+            except Exception as exc:
+                kind = classify(exc)
+                if kind is Disposition.RETRY:
+                    return [exc] * len(batches)
+                if len(batches) == 1 and len(batches[0][1]) == 1:
+                    return [_alone_failed(batches[0][1][0], exc, kind)]
+                whole = len(batches) > 1
+        alone = (self._alone(stream, rows, whole) for stream, rows in decoded)
+        return list(await asyncio.gather(*alone, return_exceptions=True))
+
+    async def _alone(self, stream: str, decoded: list[Decoded], whole: bool) -> BatchResult:
+        if whole and len(decoded) > 1 and not _has_malformed(decoded):
+            try:
+                (result,) = await self._transaction([(stream, decoded)])  # type: ignore[list-item]
+                return result
+            except Exception as exc:
+                if classify(exc) is Disposition.RETRY:
+                    raise
+        return await self._one_by_one(stream, decoded)
+
+    async def apply_alone(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
+        """Apply `writes` one transaction each, sharing none: for a write that failed on
+        its own before, so its next failure is certainly its own and delays nobody."""
+        return await self._one_by_one(stream, _decoded(writes))
+
+    async def _one_by_one(self, stream: str, decoded: list[Decoded]) -> BatchResult:
+        result = BatchResult()
+        for write, params in decoded:
+            if isinstance(params, BaseException):
+                result.failed.append((write, params))
+                continue
+            try:
+                (one,) = await self._transaction([(stream, [(write, params)])])
+            except Exception as exc:
+                kind = classify(exc)
+                if kind is Disposition.RETRY:
+                    raise
+                if kind is Disposition.RETRY_BUDGETED:
+                    result.stalled = (write, exc)
+                    return result
+                result.failed.append((write, exc))
+                continue
+            result.applied += one.applied
+            result.skipped += one.skipped
+        return result
+
+    async def consume(self, stream: str, write: WriteEntry) -> bool:
+        """Move the progress record past a write that failed for good.
+
+        Returns False when it was already past (another delivery got there first).
+        """
+
+        async def work(tx: Any) -> bool:
+            last = (await _lock(tx, [stream])).get(stream)
+            if last is not None and id_key(write.entry_id) <= id_key(last):
+                return False
+            rows = [{"stream": stream, "last_id": write.entry_id}]
+            await (await tx.run(_ADVANCE, rows=rows)).consume()
+            return True
+
+        async with self._driver.session(database=self._database) as session:
+            return bool(await session.execute_write(self._unit(work)))
+
+    async def forget(self, stream: str) -> None:
+        """Delete a session's progress record: its stream is about to be removed."""
+        async with self._driver.session(database=self._database) as session:
+            await session.execute_write(self._unit(_run_statement), _FORGET, stream=stream)
+
+    async def _transaction(
+        self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, Any]]]]]
+    ) -> list[BatchResult]:
+        """Lock every session's progress record (in sorted order, so two transactions
+        never wait on each other's), run the writes not applied yet, session after
+        session and each in entry order, and move the records forward; one commit."""
+
+        async def work(tx: Any) -> list[BatchResult]:
+            streams = sorted({stream for stream, _ in batches})
+            last = await _lock(tx, streams)
+            results = [BatchResult() for _ in batches]
+            todo = []
+            for n, (stream, decoded) in enumerate(batches):
+                for write, params in decoded:
+                    if stream in last and id_key(write.entry_id) <= id_key(last[stream]):
+                        results[n].skipped.append(write)
+                    else:
+                        todo.append(((n, write), write.query, params))
+            # Runs of one query text go as one UNWIND statement where that is the same.
+            for text, params, items in group(todo):
+                await (await tx.run(text, params)).consume()
+                for n, write in items:
+                    results[n].applied.append(write)
+            advances = [
+                {"stream": stream, "last_id": result.applied[-1].entry_id}
+                for (stream, _), result in zip(batches, results, strict=True)
+                if result.applied
+            ]
+            if advances:
+                await (await tx.run(_ADVANCE, rows=advances)).consume()
+            return results
+
+        started = time.perf_counter()
+        async with self._driver.session(database=self._database) as session:
+            results: list[BatchResult] = await session.execute_write(self._unit(work))
+        applied = sum(len(result.applied) for result in results)
+        if applied and self._on_commit is not None:
+            self._on_commit(applied, time.perf_counter() - started)
+        return results
+
+
+_FORGET = f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) DELETE p"
+
+
+_IDLE = (
+    f"MATCH (p:{PROGRESS_LABEL}) WHERE p.updated_at < datetime() - duration({{seconds: $idle}}) "
+    "AND p.stream STARTS WITH $prefix RETURN p.stream AS stream ORDER BY p.updated_at LIMIT $limit"
+)
+_FORGET_IDLE = (
+    f"MATCH (p:{PROGRESS_LABEL}) WHERE p.stream IN $streams "
+    "AND p.updated_at < datetime() - duration({seconds: $idle}) DELETE p"
+)
+
+
+async def _run_statement(tx: Any, statement: str, /, **params: Any) -> None:
+    await (await tx.run(statement, params)).consume()
+
+
+async def _run_idle(tx: Any, prefix: str, idle: float, limit: int) -> list[str]:
+    result = await tx.run(_IDLE, prefix=prefix, idle=idle, limit=limit)
+    return [record["stream"] async for record in result]
+
+
+async def _lock(tx: Any, streams: list[str]) -> dict[str, str]:
+    """Lock the progress records of `streams`; the last entry id each applied."""
+    result = await tx.run(_LOCK, streams=streams)
+    return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
+
+
+def _alone_failed(write: WriteEntry, exc: BaseException, kind: Disposition) -> BatchResult:
+    """What a write that failed alone in its own transaction became."""
+    if kind is Disposition.RETRY_BUDGETED:
+        return BatchResult(stalled=(write, exc))
+    return BatchResult(failed=[(write, exc)])
+
+
+def _decoded(writes: list[WriteEntry]) -> list[Decoded]:
+    decoded: list[Decoded] = []
+    for write in writes:
+        try:
+            decoded.append((write, decode_params(write.params)))
+        except ValueError as exc:
+            decoded.append((write, MalformedParams(str(exc))))
+    return decoded
+
+
+def _has_malformed(decoded: list[Decoded]) -> bool:
+    return any(isinstance(params, BaseException) for _, params in decoded)

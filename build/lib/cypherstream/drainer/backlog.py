@@ -1,0 +1,132 @@
+"""What is queued and who works on it: the numbers behind `drainer status` and the gauges."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.memory import MemoryUse, memory_use
+
+
+@dataclass(frozen=True)
+class DrainerInfo:
+    id: str
+    host: str
+    pid: int
+    streams_owned: int
+    last_heartbeat_age_seconds: float
+    alive: bool
+
+
+@dataclass(frozen=True)
+class SessionBacklog:
+    session: str
+    entries: int
+    waiting_seconds: float
+    owner: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    """A snapshot; `to_json()` is the stable form `drainer status --json` prints."""
+
+    drainers: list[DrainerInfo] = field(default_factory=list)
+    entries: int = 0
+    ready_sessions: int = 0
+    oldest_pending_age_seconds: float = 0.0
+    sessions: list[SessionBacklog] = field(default_factory=list)
+    dead_letters: int = 0
+    redis_memory: MemoryUse = field(default_factory=lambda: MemoryUse(0, 0))
+
+    @property
+    def live_drainers(self) -> int:
+        return sum(1 for d in self.drainers if d.alive)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "drainers": [asdict(d) for d in self.drainers],
+            "backlog": {
+                "entries": self.entries,
+                "ready_sessions": self.ready_sessions,
+                "oldest_pending_age_seconds": self.oldest_pending_age_seconds,
+            },
+            "sessions": [asdict(s) for s in self.sessions],
+            "dead_letters": self.dead_letters,
+            "redis_memory": {
+                "used_bytes": self.redis_memory.used,
+                "maxmemory_bytes": self.redis_memory.limit,
+            },
+        }
+
+
+async def _now_ms(redis: Any) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def ready_sessions(
+    redis: Any, keys: Keyspace, *, per_partition: int = 0
+) -> list[tuple[str, float]]:
+    """Sessions with queued entries and since when (ms), oldest first: all of them, or
+    the oldest `per_partition` of each partition (one pipelined call either way)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for partition in range(keys.partitions):
+            pipe.zrange(keys.ready(partition), 0, per_partition - 1, withscores=True)
+        replies = await pipe.execute()
+    ready = [(member.decode(), score) for reply in replies for member, score in reply]
+    return sorted(ready, key=lambda item: item[1])
+
+
+async def snapshot(redis: Any, keys: Keyspace, *, top: int = 10) -> Status:
+    """Backlog, drainers and dead letters, read from Redis in a few pipelined calls."""
+    now = await _now_ms(redis)
+    ready = await ready_sessions(redis, keys)
+    async with redis.pipeline(transaction=False) as pipe:
+        for session, _ in ready:
+            pipe.xlen(keys.stream(session))
+        for session, _ in ready[:top]:
+            pipe.get(keys.lease(session))
+        replies = await pipe.execute()
+    lengths, owners = replies[: len(ready)], replies[len(ready) :]
+    sessions = [
+        SessionBacklog(
+            session=session,
+            entries=int(lengths[i]),
+            waiting_seconds=max(0.0, (now - since) / 1000),
+            owner=owners[i].decode() if owners[i] else None,
+        )
+        for i, (session, since) in enumerate(ready[:top])
+    ]
+    return Status(
+        drainers=await _drainers(redis, keys, now),
+        entries=int(sum(lengths)),
+        ready_sessions=len(ready),
+        oldest_pending_age_seconds=max(0.0, (now - ready[0][1]) / 1000) if ready else 0.0,
+        sessions=sessions,
+        dead_letters=int(await redis.xlen(keys.dead_letters)),
+        redis_memory=await memory_use(redis),
+    )
+
+
+async def _drainers(redis: Any, keys: Keyspace, now: int) -> list[DrainerInfo]:
+    members = await redis.zrange(keys.drainers, 0, -1, withscores=True)
+    async with redis.pipeline(transaction=False) as pipe:
+        for member, _ in members:
+            pipe.hgetall(keys.drainer_info(member.decode()))
+        infos = await pipe.execute()
+    drainers = []
+    for (member, expires), info in zip(members, infos, strict=True):
+        text = {k.decode(): v.decode() for k, v in info.items()}
+        heartbeat = int(text.get("heartbeat_ms", 0))
+        drainers.append(
+            DrainerInfo(
+                id=member.decode(),
+                host=text.get("host", "?"),
+                pid=int(text.get("pid", 0)),
+                streams_owned=int(text.get("streams_owned", 0)),
+                last_heartbeat_age_seconds=max(0.0, (now - heartbeat) / 1000) if heartbeat else -1,
+                alive=expires >= now,
+            )
+        )
+    return drainers

@@ -1,0 +1,290 @@
+"""The `drainer` command: a thin layer over `Drainer` and `DrainerSettings`.
+
+Every option can also come from the environment (``DRAINER_*``, ``REDIS_URL``,
+``NEO4J_*``, ``CYPHERSTREAM_*``); a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any, NoReturn
+
+import click
+from pydantic import ValidationError
+
+from cypherstream.drainer.backlog import Status, snapshot
+from cypherstream.drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
+from cypherstream.drainer.logs import setup_logging
+from cypherstream.drainer.report import print_status
+from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.drainer.worker import Drainer
+from cypherstream.shared.connection import open_redis
+from cypherstream.shared.errors import ConfigurationError, CypherstreamError
+
+log = logging.getLogger(__name__)
+
+
+def build_settings(options: dict[str, Any]) -> DrainerSettings:
+    """Settings from the environment, overridden by the flags that were given."""
+    given = {k: v for k, v in options.items() if v is not None}
+    nested: dict[str, dict[str, Any]] = {"redis": {}, "neo4j": {}, "streams": {}}
+    for key in list(given):
+        group, _, name = key.partition("__")
+        if name:
+            nested[group][name] = given.pop(key)
+    settings = DrainerSettings(**given)
+    for group, values in nested.items():
+        if values:
+            current = getattr(settings, group)
+            setattr(settings, group, current.model_copy(update=values))
+    return settings
+
+
+def _connection_options(func: Any) -> Any:
+    """Where the queue is: the options every command that only talks to Redis takes."""
+    for option in reversed(
+        [
+            click.option("--redis-url", "redis__url", help="Redis URL [env REDIS_URL]"),
+            click.option(
+                "--key-prefix", "streams__key_prefix", help="[env CYPHERSTREAM_KEY_PREFIX]"
+            ),
+            click.option(
+                "--partitions",
+                "streams__partitions",
+                type=int,
+                help="[env CYPHERSTREAM_PARTITIONS]",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@click.group()
+def main() -> None:
+    """cypherstream drainer: applies queued writes from Redis Streams to Neo4j."""
+
+
+@main.command()
+@_connection_options
+@click.option("--neo4j-uri", "neo4j__uri", help="Neo4j URI [env NEO4J_URI]")
+@click.option("--neo4j-username", "neo4j__username", help="[env NEO4J_USERNAME]")
+@click.option("--neo4j-database", "neo4j__database", help="[env NEO4J_DATABASE]")
+@click.option("--drainer-id", help="unique id of this worker [env DRAINER_DRAINER_ID]")
+@click.option("--concurrency", type=int, help="sessions drained at once [env DRAINER_CONCURRENCY]")
+@click.option("--batch-size", type=int, help="entries per transaction [env DRAINER_BATCH_SIZE]")
+@click.option(
+    "--transactions", type=int,
+    help="Neo4j transactions in flight; batches waiting share the next [env DRAINER_TRANSACTIONS]",
+)  # fmt: skip
+@click.option("--lease-ttl", type=float, help="lease expiry in seconds [env DRAINER_LEASE_TTL]")
+@click.option(
+    "--poll-interval", type=float, help="idle poll in seconds [env DRAINER_POLL_INTERVAL]"
+)
+@click.option("--shutdown-grace", type=float, help="seconds to finish on SIGTERM")
+@click.option(
+    "--tx-timeout", type=float, help="seconds Neo4j lets a batch run [env DRAINER_TX_TIMEOUT]"
+)
+@click.option(
+    "--max-attempts", type=int,
+    help="tries of a write whose own failure keeps coming back (timeout, transaction memory, "
+    "deadlock) before it is dead-lettered [env DRAINER_MAX_ATTEMPTS, default 5]",
+)  # fmt: skip
+@click.option("--allow-eviction", is_flag=True, default=None, help="run despite allkeys-* eviction")
+@click.option(
+    "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"
+)
+@click.option(
+    "--queries", type=click.Path(dir_okay=False),
+    help="YAML file of named queries (name: Cypher) [env DRAINER_QUERIES]",
+)  # fmt: skip
+@click.option(
+    "--allow-raw-cypher", type=bool,
+    help="false: run named queries only [env DRAINER_ALLOW_RAW_CYPHER, default true]",
+)  # fmt: skip
+@click.option(
+    "--idle-session-ttl", type=float,
+    help="seconds an emptied session stream is kept [env DRAINER_IDLE_SESSION_TTL, 86400]",
+)  # fmt: skip
+@click.option(
+    "--redact-params", is_flag=True, default=None,
+    help="keep parameters out of dead letters and error reports [env DRAINER_REDACT_PARAMS]",
+)  # fmt: skip
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    envvar="DRAINER_LOG_FORMAT", help="[env DRAINER_LOG_FORMAT]",
+)  # fmt: skip
+@click.option(
+    "--log-level", default="INFO", show_default=True, envvar="DRAINER_LOG_LEVEL",
+    help="[env DRAINER_LOG_LEVEL]",
+)  # fmt: skip
+def run(log_format: str, log_level: str, **options: Any) -> None:
+    """Drain queued writes until SIGTERM or SIGINT (a second signal exits at once).
+
+    Secrets come only from the environment, never from flags, so they stay out of
+    process listings: NEO4J_PASSWORD, REDIS_PASSWORD and CYPHERSTREAM_SIGNING_KEYS
+    (comma-separated; the drainer runs only entries signed with one of them).
+    """
+    setup_logging(log_format, log_level)
+    settings = _settings_or_exit(options)
+    _run_async(_run_until_signalled(Drainer(settings)), failure_code=1)
+
+
+async def _with_redis(options: dict[str, Any], action: Any) -> Any:
+    settings = _settings_or_exit(options)
+    keys = settings.streams.keyspace()
+    redis = await open_redis(settings.redis, keys)
+    try:
+        return await action(redis, keys)
+    finally:
+        await redis.aclose()
+
+
+def _settings_or_exit(options: dict[str, Any]) -> DrainerSettings:
+    """The settings, or one line naming the first bad one and exit 2."""
+    try:
+        return build_settings(options)
+    except ValidationError as exc:
+        _fail(_invalid_setting(exc), 2)
+    except CypherstreamError as exc:
+        _fail(str(exc), 2)
+
+
+def _invalid_setting(exc: ValidationError) -> str:
+    """`VARIABLE: what pydantic says`, for the first error (its flag reads the same)."""
+    error = exc.errors()[0]
+    path = [str(part) for part in error["loc"]]
+    group = path[0] if len(path) > 1 and path[0] in _GROUP_ENV else ""
+    variable = f"{_GROUP_ENV.get(group, 'DRAINER_')}{path[-1].upper()}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"invalid setting {variable}: {error['msg']}{more}"
+
+
+_GROUP_ENV = {"redis": "REDIS_", "neo4j": "NEO4J_", "streams": "CYPHERSTREAM_"}
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"drainer: {' '.join(message.split())}", err=True)  # one line
+    sys.exit(code)
+
+
+def _run_async(coro: Any, *, failure_code: int = 2) -> Any:
+    """Run a command: a `ConfigurationError` exits 2, any other failure `failure_code`,
+    each as one line on stderr (the traceback only at --log-level DEBUG)."""
+    try:
+        return asyncio.run(coro)
+    except ConfigurationError as exc:
+        _fail(str(exc), 2)
+    except CypherstreamError as exc:
+        _fail(str(exc), failure_code)
+    except Exception as exc:
+        log.debug("the command failed", exc_info=True)
+        _fail(f"unexpected {type(exc).__name__}: {exc} (--log-level DEBUG shows where)", 1)
+
+
+@main.command()
+@_connection_options
+@click.option("--top", default=10, show_default=True, help="sessions listed, longest-waiting first")
+@click.option("--json", "as_json", is_flag=True, help="print the stable JSON form (docs/status.md)")
+def status(top: int, as_json: bool, **options: Any) -> None:
+    """Live drainers, backlog, the longest-waiting sessions and dead letters.
+
+    Exits 1 when entries are queued but no drainer is alive to apply them.
+    """
+
+    async def action(redis: Any, keys: Any) -> Status:
+        return await snapshot(redis, keys, top=top)
+
+    current: Status = _run_async(_with_redis(options, action))
+    if as_json:
+        click.echo(json.dumps(current.to_json(), indent=2))
+    else:
+        print_status(current)
+    if current.entries and not current.live_drainers:
+        click.echo("no drainer is alive but writes are queued: start `drainer run`", err=True)
+        sys.exit(1)
+
+
+@main.group()
+def dlq() -> None:
+    """Inspect, replay and purge dead letters (writes that failed for good)."""
+
+
+@dlq.command("list")
+@_connection_options
+@click.option("--session", help="only this session's dead letters")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
+    """Show dead letters, oldest first."""
+
+    async def action(redis: Any, keys: Any) -> list[DeadLetter]:
+        return await list_dead_letters(redis, keys, session_id=session)
+
+    letters = _run_async(_with_redis(options, action))
+    for letter in letters:
+        row = letter.summary()
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(
+                f"{row['id']}  {row['session']}  {row['reason']}  {row['code']}  "
+                f"{row['query'][:60]!r}"
+            )
+    if not as_json:
+        click.echo(f"{len(letters)} dead letters")
+
+
+@dlq.command("replay")
+@_connection_options
+@click.argument("ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
+@click.option("--session", help="replay this session's dead letters")
+def dlq_replay(ids: tuple[str, ...], replay_all: bool, session: str | None, **options: Any) -> None:
+    """Queue dead letters again, in their original order, to their original sessions."""
+    if not ids and not replay_all and session is None:
+        raise click.UsageError("name dead letter IDs, or give --session or --all")
+
+    signer = build_settings(options).streams.signer()
+
+    async def action(redis: Any, keys: Any) -> int:
+        letters = await list_dead_letters(redis, keys, session_id=session, ids=list(ids))
+        return await replay(redis, keys, letters, signer)
+
+    click.echo(f"replayed {_run_async(_with_redis(options, action))} dead letters")
+
+
+@dlq.command("purge")
+@_connection_options
+@click.option("--session", help="only this session's dead letters")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def dlq_purge(session: str | None, yes: bool, **options: Any) -> None:
+    """Delete dead letters for good."""
+    scope = f"dead letters of session {session}" if session else "ALL dead letters"
+    if not yes:
+        click.confirm(f"Delete {scope}?", abort=True)
+
+    async def action(redis: Any, keys: Any) -> int:
+        return await purge(redis, keys, await list_dead_letters(redis, keys, session_id=session))
+
+    click.echo(f"purged {_run_async(_with_redis(options, action))} dead letters")
+
+
+async def _run_until_signalled(drainer: Drainer) -> None:
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal() -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            # Still safe: unacknowledged entries stay pending and are taken over.
+            os._exit(1)
+        drainer.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await drainer.run()

@@ -1,0 +1,38 @@
+"""`drainer status` for people: tables rendered with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from cypherstream.drainer.backlog import Status
+from cypherstream.shared.memory import WARN_RATIO
+
+
+def print_status(status: Status, console: Console | None = None) -> None:
+    out = console or Console()
+    drainers = Table(title=f"Drainers ({status.live_drainers} alive)")
+    for column in ("id", "host", "pid", "streams owned", "last heartbeat", "alive"):
+        drainers.add_column(column)
+    for d in status.drainers:
+        drainers.add_row(
+            d.id, d.host, str(d.pid), str(d.streams_owned),
+            f"{d.last_heartbeat_age_seconds:.1f}s ago", "yes" if d.alive else "NO",
+        )  # fmt: skip
+    out.print(drainers)
+    out.print(
+        f"Backlog: {status.entries} entries in {status.ready_sessions} sessions; "
+        f"oldest waiting {status.oldest_pending_age_seconds:.1f}s. "
+        f"Dead letters: {status.dead_letters}."
+    )
+    memory = status.redis_memory
+    warn = memory.ratio >= WARN_RATIO
+    note = " Producers wait for room while it is full; drainers free it." if warn else ""
+    out.print(f"{memory.describe()}.{note}", style="bold red" if warn else None)
+    if status.sessions:
+        sessions = Table(title="Longest-waiting sessions")
+        for column in ("session", "entries", "waiting", "owner"):
+            sessions.add_column(column)
+        for s in status.sessions:
+            sessions.add_row(s.session, str(s.entries), f"{s.waiting_seconds:.1f}s", s.owner or "-")
+        out.print(sessions)

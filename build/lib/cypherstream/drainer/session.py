@@ -1,0 +1,369 @@
+"""Draining one session stream while holding its lease: in order, batch by batch."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as rx
+
+from cypherstream.drainer.admission import Admission
+from cypherstream.drainer.apply import Applier, BatchResult
+from cypherstream.drainer.deadletter import dead_letter
+from cypherstream.drainer.metrics import Metrics
+from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.batching import ScriptPipeline
+from cypherstream.shared.connection import transient
+from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
+from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
+from cypherstream.shared.failures import Disposition, classify, error_code, error_message
+from cypherstream.shared.keys import GROUP, Keyspace
+from cypherstream.shared.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+_FLUSH_REPLY_TTL_SECONDS = 3600
+
+
+class LeaseLost(Exception):
+    """Another drainer owns the session now; stop without touching it further."""
+
+
+class SessionScripts:
+    """The scripts a drain runs, each auto-batched across the sessions a worker drains at
+    once (a drain has one call in flight, so its own calls keep their order)."""
+
+    def __init__(self, redis: Any, scripts: Scripts) -> None:
+        self.takeover = ScriptPipeline(redis, scripts.takeover).call
+        self.read = ScriptPipeline(redis, scripts.read).call
+        self.ack = ScriptPipeline(redis, scripts.ack).call
+        self.flush_ack = ScriptPipeline(redis, scripts.flush_ack).call
+        self.release = ScriptPipeline(redis, scripts.release).call
+
+
+@dataclass
+class DrainDeps:
+    """What every session drain of one worker shares."""
+
+    redis: Any
+    scripts: Scripts
+    calls: SessionScripts
+    keys: Keyspace
+    applier: Applier
+    settings: DrainerSettings
+    stopping: asyncio.Event
+    metrics: Metrics
+    admission: Admission
+
+
+class SessionDrain:
+    """Applies one session's entries until the stream is empty, its turn ends, or shutdown."""
+
+    def __init__(self, deps: DrainDeps, session_id: str) -> None:
+        self.session_id = session_id
+        self.lost = False
+        self._d = deps
+        keys = deps.keys
+        self._stream = keys.stream(session_id)
+        self._lease = keys.lease(session_id)
+        self._ready = keys.ready(keys.partition_of(session_id))
+        self._progress_id = keys.progress_id(session_id)
+        self._me = deps.settings.drainer_id
+        self._ended = False  # an end marker removed the session's keys
+        # Writes that failed on their own: attempts so far, and the backoff between them.
+        self._suspects: dict[str, tuple[int, Backoff]] = {}
+
+    async def run(self, others_waiting: Any) -> None:
+        """Drain; `others_waiting()` says whether to yield the session after a long turn."""
+        try:
+            await self._run(others_waiting)
+        except LeaseLost:
+            self.lost = True
+            log.warning("lease lost", extra={"session_id": self.session_id})
+
+    async def _run(self, others_waiting: Any) -> None:
+        await self._take_over()
+        start, batches, unreadable = "0", 0, 0
+        size = self._d.settings.batch_size
+        while not self._d.stopping.is_set() and not self.lost:
+            entries = await self._read(start)
+            if len(entries) < size:
+                start = ">"  # no more pending entries of its own: new ones from now on
+            if not entries:
+                if await self._release("idle") == 0:
+                    return
+                # Entries remain that '>' did not return: new ones that just arrived, or
+                # ones pending under another consumer. Claim them once; if still nothing
+                # is readable, yield rather than spin.
+                unreadable += 1
+                if unreadable > 2:
+                    break
+                await self._take_over()
+                start = "0"
+                continue
+            unreadable = 0
+            await self._process(entries)
+            if self._ended:
+                return  # nothing left to release: the keys are gone
+            if len(entries) < size and await self._release("idle") == 0:
+                return  # a short batch was most likely the last: no empty read to learn so
+            batches += 1
+            if batches >= self._d.settings.turn_batches and others_waiting():
+                break
+        await self._release("yield")
+
+    async def _take_over(self) -> None:
+        """Move a former owner's pending entries to this drainer, to apply them first."""
+        claimed = await self._redis_call(
+            self._d.calls.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
+        )
+        if claimed:
+            self._d.metrics.takeovers.inc()
+            log.info(
+                "took over pending entries",
+                extra={"session_id": self.session_id, "entries": claimed},
+            )
+
+    async def _read(self, start: str) -> list[tuple[str, dict[bytes, bytes] | None]]:
+        settings = self._d.settings
+        args = [
+            self._me,
+            GROUP,
+            self._me,
+            settings.batch_size,
+            start,
+            int(settings.lease_ttl * 1000),
+        ]
+        try:
+            reply = await self._redis_call(self._d.calls.read, [self._lease, self._stream], args)
+        except rx.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted by hand
+                return []
+            raise
+        if not reply:
+            return []
+        return [
+            (_text(entry_id), dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None)
+            for entry_id, fields in reply[0][1]
+        ]
+
+    async def _process(self, entries: list[tuple[str, dict[bytes, bytes] | None]]) -> None:
+        run: list[WriteEntry] = []
+        for entry_id, fields in entries:
+            if fields is None:  # deleted after an earlier delivery applied it
+                await self._ack([entry_id])
+                continue
+            try:
+                entry = parse(entry_id, fields)
+                if isinstance(entry, WriteEntry):
+                    entry = self._d.admission.admit(self.session_id, entry)
+            except RejectedEntry as exc:
+                await self._apply_run(run)
+                run = []
+                self._d.metrics.entries_rejected.labels(exc.reason).inc()
+                await self._fail(_as_write(entry_id, fields), exc)
+                await self._ack([entry_id])
+                continue
+            if isinstance(entry, FlushSentinel):
+                await self._apply_run(run)
+                run = []
+                await self._acknowledge_flush(entry)
+            elif isinstance(entry, EndMarker):
+                await self._apply_run(run)
+                run = []
+                await self._end(entry)
+            else:
+                run.append(entry)
+        await self._apply_run(run)
+
+    async def _apply_run(self, writes: list[WriteEntry]) -> None:
+        """Apply writes in order; acknowledge each once applied or dead-lettered.
+
+        A write that failed on its own before (a suspect) runs alone, so its next
+        failure is certainly its own and shares no other session's transaction.
+        """
+        while writes:
+            suspect = writes[0].entry_id in self._suspects
+            chunk = writes[:1] if suspect else writes
+            apply = self._d.applier.apply_alone if suspect else self._d.applier.apply
+            result: BatchResult = await self._with_retry(apply, self._progress_id, chunk)
+            self._observe(result)
+            for write, exc in result.failed:
+                await self._fail(write, exc)
+            done = len(chunk)
+            if result.stalled is not None:
+                write, exc = result.stalled
+                done = chunk.index(write) + await self._gave_up(write, exc)
+            elif suspect:
+                del self._suspects[chunk[0].entry_id]
+            if done:
+                await self._ack([w.entry_id for w in writes[:done]])
+            writes = writes[done:]
+
+    async def _gave_up(self, write: WriteEntry, exc: BaseException) -> bool:
+        """Count a failure of `write`'s own; dead-letter it once its attempts are spent,
+        else wait before its next attempt. Whether it was given up."""
+        attempts, backoff = self._suspects.get(write.entry_id, (0, None))
+        attempts += 1
+        limit = self._d.settings.max_attempts
+        if attempts >= limit:
+            self._suspects.pop(write.entry_id, None)
+            await self._fail(write, RetriesExhausted(attempts, error_code(exc), error_message(exc)))
+            return True
+        if self.lost:
+            raise LeaseLost
+        backoff = backoff or Backoff(cap=self._d.settings.retry_max_delay)
+        self._suspects[write.entry_id] = (attempts, backoff)
+        self._d.metrics.retries.labels("write").inc()
+        log.warning(
+            "write failed on its own, retrying it alone",
+            extra={
+                "session_id": self.session_id,
+                "entry_id": write.entry_id,
+                "error": error_code(exc),
+                "attempt": attempts,
+                "max_attempts": limit,
+                "retry_in": backoff.delay,
+            },
+        )
+        await backoff.wait()
+        return False
+
+    def _observe(self, result: BatchResult) -> None:
+        metrics = self._d.metrics
+        metrics.writes_applied.inc(len(result.applied))
+        now_ms = time.time() * 1000
+        for write in result.applied:
+            metrics.lag_seconds.observe(max(0.0, now_ms - id_key(write.entry_id)[0]) / 1000)
+
+    async def _fail(self, write: WriteEntry, exc: BaseException) -> None:
+        """Report a write that can never apply, then move the progress record past it."""
+        self._d.metrics.writes_failed.labels(error_code(exc)).inc()
+        self._d.metrics.dead_letters.inc()
+        await self._redis_call_plain(
+            dead_letter,
+            self._d.scripts,
+            self._d.keys,
+            self.session_id,
+            write,
+            exc,
+            drainer_id=self._me,
+            error_ttl=self._d.settings.error_ttl,
+            redact=self._d.settings.redact_params,
+        )
+        await self._with_retry(self._d.applier.consume, self._progress_id, write)
+
+    async def _with_retry(self, func: Any, *args: Any) -> Any:
+        """Neo4j calls: passing failures are retried with capped backoff, never dropped.
+        (`Applier.apply` turns a write's own failures into `BatchResult.stalled`, so only
+        outages, and deadlocks of the bookkeeping statements, are retried here.)"""
+        backoff = Backoff(cap=self._d.settings.retry_max_delay)
+        while True:
+            try:
+                return await func(*args)
+            except Exception as exc:
+                if classify(exc) is Disposition.DEAD_LETTER:
+                    raise
+                if self.lost:
+                    raise LeaseLost from exc
+                self._d.metrics.retries.labels("neo4j").inc()
+                log.warning(
+                    "Neo4j write failed, retrying",
+                    extra={
+                        "session_id": self.session_id,
+                        "error": error_code(exc),
+                        "retry_in": backoff.delay,
+                    },
+                )
+                await backoff.wait()
+
+    async def _acknowledge_flush(
+        self, marker: FlushSentinel | EndMarker, *, ending: bool = False
+    ) -> int:
+        """Answer a flush sentinel or end marker; with `ending`, also drop the session's
+        keys if nothing followed (see `flush_ack.lua`)."""
+        keys = self._d.keys
+        script_keys = [
+            self._stream,
+            keys.errors(self.session_id, marker.client_id),
+            keys.ack(keys.partition_of(self.session_id), marker.token),
+        ]
+        args: list[Any] = [GROUP, marker.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id]
+        if ending:
+            script_keys += [keys.seen(self.session_id), self._lease, self._ready]
+            args.append(self._me)
+        return int(await self._redis_call(self._d.calls.flush_ack, script_keys, args))
+
+    async def _end(self, marker: EndMarker) -> None:
+        """Forget the session (progress record, then keys) if nothing followed the marker.
+
+        The progress record goes first: a crash in between leaves the marker to be
+        delivered again, and forgetting twice is harmless. Should a write arrive in
+        between, it starts a fresh record, which is right: everything before it is done.
+        """
+        if int(await self._redis_call_plain(self._d.redis.xlen, self._stream)) <= 1:
+            await self._with_retry(self._d.applier.forget, self._progress_id)
+        ended = await self._acknowledge_flush(marker, ending=True)
+        if ended < 0:
+            raise LeaseLost
+        self._ended = ended == 1
+
+    async def _ack(self, entry_ids: list[str]) -> None:
+        await self._redis_call(self._d.calls.ack, [self._stream], [GROUP, *entry_ids])
+
+    async def _release(self, mode: str) -> int:
+        left = int(
+            await self._redis_call(
+                self._d.calls.release,
+                [self._lease, self._stream, self._ready],
+                [self._me, self.session_id, mode, int(self._d.settings.idle_session_ttl * 1000)],
+            )
+        )
+        if left < 0:
+            raise LeaseLost
+        return left
+
+    async def _redis_call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        return await self._redis_call_plain(lambda: script(keys=keys, args=args))
+
+    async def _redis_call_plain(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""
+        backoff = Backoff(cap=self._d.settings.retry_max_delay)
+        while True:
+            try:
+                return await func(*args, **kwargs)
+            except Exception as exc:
+                if not transient(exc):
+                    if str(exc).startswith("LEASELOST"):
+                        raise LeaseLost from exc
+                    raise
+                if self.lost:
+                    raise LeaseLost from exc
+                self._d.metrics.retries.labels("redis").inc()
+                log.warning(
+                    "Redis unreachable, retrying",
+                    extra={
+                        "session_id": self.session_id,
+                        "error": str(exc),
+                        "retry_in": backoff.delay,
+                    },
+                )
+                await backoff.wait()
+
+
+def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:
+    """A refused entry as it arrived, shaped as a write so it is reported like one."""
+    client = fields.get(b"c", b"unknown").decode(errors="replace")
+    query = fields.get(b"q", b"").decode(errors="replace")
+    name = fields[b"a"].decode(errors="replace") if b"a" in fields else None
+    seq = fields.get(b"n", b"0")
+    number = int(seq) if seq.isdigit() and len(seq) < 20 else 0
+    return WriteEntry(entry_id, query or (name or ""), fields.get(b"p", b""), client, number, name)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,97 @@
+"""The drainer's settings: one object, from ``DRAINER_*`` variables and `drainer run` flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cypherstream.shared.failures import DEFAULT_MAX_ATTEMPTS
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+
+
+def _default_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class DrainerSettings(BaseSettings):
+    """How one `drainer run` process works."""
+
+    model_config = SettingsConfigDict(env_prefix="DRAINER_", validate_assignment=True)
+
+    drainer_id: str = Field(default_factory=_default_id, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    concurrency: int = Field(default=16, ge=1, le=4096, description="sessions drained at once")
+    batch_size: int = Field(default=100, ge=1, le=10000, description="entries per transaction")
+    transactions: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Neo4j transactions in flight at once; the batches of sessions that "
+        "wait meanwhile share the next one",
+    )
+    lease_ttl: float = Field(
+        default=10.0, ge=1.0, le=300.0, description="seconds a dead drainer keeps its sessions"
+    )
+    poll_interval: float = Field(
+        default=0.05, gt=0, le=10, description="seconds between looks for ready sessions when idle"
+    )
+    sweep_interval: float = Field(
+        default=30.0, gt=0, description="seconds between scans for streams missing from ready sets"
+    )
+    shutdown_grace: float = Field(
+        default=30.0, gt=0, description="seconds to finish in-flight batches on SIGTERM"
+    )
+    turn_batches: int = Field(
+        default=20, ge=1, description="batches a session drains before yielding to waiting ones"
+    )
+    tx_timeout: float = Field(
+        default=60.0, gt=0, description="seconds Neo4j lets one batch transaction run"
+    )
+    retry_max_delay: float = Field(default=10.0, gt=0, description="cap of the retry backoff (s)")
+    max_attempts: int = Field(
+        default=DEFAULT_MAX_ATTEMPTS,
+        ge=1,
+        le=1000,
+        description="tries of a write whose own failure keeps coming back (timeout, "
+        "transaction memory, deadlock) before it is dead-lettered as retries-exhausted; "
+        "outages never count",
+    )
+    error_ttl: int = Field(
+        default=86400, ge=60, description="seconds a client's unflushed error reports are kept"
+    )
+    allow_eviction: bool = Field(
+        default=False, description="run even if Redis may evict keys (queued writes)"
+    )
+    queries: Path | None = Field(
+        default=None, description="YAML file of named queries (name: Cypher) this drainer runs"
+    )
+    allow_raw_cypher: bool = Field(
+        default=True, description="run Cypher text from entries; false: named queries only"
+    )
+    idle_session_ttl: float = Field(
+        default=86400.0,
+        ge=1,
+        description="seconds an emptied session stream is kept before it expires; writing "
+        "again starts the session afresh (end_session removes it at once)",
+    )
+    redact_params: bool = Field(
+        default=False,
+        description="keep parameters (and values quoted in errors) out of dead letters, "
+        "error reports and logs",
+    )
+
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="serve /metrics, /healthz, /readyz here"
+    )
+    metrics_host: str = Field(default="0.0.0.0", description="address the metrics port binds")
+    stats_interval: float = Field(
+        default=5.0, gt=0, description="seconds between backlog gauge updates"
+    )
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)

@@ -1,0 +1,474 @@
+"""`Drainer`: the long-running worker behind `drainer run`.
+
+It finds sessions with queued writes in the partitions' ready sets, takes each
+one's lease (one owner per stream), drains up to `concurrency` sessions at once,
+keeps its leases and heartbeat fresh, and on `stop()` finishes in-flight batches
+and hands its sessions back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from neo4j import AsyncDriver
+from neo4j import exceptions as nx
+from redis import exceptions as rx
+
+from cypherstream.drainer.admission import Admission
+from cypherstream.drainer.apply import Applier
+from cypherstream.drainer.backlog import ready_sessions, snapshot
+from cypherstream.drainer.endpoints import Endpoints
+from cypherstream.drainer.metrics import Metrics
+from cypherstream.drainer.session import DrainDeps, SessionDrain, SessionScripts
+from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.shared.backoff import Backoff
+from cypherstream.shared.batching import run_many
+from cypherstream.shared.connection import (
+    REDIS_DOWN,
+    check_neo4j,
+    neo4j_unreachable,
+    open_redis,
+    transient,
+)
+from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
+from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.memory import WARN_RATIO, memory_use
+from cypherstream.shared.queries import QueryBook
+from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.settings import masked_url
+from cypherstream.shared.signing import fingerprints_text
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Streams one pipelined round trip of the sweep checks.
+_SWEEP_PAGE = 500
+#: First delay between start-up attempts to reach a server (doubling to retry_max_delay).
+_STARTUP_RETRY_FIRST = 0.5
+#: Seconds `/readyz` gives Redis and Neo4j each to answer.
+_PROBE_TIMEOUT = 2.0
+#: Seconds between warnings while Redis memory stays above `WARN_RATIO`.
+_MEMORY_WARN_EVERY = 60.0
+
+
+class Drainer:
+    """Applies queued writes from Redis to Neo4j until stopped."""
+
+    def __init__(self, settings: DrainerSettings) -> None:
+        self.settings = settings
+        self.keys = settings.streams.keyspace()
+        self._stopping = asyncio.Event()
+        self._active: dict[str, tuple[SessionDrain, asyncio.Task[None]]] = {}
+        self._waiting = 0
+        self._wake = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.metrics = Metrics()
+        self.endpoints: Endpoints | None = None
+        self._last_tick = time.monotonic()
+        self._started = time.time()
+        self._redis: Any = None
+        self._driver: Any = None
+        self._memory_warned: float | None = None  # when the last memory warning was logged
+        self._waiting_for: str | None = None  # the server start-up waits for, if any
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown: no new sessions, finish in-flight batches."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, then drain until `stop()`; returns after handing sessions back.
+
+        A server that cannot be reached yet is waited for (one log line per attempt,
+        `/readyz` false meanwhile); `stop()` ends the wait at once. Settings that cannot
+        work raise `ConfigurationError`.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            await self._run(stack)
+        log.info("drainer stopped", extra={"drainer_id": self.settings.drainer_id})
+
+    async def _run(self, stack: contextlib.AsyncExitStack) -> None:
+        """Connect (what to close goes on `stack`), then drain; return early if stopped."""
+        settings = self.settings
+        signer = settings.streams.signer()
+        admission = Admission(signer, QueryBook.load(settings.queries), settings.allow_raw_cypher)
+        if settings.metrics_port is not None:
+            await self._serve_endpoints(settings)
+            stack.push_async_callback(self._stop_endpoints)
+        redis = await self._until_up(
+            f"Redis at {masked_url(settings.redis.url)}",
+            lambda: open_redis(settings.redis, self.keys, max_connections=_redis_pool(settings)),
+        )
+        if redis is None:
+            return
+        stack.push_async_callback(redis.aclose)
+        await self._check_eviction(redis)
+        driver = settings.neo4j.driver(max_connection_pool_size=settings.concurrency + 4)
+        stack.push_async_callback(driver.close)
+        applier = Applier(
+            driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
+            on_commit=self.metrics.committed,
+        )  # fmt: skip
+        neo4j = await self._until_up(
+            f"Neo4j at {settings.neo4j.uri}", lambda: self._prepare_neo4j(driver, applier)
+        )
+        if neo4j is None:
+            return
+        scripts = Scripts(redis)
+        deps = DrainDeps(
+            redis, scripts, SessionScripts(redis, scripts), self.keys, applier, settings,
+            self._stopping, self.metrics, admission,
+        )  # fmt: skip
+        self._redis, self._driver = redis, driver
+        await self._drain(deps)
+
+    async def _prepare_neo4j(self, driver: AsyncDriver, applier: Applier) -> bool:
+        await check_neo4j(self.settings.neo4j, driver)
+        try:
+            await applier.ensure_schema()
+        except Exception as exc:
+            if classify(exc) is Disposition.RETRY and not isinstance(exc, nx.AuthError):
+                raise neo4j_unreachable(self.settings.neo4j, exc) from exc
+            raise
+        return True
+
+    async def _until_up(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        """`attempt()`'s result once the server answers; None when stopped meanwhile."""
+        backoff = Backoff(first=_STARTUP_RETRY_FIRST, cap=self.settings.retry_max_delay)
+        while not self._stopping.is_set():
+            self._last_tick = time.monotonic()  # waiting is alive, not stuck
+            self._waiting_for = what
+            try:
+                result = await self._unless_stopped(attempt())
+            except (RedisUnavailable, Neo4jUnavailable) as exc:
+                delay = backoff.next_delay()
+                reason = " ".join(str(exc.__cause__ or exc).split())
+                log.warning(
+                    "%s is not reachable yet, retrying in %.1fs: %s",
+                    what, delay, reason, extra={"waiting_for": what},
+                )  # fmt: skip
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            self._waiting_for = None
+            return result
+        return None
+
+    async def _unless_stopped(self, attempt: Awaitable[T]) -> T | None:
+        """Await `attempt`, cancelled as soon as `stop()` is called (then None)."""
+        task = asyncio.ensure_future(attempt)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
+
+    async def _drain(self, deps: DrainDeps) -> None:
+        """Heartbeat, sweep and watch in the background; schedule sessions until stopped."""
+        settings = self.settings
+        await self._heartbeat(deps)
+        background = [
+            _every(settings.lease_ttl / 3, lambda: self._heartbeat(deps), "heartbeat"),
+            _every(settings.sweep_interval, lambda: self._sweep(deps), "sweep"),
+            _every(settings.stats_interval, lambda: self._watch_memory(deps), "memory"),
+        ]
+        if settings.metrics_port is not None:
+            background.append(
+                _every(settings.stats_interval, lambda: self._backlog_stats(deps), "stats")
+            )
+        log.info("drainer started", extra=_effective(settings))
+        self.ready.set()
+        try:
+            await self._schedule(deps)
+        finally:
+            await self._shutdown(deps)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(*REDIS_DOWN):
+                await deps.redis.zrem(self.keys.drainers, settings.drainer_id)
+                await deps.redis.delete(self.keys.drainer_info(settings.drainer_id))
+
+    async def _stop_endpoints(self) -> None:
+        if self.endpoints is not None:
+            await self.endpoints.stop()
+
+    async def _serve_endpoints(self, settings: DrainerSettings) -> None:
+        assert settings.metrics_port is not None
+        self.endpoints = Endpoints(
+            self.metrics.registry, self._healthy, self._readiness,
+            settings.metrics_host, settings.metrics_port,
+        )  # fmt: skip
+        await self.endpoints.start()
+
+    async def _healthy(self) -> tuple[bool, str]:
+        """Alive: this loop answers and the scheduler has ticked recently."""
+        quiet = time.monotonic() - self._last_tick
+        limit = max(30.0, 20 * self.settings.poll_interval)
+        if quiet > limit:
+            return False, f"scheduler has not run for {quiet:.0f}s"
+        return True, "ok"
+
+    async def _readiness(self) -> tuple[bool, str]:
+        """Ready: not shutting down, and both Redis and Neo4j answer."""
+        if self._stopping.is_set():
+            return False, "shutting down"
+        if self._redis is None or self._driver is None:
+            return False, f"starting: waiting for {self._waiting_for or 'the servers'}"
+        try:
+            await asyncio.wait_for(self._redis.ping(), _PROBE_TIMEOUT)
+        except Exception as exc:
+            return False, f"Redis unreachable: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self._driver.verify_connectivity(), _PROBE_TIMEOUT)
+        except Exception as exc:
+            return False, f"Neo4j unreachable: {type(exc).__name__}"
+        return True, "ok"
+
+    async def _backlog_stats(self, deps: DrainDeps) -> None:
+        """Keep the backlog gauges current for scrapes."""
+        status = await snapshot(deps.redis, self.keys, top=0)
+        self.metrics.backlog_entries.set(status.entries)
+        self.metrics.ready_sessions.set(status.ready_sessions)
+        self.metrics.oldest_pending_seconds.set(status.oldest_pending_age_seconds)
+
+    async def _watch_memory(self, deps: DrainDeps) -> None:
+        """Redis memory against maxmemory: gauges, and a warning above `WARN_RATIO` (once
+        a minute while it lasts), since a full Redis makes every producer wait."""
+        use = await memory_use(deps.redis)
+        self.metrics.redis_used_memory.set(use.used)
+        self.metrics.redis_maxmemory.set(use.limit)
+        now = time.monotonic()
+        if use.ratio < WARN_RATIO:
+            if self._memory_warned is not None:
+                log.info("Redis memory is below the warning level again: %s", use.describe())
+            self._memory_warned = None
+        elif self._memory_warned is None or now - self._memory_warned >= _MEMORY_WARN_EVERY:
+            self._memory_warned = now
+            log.warning(
+                "Redis is nearly or fully out of memory: %s. Producers wait for room while "
+                "it is full; drainers free it as they apply writes. Add drainers if the "
+                "backlog grows, or raise maxmemory.",
+                use.describe(),
+                extra={"used_bytes": use.used, "maxmemory_bytes": use.limit},
+            )
+
+    async def _check_eviction(self, redis: Any) -> None:
+        try:
+            policy = (await redis.config_get("maxmemory-policy")).get("maxmemory-policy", "")
+        except rx.ResponseError:
+            log.warning(
+                "cannot read maxmemory-policy (CONFIG is disabled); make sure it is noeviction"
+            )
+            return
+        policy = policy.decode() if isinstance(policy, bytes) else str(policy)
+        if policy.startswith("allkeys") and not self.settings.allow_eviction:
+            raise UnsafeRedisConfig(
+                f"Redis runs with maxmemory-policy {policy}, which can evict streams and lose "
+                "queued writes. Set `maxmemory-policy noeviction` (recommended), or start the "
+                "drainer with --allow-eviction to accept that risk."
+            )
+        if policy != "noeviction":
+            log.warning("Redis maxmemory-policy is %s; noeviction is recommended", policy)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    async def _schedule(self, deps: DrainDeps) -> None:
+        """Take ready sessions while there are free slots; wait when there is nothing."""
+        while not self._stopping.is_set():
+            self._last_tick = time.monotonic()
+            free = self.settings.concurrency - len(self._active)
+            started = 0
+            try:
+                ready = await self._ready_sessions(deps, limit=max(free, 1) * 2)
+                candidates = [session for session in ready if session not in self._active]
+                self._waiting = len(candidates)
+                while started < free and candidates:
+                    # Those at the front may be another drainer's: try a slot's worth at once.
+                    batch, candidates = candidates[: free - started], candidates[free - started :]
+                    for session_id in await self._acquire(deps, batch):
+                        self._start(deps, session_id)
+                        started += 1
+            except Exception as exc:  # the scheduler outlives any one failed look
+                if transient(exc):
+                    log.warning(
+                        "Redis unavailable while looking for work", extra={"error": str(exc)}
+                    )
+                else:
+                    log.exception("looking for work failed", extra={"error": repr(exc)})
+            if started == 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+
+    async def _ready_sessions(self, deps: DrainDeps, limit: int) -> list[str]:
+        ready = await ready_sessions(deps.redis, self.keys, per_partition=limit)
+        return [session for session, _ in ready[:limit]]
+
+    async def _acquire(self, deps: DrainDeps, sessions: list[str]) -> list[str]:
+        """Take the leases of those of `sessions` nobody holds, in one round trip."""
+        ttl_ms = int(self.settings.lease_ttl * 1000)
+        me = self.settings.drainer_id
+        calls = [([self.keys.lease(session_id)], [me, ttl_ms]) for session_id in sessions]
+        taken = await run_many(deps.redis, deps.scripts.acquire, calls)
+        for reply in taken:
+            if isinstance(reply, Exception):
+                raise reply
+        return [session_id for session_id, ok in zip(sessions, taken, strict=True) if ok]
+
+    def _start(self, deps: DrainDeps, session_id: str) -> None:
+        drain = SessionDrain(deps, session_id)
+        task = asyncio.create_task(drain.run(lambda: self._waiting > 0), name=f"drain:{session_id}")
+        self._active[session_id] = (drain, task)
+        self.metrics.streams_owned.set(len(self._active))
+        task.add_done_callback(lambda t: self._finished(session_id, t))
+
+    def _finished(self, session_id: str, task: asyncio.Task[None]) -> None:
+        self._active.pop(session_id, None)
+        self.metrics.streams_owned.set(len(self._active))
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "session drain crashed; its lease expires and it is taken over",
+                exc_info=task.exception(),
+                extra={"session_id": session_id},
+            )
+
+    # -- liveness -------------------------------------------------------------------------
+
+    async def _heartbeat(self, deps: DrainDeps) -> None:
+        ttl_ms = int(self.settings.lease_ttl * 1000)
+        info = [
+            "host", socket.gethostname(), "pid", os.getpid(),
+            "streams_owned", len(self._active), "started", int(self._started),
+            "signing", fingerprints_text(deps.admission.signer),
+        ]  # fmt: skip
+        await deps.scripts.heartbeat(
+            keys=[
+                self.keys.drainers,
+                self.keys.drainer_info(self.settings.drainer_id),
+                self.keys.meta,
+            ],
+            args=[self.settings.drainer_id, ttl_ms, *info],
+        )
+        sessions = list(self._active)
+        if not sessions:
+            return
+        calls = [([self.keys.lease(s)], [self.settings.drainer_id, ttl_ms]) for s in sessions]
+        renewed = await run_many(deps.redis, deps.scripts.renew, calls)
+        for session_id, ok in zip(sessions, renewed, strict=True):
+            if isinstance(ok, BaseException):
+                raise ok  # the heartbeat loop logs it and tries again
+            entry = self._active.get(session_id)
+            if not ok and entry is not None:
+                entry[0].lost = True
+
+    async def _sweep(self, deps: DrainDeps) -> None:
+        """One SCAN over every session stream, by one drainer of the fleet per interval:
+        the net costs O(all sessions) per interval, however many drainers run."""
+        turn_ms = int(self.settings.sweep_interval * 1000)
+        if not await deps.scripts.acquire(
+            keys=[self.keys.sweep_turn], args=[self.settings.drainer_id, turn_ms]
+        ):
+            return
+        page: list[str] = []
+        async for key in deps.redis.scan_iter(
+            match=self.keys.stream_pattern, count=1000, _type="stream"
+        ):
+            page.append(key.decode())
+            if len(page) == _SWEEP_PAGE:
+                await self._sweep_page(deps, page)
+                page = []
+        await self._sweep_page(deps, page)
+        await self._prune(deps)
+
+    async def _sweep_page(self, deps: DrainDeps, streams: list[str]) -> None:
+        if not streams:
+            return
+        calls = []
+        for stream in streams:
+            session_id = self.keys.session_of_stream(stream)
+            ready = self.keys.ready(self.keys.partition_of(session_id))
+            calls.append(([stream, ready], [session_id]))
+        for (_, [session_id]), readied in zip(
+            calls, await run_many(deps.redis, deps.scripts.sweep, calls), strict=True
+        ):
+            if isinstance(readied, Exception):
+                raise readied
+            if readied:
+                log.warning("sweep found a ready session missing", extra={"session_id": session_id})
+
+    async def _prune(self, deps: DrainDeps) -> None:
+        """Delete the Neo4j progress records of sessions whose streams Redis expired
+        (idle past `idle_session_ttl`, never ended); a page per sweep."""
+        idle = self.settings.idle_session_ttl
+        prefix = self.keys.progress_id("")
+        records = await deps.applier.idle_records(prefix, idle, _SWEEP_PAGE)
+        if not records:
+            return
+        async with deps.redis.pipeline(transaction=False) as pipe:
+            for record in records:
+                pipe.exists(self.keys.stream(record.removeprefix(prefix)))
+            exists = await pipe.execute()
+        expired = [record for record, found in zip(records, exists, strict=True) if not found]
+        if expired:
+            await deps.applier.forget_idle(expired, idle)
+            log.info("pruned progress records of expired sessions", extra={"records": len(expired)})
+
+    async def _shutdown(self, deps: DrainDeps) -> None:
+        """Let in-flight batches finish (they release their leases), within the grace time."""
+        self._stopping.set()
+        tasks = [task for _, task in self._active.values()]
+        if not tasks:
+            return
+        log.info("finishing in-flight batches", extra={"sessions": len(tasks)})
+        _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+
+def _redis_pool(settings: DrainerSettings) -> int:
+    """Redis connections a drainer may open: two per session it drains (a script in
+    flight and a pipelined one), and a few for heartbeat, sweep and scheduler."""
+    return settings.concurrency * 2 + 8
+
+
+def _every(interval: float, action: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
+    """A task running `action` every `interval` seconds until cancelled; a failed run is
+    logged and the next one goes ahead (a missed heartbeat must never end the loop)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await action()
+            except Exception as exc:
+                log.warning("%s failed", name, extra={"error": repr(exc)})
+
+    return asyncio.create_task(loop(), name=name)
+
+
+def _effective(settings: DrainerSettings) -> dict[str, Any]:
+    """Settings for the start-up log line, without secrets."""
+    shown = settings.model_dump(
+        exclude={
+            "neo4j": {"password"},
+            "redis": {"url", "password"},
+            "streams": {"signing_keys"},
+        }
+    )
+    shown["signing"] = settings.streams.signing_keys is not None
+    shown["redis_url_set"] = bool(settings.redis.url)
+    return {"settings": shown, "drainer_id": settings.drainer_id}

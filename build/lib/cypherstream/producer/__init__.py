@@ -1,0 +1,64 @@
+"""What agent processes import: `MemoryClient` (or `SyncMemoryClient`) and its settings.
+
+async with MemoryClient(settings) as client:
+    await client.buffered.submit("MERGE (m:Message {id: $id})", {"id": 1})
+    message = await client.buffered.add_message("session-1", "user", "Hello")
+    await client.flush()
+"""
+
+from cypherstream.producer.blocking import SyncBufferedWrites, SyncMemoryClient
+from cypherstream.producer.client import BufferedWrites, MemoryClient
+from cypherstream.producer.records import (
+    SCHEMA,
+    MemoryRecord,
+    Mention,
+    Message,
+    ReasoningStep,
+    ToolCall,
+)
+from cypherstream.producer.settings import MemoryOptions, MemorySettings
+from cypherstream.shared.errors import (
+    BackpressureTimeout,
+    ClientClosed,
+    ConfigurationError,
+    CypherstreamError,
+    FlushTimeout,
+    InvalidSessionId,
+    InvalidWrite,
+    Neo4jUnavailable,
+    NotReplicated,
+    RedisUnavailable,
+    UnsupportedParameter,
+)
+from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+
+__all__ = [
+    "SCHEMA",
+    "BackpressureTimeout",
+    "BufferedWriteError",
+    "BufferedWrites",
+    "ClientClosed",
+    "ConfigurationError",
+    "CypherstreamError",
+    "FlushTimeout",
+    "InvalidSessionId",
+    "InvalidWrite",
+    "MemoryClient",
+    "MemoryOptions",
+    "MemoryRecord",
+    "MemorySettings",
+    "Mention",
+    "Message",
+    "Neo4jSettings",
+    "Neo4jUnavailable",
+    "NotReplicated",
+    "ReasoningStep",
+    "RedisSettings",
+    "RedisUnavailable",
+    "StreamSettings",
+    "SyncBufferedWrites",
+    "SyncMemoryClient",
+    "ToolCall",
+    "UnsupportedParameter",
+]

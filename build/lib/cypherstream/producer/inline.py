@@ -1,0 +1,49 @@
+"""Sync mode: each write is awaited against Neo4j before submit returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neo4j import AsyncDriver
+
+from cypherstream.shared.queries import QueryBook
+
+
+async def run_write(driver: AsyncDriver, database: str | None, query: str, params: Any) -> None:
+    """Run one write in its own managed transaction (the driver retries transient errors)."""
+
+    async def work(tx: Any) -> None:
+        result = await tx.run(query, params)
+        await result.consume()
+
+    async with driver.session(database=database) as session:
+        await session.execute_write(work)
+
+
+class InlineBackend:
+    """Awaits each write; its errors propagate to the caller of submit."""
+
+    name = "sync (each write awaited inline)"
+
+    def __init__(self, driver: AsyncDriver, database: str | None, queries: QueryBook) -> None:
+        self._driver = driver
+        self._database = database
+        self._queries = queries
+
+    async def submit(
+        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+    ) -> None:
+        text = self._queries.cypher(query) if named else query
+        await run_write(self._driver, self._database, text, params)
+
+    async def flush(self, timeout: float) -> None:
+        return None
+
+    async def end(self, session_ids: set[str], timeout: float) -> None:
+        return None
+
+    async def pending(self) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,348 @@
+"""Buffered mode over Redis Streams: submit is one script call, flush waits on a sentinel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis import exceptions as rx
+
+from cypherstream.producer.backend import Report
+from cypherstream.producer.handoff import Handoff
+from cypherstream.producer.settings import MemoryOptions
+from cypherstream.shared.backoff import Backoff, RetryWindow
+from cypherstream.shared.batching import ScriptPipeline, Wait
+from cypherstream.shared.codec import encode_params
+from cypherstream.shared.connection import REDIS_DOWN, transient, unreachable
+from cypherstream.shared.entry import end_fields, flush_fields, write_fields
+from cypherstream.shared.errors import (
+    BackpressureTimeout,
+    CypherstreamError,
+    FlushTimeout,
+    InvalidWrite,
+    NotReplicated,
+)
+from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.memory import memory_use
+from cypherstream.shared.presence import Presence, presence
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.settings import RedisSettings
+from cypherstream.shared.signing import Signer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Marker = Callable[[str, str], list[bytes | str]]
+"""Fields of a marker a flush appends to each session: (token, client id) -> fields."""
+
+#: How long one blocking wait for flush replies lasts before checking drainers are alive.
+_LIVENESS_CHECK_SECONDS = 2.0
+#: How often a flush that found no drainer alive looks again, within its grace period.
+_PRESENCE_POLL_SECONDS = 0.1
+# How long Redis remembers a client's highest appended sequence number per session.
+_SEEN_TTL_SECONDS = 3600
+_START_DRAINER = (
+    "Start one with `drainer run` (it reads REDIS_URL, NEO4J_URI, NEO4J_USERNAME and "
+    "NEO4J_PASSWORD from the environment, or see `drainer run --help`)."
+)
+
+
+class StreamBackend:
+    """Appends writes to per-session Redis streams that `drainer run` workers apply."""
+
+    def __init__(
+        self,
+        redis: Any,
+        redis_settings: RedisSettings,
+        keyspace: Keyspace,
+        options: MemoryOptions,
+        client_id: str,
+        report: Report,
+        signer: Signer | None = None,
+    ) -> None:
+        signed = ", signed" if signer else ""
+        self.name = f"buffered, Redis streams (prefix {keyspace.prefix!r}{signed})"
+        self._signer = signer
+        self._redis = redis
+        self._redis_settings = redis_settings
+        self._scripts = Scripts(redis)
+        wait = None
+        if options.wait_replicas:
+            wait = Wait(options.wait_replicas, int(options.wait_timeout * 1000))
+        self._submit = ScriptPipeline(redis, self._scripts.submit, wait)
+        self._keys = keyspace
+        self._options = options
+        self._client_id = client_id
+        self._report = report
+        self._seq = itertools.count(1)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, calls using it
+        self._unflushed: set[str] = set()
+        self._sessions: set[str] = set()
+        self._handoff: Handoff | None = None
+        if options.handoff == "local":
+            self._handoff = Handoff(
+                self._append_in_order, options.handoff_buffer, options.backpressure_timeout
+            )
+            self.name += ", local hand-off"
+
+    async def submit(
+        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+    ) -> None:
+        packed = encode_params(params, checked=True)  # the client checked them
+        size = len(packed) + len(query.encode())
+        if size > self._options.max_entry_bytes:
+            raise InvalidWrite(
+                f"the write is {size} bytes encoded; the limit is "
+                f"{self._options.max_entry_bytes} (memory.max_entry_bytes). Store large "
+                "payloads elsewhere and pass a reference, or raise the limit."
+            )
+        seq = next(self._seq)
+        signature = None
+        if self._signer is not None:
+            signature = self._signer.sign(session_id, query, named, packed, self._client_id, seq)
+        fields = write_fields(query, packed, self._client_id, seq, named=named, signature=signature)
+        if self._handoff is not None:
+            await self._handoff.put(session_id, fields, seq)
+        else:
+            await self._append_in_order(session_id, fields, seq)
+        self._unflushed.add(session_id)
+        self._sessions.add(session_id)
+
+    async def _append_in_order(self, session_id: str, fields: list[bytes | str], seq: int) -> None:
+        # One lock per session keeps concurrent submits of a session in call order,
+        # also while one of them waits for room.
+        async with self._session_lock(session_id):
+            await self._append(session_id, fields, self._options.max_pending, seq)
+
+    async def _append(
+        self,
+        session_id: str,
+        fields: list[bytes | str],
+        limit: int,
+        seq: int = 0,
+        deadline: float | None = None,
+    ) -> None:
+        """Run the submit script until it appends, waiting while there is no room: the
+        stream holds `limit` entries, or Redis is out of memory (`maxmemory`).
+
+        Waits until `deadline` (loop time), by default `backpressure_timeout` from now.
+        Retrying with the same `seq` is safe: the script appends a client's sequence
+        number at most once, so a reply lost with a broken connection costs nothing.
+        """
+        script_keys, args = submit_call(
+            self._keys, session_id, fields, limit=limit, client_id=self._client_id,
+            seq=seq, seen_ttl=_SEEN_TTL_SECONDS,
+        )  # fmt: skip
+        appended, full_redis = await self._offer(script_keys, args)
+        if appended:  # the common case: room in the stream
+            return
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = loop.time() + self._options.backpressure_timeout
+        backoff = Backoff(first=0.001, cap=0.05)
+        while True:
+            await backoff.wait()
+            appended, full_redis = await self._offer(script_keys, args)
+            if appended:
+                return
+            if loop.time() >= deadline:
+                raise await self._no_room(session_id, limit, full_redis)
+
+    async def _offer(self, keys: list[str], args: list[Any]) -> tuple[bool, bool]:
+        """One try of the submit script: (appended, refused because Redis is full)."""
+        try:
+            return await self._call(lambda: self._submit.call(keys, args)) is not None, False
+        except rx.OutOfMemoryError:  # refused whole: nothing was written
+            return False, True
+
+    async def _no_room(self, session_id: str, limit: int, full_redis: bool) -> CypherstreamError:
+        """The error for a wait for room that ran out of time."""
+        waited = self._options.backpressure_timeout
+        if full_redis:
+            try:
+                memory = (await memory_use(self._redis)).describe()
+            except Exception as exc:  # the message matters more than the figures
+                memory = f"Redis is out of memory (its INFO failed: {exc})"
+            what = (
+                f"Redis refuses new entries: it is out of memory. {memory}. Queued writes "
+                "free memory as drainers apply them: check that a drainer is running, or "
+                "raise Redis's maxmemory."
+            )
+            if limit == 0:  # a flush's marker, which waits only for memory
+                return FlushTimeout(f"the flush could not queue its marker in time. {what}")
+            return BackpressureTimeout(f"submit waited {waited}s for room. {what}")
+        return BackpressureTimeout(
+            f"session {session_id!r} has held {limit} queued writes for {waited}s and "
+            f"none drained. Is a drainer running and is Neo4j reachable? {_START_DRAINER}"
+        )
+
+    async def _call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`, retrying for `memory.redis_retry` seconds while Redis is
+        unreachable or its replicas lag behind `memory.wait_replicas`."""
+        window = None  # made at the first failure: nothing extra on the common path
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not (transient(exc) or isinstance(exc, NotReplicated)):
+                    raise
+                failure = exc
+            window = window or RetryWindow(self._options.redis_retry)
+            if not window.failed():
+                if isinstance(failure, NotReplicated):
+                    raise failure
+                raise unreachable(self._redis_settings, failure) from failure
+            log.warning("Redis write failed, retrying", extra={"error": str(failure)})
+            await window.wait()
+
+    @contextlib.asynccontextmanager
+    async def _session_lock(self, session_id: str) -> AsyncIterator[None]:
+        # Counted, not `lock.locked()`: between a release and the next waiter's wake-up
+        # the lock looks free, and a fresh lock then would let two calls overtake.
+        held = self._locks.get(session_id)
+        lock, users = held if held is not None else (asyncio.Lock(), 0)
+        self._locks[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[session_id]
+            if users > 1:
+                self._locks[session_id] = (lock, users - 1)
+            else:
+                del self._locks[session_id]
+
+    async def flush(self, timeout: float) -> None:
+        sessions, self._unflushed = self._unflushed, set()
+        try:
+            await self._flush(sessions, timeout)
+        except BaseException:
+            self._unflushed |= sessions
+            raise
+
+    async def _flush(
+        self, sessions: set[str], timeout: float, marker: Marker = flush_fields
+    ) -> None:
+        if not sessions:
+            return
+        deadline = asyncio.get_running_loop().time() + timeout
+        if self._handoff is not None:  # what the buffer holds goes first
+            await self._handoff.drained(timeout)
+        await self._require_live_drainer(deadline)
+        token = uuid.uuid4().hex
+        by_partition: dict[int, set[str]] = defaultdict(set)
+
+        async def mark(session_id: str) -> None:
+            async with self._session_lock(session_id):
+                await self._append(session_id, marker(token, self._client_id), 0, 0, deadline)
+
+        await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
+        for session_id in sessions:
+            by_partition[self._keys.partition_of(session_id)].add(session_id)
+        waits = [
+            self._await_replies(self._keys.ack(partition, token), expected, deadline)
+            for partition, expected in by_partition.items()
+        ]
+        for replies in await asyncio.gather(*waits):
+            for reply in replies:
+                for error in reply["e"]:
+                    self._report(BufferedWriteError.from_json(error))
+
+    async def _await_replies(
+        self, key: str, expected: set[str], deadline: float
+    ) -> list[dict[str, Any]]:
+        """Block on the reply list until every expected session answered (no polling).
+
+        Replies name their session, so a sentinel delivered twice cannot stand in for
+        another session's.
+        """
+        loop = asyncio.get_running_loop()
+        window = RetryWindow(self._options.redis_retry)
+        waiting = set(expected)
+        replies: list[dict[str, Any]] = []
+        while waiting:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise FlushTimeout(
+                    f"flush was not acknowledged within the timeout ({len(waiting)} sessions "
+                    "still unacknowledged). Drainers are alive but behind, or Neo4j is "
+                    "unreachable; try a longer timeout or add drainers."
+                )
+            try:
+                popped = await self._redis.blpop([key], timeout=min(left, _LIVENESS_CHECK_SECONDS))
+            except REDIS_DOWN as exc:  # replies wait in the list meanwhile
+                if not window.failed():
+                    raise unreachable(self._redis_settings, exc) from exc
+                await window.wait()
+                continue
+            if popped is None:
+                await self._require_live_drainer(deadline)
+                continue
+            reply = json.loads(popped[1])
+            if reply["s"] in waiting:
+                waiting.discard(reply["s"])
+                replies.append(reply)
+        return replies
+
+    async def _require_live_drainer(self, deadline: float) -> None:
+        """Return once a drainer is alive. With none alive: fail at once where none ever
+        ran under this prefix, else wait up to `memory.no_drainer_grace` (bounded by
+        `deadline`, loop time) for one to come back, as it does in a rolling restart."""
+        live = await self._presence()
+        if live.live:
+            return
+        if not live.ever:
+            raise FlushTimeout(
+                f"no drainer is alive, and none has ever run under key prefix "
+                f"{self._keys.prefix!r}, so nothing can apply the queued writes or acknowledge "
+                f"this flush. {_START_DRAINER} The writes stay queued in Redis."
+            )
+        loop = asyncio.get_running_loop()
+        grace = self._options.no_drainer_grace
+        give_up = min(loop.time() + grace, deadline)
+        log.info("no drainer is alive; the flush waits for one", extra={"grace_seconds": grace})
+        while loop.time() < give_up:
+            await asyncio.sleep(min(_PRESENCE_POLL_SECONDS, max(0.0, give_up - loop.time())))
+            if (await self._presence()).live:
+                return
+        raise FlushTimeout(
+            f"no drainer is alive, and none came back within {grace}s "
+            "(memory.no_drainer_grace), so nothing can apply the queued writes or acknowledge "
+            f"this flush. {_START_DRAINER} The writes stay queued in Redis."
+        )
+
+    async def _presence(self) -> Presence:
+        return await self._call(lambda: presence(self._scripts.live, self._keys))
+
+    async def end(self, session_ids: set[str], timeout: float) -> None:
+        # An end marker is a flush sentinel after which drainers drop the session.
+        await self._flush(session_ids, timeout, end_fields)
+        self._unflushed -= session_ids
+        self._sessions -= session_ids
+
+    async def pending(self) -> int:
+        held = self._handoff.held if self._handoff is not None else 0
+        if not self._sessions:
+            return held
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in self._sessions:
+                    pipe.xlen(self._keys.stream(session_id))
+                lengths = await pipe.execute()
+        except REDIS_DOWN as exc:
+            raise unreachable(self._redis_settings, exc) from exc
+        return held + int(sum(lengths))
+
+    async def close(self) -> None:
+        if self._handoff is not None:
+            await self._handoff.close()
+        await self._redis.aclose()

@@ -1,0 +1,183 @@
+"""Running one script for many calls in one round trip per Redis node, and optionally
+waiting until replicas hold what it wrote; and auto-batching concurrent calls so."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as rx
+from redis.asyncio.cluster import PipelineCommand
+
+from cypherstream.shared.coalescing import Coalescer
+from cypherstream.shared.connection import REDIS_DOWN
+from cypherstream.shared.errors import NotReplicated
+from cypherstream.shared.scripts import is_cluster
+
+
+@dataclass(frozen=True)
+class Wait:
+    """`WAIT replicas timeout_ms` behind a batch: its writes count once replicas hold them.
+
+    Redis replicates asynchronously, so a primary that dies right after a write can take
+    it along. WAIT blocks until that many replicas acknowledged everything the *same
+    connection* wrote, which is why batches run on one connection per node.
+    """
+
+    replicas: int
+    timeout_ms: int
+
+
+Call = tuple[list[str], list[Any]]
+Calls = list[Call]
+
+# A node's calls are sent again once the client learned the cluster's new shape; more
+# than a few attempts means a failover is still running, and the caller backs off.
+_ATTEMPTS = 3
+_REDIRECTED = (rx.AskError, rx.ClusterDownError, rx.TryAgainError)
+
+
+class ScriptPipeline:
+    """Calls of one script: sent alone when idle, pipelined when busy (`Coalescer`).
+
+    Order: a caller that needs its calls in order (the producer for a session's writes,
+    a drain for its session) keeps one in flight, and a pipeline keeps the order it
+    was given.
+    """
+
+    def __init__(self, redis: Any, script: Any, wait: Wait | None = None) -> None:
+        self._redis = redis
+        self._script = script  # a redis-py Script: its sha and source
+        self._wait = wait
+        self._calls: Coalescer[Call, Any] = Coalescer(self._send, name="cypherstream-script")
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips made so far: one per lone call, one per pipeline."""
+        return self._calls.batches
+
+    async def call(self, keys: list[str], args: list[Any]) -> Any:
+        """Run the script with `keys` and `args`; its reply, or the error it raised."""
+        return await self._calls.call((keys, args))
+
+    async def _send(self, calls: Calls) -> list[Any]:
+        if len(calls) == 1 and self._wait is None:  # the lone call: no pipeline to build
+            keys, args = calls[0]
+            try:
+                return [await self._script(keys=keys, args=args)]
+            except Exception as exc:
+                return [exc]
+        return await run_many(self._redis, self._script, calls, self._wait)
+
+
+async def run_many(redis: Any, script: Any, calls: Calls, wait: Wait | None = None) -> list[Any]:
+    """Run one script for many (keys, args) in one round trip per Redis node; replies in
+    order, errors in place.
+
+    Scripts Redis lost (restart, failover, SCRIPT FLUSH) are loaded again. With `wait`,
+    each reply that wrote becomes a `NotReplicated` error when fewer replicas confirmed it.
+    """
+    if not is_cluster(redis):
+        return await _on_connection(redis, script, calls, wait)
+    groups: dict[str, list[int]] = defaultdict(list)
+    nodes: dict[str, Any] = {}
+    for index, (keys, _) in enumerate(calls):
+        node = redis.get_node_from_key(keys[0])
+        groups[node.name].append(index)
+        nodes[node.name] = node
+    replies: list[Any] = [None] * len(calls)
+
+    async def one_node(name: str) -> None:
+        indexes = groups[name]
+        answered = await _on_node(redis, nodes[name], script, [calls[i] for i in indexes], wait)
+        for i, reply in zip(indexes, answered, strict=True):
+            replies[i] = reply
+
+    await asyncio.gather(*(one_node(name) for name in groups))
+    return replies
+
+
+async def _on_connection(redis: Any, script: Any, calls: Calls, wait: Wait | None) -> list[Any]:
+    """One pipeline of EVALSHA (a redis-py Script in a pipeline would cost a SCRIPT
+    EXISTS round trip first), and WAIT behind it."""
+
+    async def send() -> list[Any]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            if wait is not None:
+                pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
+            return _judged(await pipe.execute(raise_on_error=False), wait)
+
+    replies = await send()
+    if any(isinstance(reply, rx.NoScriptError) for reply in replies):
+        await redis.script_load(script.script)
+        replies = await send()
+    return replies
+
+
+async def _on_node(
+    redis: Any, node: Any, script: Any, calls: Calls, wait: Wait | None
+) -> list[Any]:
+    """The calls on the node owning their slot (redis-py's cluster pipelines refuse
+    scripts); after a failover, on the new owner."""
+    replies: list[Any] = []
+    for _ in range(_ATTEMPTS):
+        try:
+            replies = await _node_pipeline(node, script, calls, wait)
+            if any(isinstance(reply, rx.NoScriptError) for reply in replies):
+                await node.execute_command("SCRIPT", "LOAD", script.script)
+                replies = await _node_pipeline(node, script, calls, wait)
+        except REDIS_DOWN as exc:
+            replies = [exc] * len(calls)
+        if not any(isinstance(reply, (*_REDIRECTED, *REDIS_DOWN)) for reply in replies):
+            return replies
+        try:  # a routed command makes the client learn where the slot lives now
+            await redis.exists(calls[0][0][0])
+        except REDIS_DOWN as exc:
+            return [exc] * len(calls)
+        node = redis.get_node_from_key(calls[0][0][0])
+    return [_retryable(reply) for reply in replies]  # the caller backs off and retries
+
+
+async def _node_pipeline(node: Any, script: Any, calls: Calls, wait: Wait | None) -> list[Any]:
+    commands = [
+        PipelineCommand(i, "EVALSHA", script.sha, len(keys), *keys, *args)
+        for i, (keys, args) in enumerate(calls)
+    ]
+    if wait is not None:
+        commands.append(PipelineCommand(len(calls), "WAIT", wait.replicas, wait.timeout_ms))
+    await node.execute_pipeline(commands)
+    return _judged([command.result for command in commands], wait)
+
+
+def _judged(replies: list[Any], wait: Wait | None) -> list[Any]:
+    """The scripts' replies (WAIT's taken off), each write too few replicas confirmed
+    turned into an error."""
+    if wait is None:
+        return replies
+    *replies, confirmed = replies
+    if isinstance(confirmed, Exception):
+        return [confirmed if _wrote(reply) else reply for reply in replies]
+    if int(confirmed) >= wait.replicas:
+        return replies
+    error = NotReplicated(
+        f"the write reached the Redis primary, but {confirmed} of {wait.replicas} "
+        f"replicas confirmed it within {wait.timeout_ms} ms, so it could be lost if the "
+        "primary failed now. Check the replicas (INFO replication), or lower "
+        "CYPHERSTREAM_WAIT_REPLICAS or raise CYPHERSTREAM_WAIT_TIMEOUT."
+    )
+    return [error if _wrote(reply) else reply for reply in replies]
+
+
+def _wrote(reply: Any) -> bool:
+    """Whether a reply says the script wrote (a script that declined returns nil)."""
+    return reply is not None and not isinstance(reply, Exception)
+
+
+def _retryable(reply: Any) -> Any:
+    if isinstance(reply, rx.AskError):  # MOVED and ASK: the client has not caught up yet
+        return rx.TryAgainError(f"the slot is moving ({reply}); try again")
+    return reply

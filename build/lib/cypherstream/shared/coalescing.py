@@ -1,0 +1,89 @@
+"""Calls that go alone when idle and together when busy.
+
+A call that finds a free slot goes out at once, so a lone caller waits for its own
+call and no longer. Calls that arrive while every slot is busy wait, and go out
+together as one batch when a slot frees; under load, batches grow to whatever
+arrived meanwhile (the way a Kafka producer batches, without a linger delay).
+
+Both sides use it: the producer for submit scripts (one Redis round trip for many
+submits), the drainer for its scripts and for Neo4j commits (one transaction for
+many sessions' batches). Callers that need an order among their own calls keep at
+most one in flight; a batch never reorders what it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Send = Callable[[list[T]], Awaitable[list[R | BaseException]]]
+"""Runs a batch of calls; one result or error per call, in order."""
+
+
+class Coalescer(Generic[T, R]):
+    """Runs `send` for one call when a slot is free, for all waiting calls when one frees.
+
+    `slots` bounds the batches in flight at once.
+    """
+
+    def __init__(self, send: Send[T, R], *, slots: int = 1, name: str = "coalescer") -> None:
+        self._send = send
+        self._slots = slots
+        self._name = name
+        self._busy = 0
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        """Batches sent so far: one per lone call, one per batch of waiting calls."""
+
+    async def call(self, item: T) -> R:
+        """Run `item` and return its result, or raise the error it met."""
+        if self._busy < self._slots and not self._queue:
+            self._busy += 1
+            self.batches += 1
+            try:
+                (result,) = await self._send([item])
+            finally:
+                self._busy -= 1
+                self._start_queued()
+            if isinstance(result, BaseException):
+                raise result
+            return result
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._start_queued()
+        return await future
+
+    def _start_queued(self) -> None:
+        if self._busy >= self._slots or not self._queue:
+            return
+        self._busy += 1
+        batch, self._queue = self._queue, []
+        task = asyncio.create_task(self._run(batch), name=self._name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            self.batches += 1
+            results = await self._send([item for item, _ in batch])
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        except BaseException as exc:  # each caller sees why its call failed
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._busy -= 1
+            self._start_queued()

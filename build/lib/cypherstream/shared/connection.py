@@ -1,0 +1,117 @@
+"""Opening Redis the same way on both sides, checking they agree on key names, and
+telling a server that is not up yet from one configured wrongly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neo4j import READ_ACCESS, AsyncDriver
+from neo4j import exceptions as nx
+from redis import exceptions as rx
+
+from cypherstream.shared.errors import (
+    ConfigurationError,
+    Neo4jUnavailable,
+    RedisPermissionDenied,
+    RedisUnavailable,
+)
+from cypherstream.shared.failures import Disposition, classify, error_message
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings, masked_url
+
+REDIS_DOWN = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    OSError,
+    rx.ClusterDownError,  # a cluster master failed and its replica is not promoted yet
+    rx.TryAgainError,  # a slot is migrating or failing over
+)
+"""What redis-py raises when Redis cannot be reached for now (as opposed to a command
+error): worth retrying with backoff."""
+
+# Replies of a node that cannot take writes for now: a primary short of the replicas
+# `min-replicas-to-write` asks for, or a primary just demoted to replica.
+_REFUSING_WRITES = ("NOREPLICAS", "READONLY")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` says Redis is unreachable or refusing writes for now: worth a retry."""
+    if isinstance(exc, REDIS_DOWN):
+        return True
+    return isinstance(exc, rx.ResponseError) and str(exc).startswith(_REFUSING_WRITES)
+
+
+def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
+    """The error both sides raise when Redis cannot be reached."""
+    return RedisUnavailable(
+        f"cannot reach Redis at {masked_url(settings.url)}: {exc}. Check REDIS_URL and that "
+        "Redis is running. The call that failed wrote nothing."
+    )
+
+
+async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: Any) -> Any:
+    """Connect, check Redis answers, and check the partition count matches what it holds."""
+    client = settings.client(**overrides)
+    try:
+        recorded = await Scripts(client).partitions(
+            keys=[keyspace.meta], args=[keyspace.partitions]
+        )
+    except rx.AuthenticationError as exc:
+        await client.aclose()
+        raise ConfigurationError(
+            f"Redis at {masked_url(settings.url)} refused the credentials ({exc}). Check "
+            "REDIS_USERNAME and REDIS_PASSWORD."
+        ) from exc
+    except rx.NoPermissionError as exc:
+        await client.aclose()
+        raise RedisPermissionDenied(
+            f"the Redis user {settings.username or 'default'!r} may not use cypherstream's keys "
+            f"under {keyspace.prefix!r} ({exc}). Grant it the ACL rules in the README's "
+            "Security section."
+        ) from exc
+    except REDIS_DOWN as exc:
+        await client.aclose()
+        raise unreachable(settings, exc) from exc
+    if int(recorded) != keyspace.partitions:
+        await client.aclose()
+        raise ConfigurationError(
+            f"Redis records {int(recorded)} partitions under prefix {keyspace.prefix!r}, "
+            f"but this process is configured with {keyspace.partitions}. Producers and "
+            "drainers must agree: set CYPHERSTREAM_PARTITIONS to the recorded value."
+        )
+    return client
+
+
+async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
+    """One read on the configured database: `ConfigurationError` for what only the
+    operator can fix (credentials, database name), `Neo4jUnavailable` while Neo4j
+    cannot be reached. Auto-commit, so the driver does not retry it for half a minute."""
+    try:
+        async with driver.session(
+            database=settings.database, default_access_mode=READ_ACCESS
+        ) as session:
+            await (await session.run("RETURN 1")).consume()
+    except nx.AuthError as exc:
+        raise ConfigurationError(
+            f"Neo4j at {settings.uri} refused the credentials of user {settings.username!r} "
+            f"({exc.message or exc}). Check NEO4J_USERNAME and NEO4J_PASSWORD."
+        ) from exc
+    except nx.Neo4jError as exc:
+        if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
+            raise ConfigurationError(
+                f"Neo4j at {settings.uri} has no database {settings.database!r}. Check "
+                "NEO4J_DATABASE (unset: the server's default database)."
+            ) from exc
+        if classify(exc) is Disposition.DEAD_LETTER:
+            raise
+        raise neo4j_unreachable(settings, exc) from exc
+    except (nx.DriverError, OSError) as exc:
+        raise neo4j_unreachable(settings, exc) from exc
+
+
+def neo4j_unreachable(settings: Neo4jSettings, exc: BaseException) -> Neo4jUnavailable:
+    return Neo4jUnavailable(
+        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. Check NEO4J_URI and "
+        "that Neo4j is running."
+    )

@@ -1,0 +1,170 @@
+"""What a failed write is, how to tell a passing failure from a permanent one,
+and the report both sides exchange about it."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from neo4j import exceptions as nx
+
+from cypherstream.shared.codec import decode_params
+from cypherstream.shared.errors import RetriesExhausted
+
+
+class Disposition(enum.Enum):
+    """What the drainer does with a write that raised."""
+
+    #: Not the write's fault (Neo4j or Redis down, leader switch, auth expiry): retried
+    #: with backoff for as long as it takes, so an outage loses nothing.
+    RETRY = "retry"
+    #: The write's own failure that may pass (it timed out, ran out of transaction
+    #: memory, deadlocked): retried up to `--max-attempts` times, then dead-lettered.
+    RETRY_BUDGETED = "retry-budgeted"
+    #: Retrying cannot fix it (syntax, constraint, bad parameter): dead-lettered at once.
+    DEAD_LETTER = "dead-letter"
+
+
+#: How many times a write whose own failure keeps coming back is tried in all.
+DEFAULT_MAX_ATTEMPTS = 5
+
+# Errors about the connection or the cluster's state, not about the write.
+_OUTAGE_DRIVER_ERRORS = (nx.ServiceUnavailable, nx.SessionExpired, nx.IncompleteCommit)
+# Codes an operator fixes outside the write (credentials, a missing database, a
+# cluster electing a leader), or that say someone stopped the transaction.
+_OUTAGE_CODES = frozenset(
+    {
+        "Neo.ClientError.Security.Unauthorized",
+        "Neo.ClientError.Security.AuthenticationRateLimit",
+        "Neo.ClientError.Security.CredentialsExpired",
+        "Neo.ClientError.Security.TokenExpired",
+        "Neo.ClientError.Database.DatabaseNotFound",
+        "Neo.ClientError.Cluster.NotALeader",
+        "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
+        "Neo.ClientError.Transaction.LockClientStopped",
+        "Neo.ClientError.Transaction.Terminated",
+        "Neo.TransientError.Transaction.LockClientStopped",
+        "Neo.TransientError.Transaction.Terminated",
+        "Neo.TransientError.Transaction.MaximumTransactionLimitReached",
+        "Neo.TransientError.Request.NoThreadsAvailable",
+        "Neo.TransientError.General.DatabaseUnavailable",
+        "Neo.TransientError.Database.DatabaseUnavailable",
+    }
+)
+# Whole families that are about the server, the network or the cluster.
+_OUTAGE_FAMILIES = (
+    "Neo.TransientError.Cluster.",
+    "Neo.TransientError.Network.",
+    "Neo.TransientError.Security.",
+)
+# Client errors that are the write's own and may pass on another try (every
+# Neo.TransientError not listed above is one too: deadlocks, memory, schema races).
+_BUDGETED_CLIENT_CODES = frozenset(
+    {
+        "Neo.ClientError.Transaction.TransactionTimedOut",
+        "Neo.ClientError.Transaction.TransactionTimedOutClientConfiguration",
+        "Neo.ClientError.General.TransactionOutOfMemoryError",
+    }
+)
+
+
+def classify(exc: BaseException) -> Disposition:
+    """Whether retrying the same write later can succeed, and for how long to try."""
+    if isinstance(exc, nx.Neo4jError):
+        code = exc.code or ""
+        if isinstance(exc, nx.AuthError) or code in _OUTAGE_CODES:
+            return Disposition.RETRY
+        if code.startswith(_OUTAGE_FAMILIES):
+            return Disposition.RETRY
+        if (
+            code in _BUDGETED_CLIENT_CODES
+            or code.startswith("Neo.TransientError.")
+            or exc.is_retryable()
+        ):
+            return Disposition.RETRY_BUDGETED
+        return Disposition.DEAD_LETTER
+    if isinstance(exc, (*_OUTAGE_DRIVER_ERRORS, OSError, TimeoutError)):
+        return Disposition.RETRY
+    return Disposition.DEAD_LETTER
+
+
+def error_code(exc: BaseException) -> str:
+    """Neo4j's status code where there is one, else the exception's class name; for
+    `RetriesExhausted`, the code of the last attempt's error."""
+    if isinstance(exc, RetriesExhausted):
+        return exc.code
+    if isinstance(exc, nx.Neo4jError) and exc.code:
+        return exc.code
+    return type(exc).__name__
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, nx.Neo4jError) and exc.message:
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class BufferedWriteError:
+    """A buffered write that failed permanently and was dead-lettered.
+
+    `error` is ``"<code>: <message>"``; `parameters` is None when the entry was too
+    malformed to decode them. `reason` says why it was given up: ``failed`` (Neo4j
+    refused it for good), ``retries-exhausted`` (its own failure came back on every
+    attempt; `code` is the last one's), or a refusal before it ran (``signature``,
+    ``not-allowed``, ``unknown-query``, ``malformed``).
+    """
+
+    query: str
+    parameters: dict[str, Any] | None
+    code: str
+    message: str
+    session_id: str
+    entry_id: str
+    when: dt.datetime
+    drainer_id: str = ""
+    reason: str = "failed"
+
+    @property
+    def error(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def to_json(self, raw_params: bytes | None) -> str:
+        """The wire form; parameters travel as their encoded bytes, to decode exactly."""
+        return json.dumps(
+            {
+                "q": self.query,
+                "p": base64.b64encode(raw_params).decode() if raw_params is not None else None,
+                "code": self.code,
+                "msg": self.message,
+                "s": self.session_id,
+                "id": self.entry_id,
+                "when": self.when.isoformat(),
+                "d": self.drainer_id,
+                "r": self.reason,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BufferedWriteError:
+        params: dict[str, Any] | None = None
+        if data.get("p"):
+            try:
+                params = decode_params(base64.b64decode(data["p"]))
+            except ValueError:
+                params = None
+        return cls(
+            query=data["q"],
+            parameters=params,
+            code=data["code"],
+            message=data["msg"],
+            session_id=data["s"],
+            entry_id=data["id"],
+            when=dt.datetime.fromisoformat(data["when"]),
+            drainer_id=data.get("d", ""),
+            reason=data.get("r", "failed"),
+        )
