@@ -12,10 +12,16 @@ import logging
 import os
 import signal
 import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings
 
 from cypherstream.drainer.backlog import Status, snapshot
 from cypherstream.drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
@@ -45,24 +51,78 @@ def build_settings(options: dict[str, Any]) -> DrainerSettings:
     return settings
 
 
-def _connection_options(func: Any) -> Any:
-    """Where the queue is: the options every command that only talks to Redis takes."""
-    for option in reversed(
-        [
-            click.option("--redis-url", "redis__url", help="Redis URL [env REDIS_URL]"),
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+#: Settings that never become flags: secrets stay out of process listings.
+_SECRETS = frozenset({"password", "signing_keys"})
+#: Nested settings groups: the prefix of their flags and of their options' names.
+_GROUPS = {"redis": "redis-", "neo4j": "neo4j-", "streams": ""}
+
+
+def settings_options(
+    model: type[BaseSettings], *, group: str = "", only: frozenset[str] | None = None
+) -> list[Decorator]:
+    """A click option per field of `model` (a settings group when `group` is set), its
+    help the field's description with its environment variable and default: the flags
+    are the settings, so a new setting is a flag without another line here."""
+    env_prefix = str(model.model_config.get("env_prefix", ""))
+    options: list[Decorator] = []
+    for name, field in model.model_fields.items():
+        nested = _GROUPS.get(name)
+        if nested is not None and not group:
+            options += settings_options(_group_model(field), group=name, only=only)
+            continue
+        if name in _SECRETS or (only is not None and f"{group}.{name}" not in only):
+            continue
+        flag = "--" + (_GROUPS.get(group, "") + name).replace("_", "-")
+        dest = f"{group}__{name}" if group else name
+        options.append(
             click.option(
-                "--key-prefix", "streams__key_prefix", help="[env CYPHERSTREAM_KEY_PREFIX]"
-            ),
-            click.option(
-                "--partitions",
-                "streams__partitions",
-                type=int,
-                help="[env CYPHERSTREAM_PARTITIONS]",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
+                flag, dest, **_option_kind(field), help=_help(field, env_prefix + name.upper())
+            )
+        )
+    return options
+
+
+def _group_model(field: FieldInfo) -> type[BaseSettings]:
+    model = field.annotation
+    assert isinstance(model, type) and issubclass(model, BaseSettings)
+    return model
+
+
+def _option_kind(field: FieldInfo) -> dict[str, Any]:
+    """How click reads the value: a flag for settings that default to off."""
+    kinds = {
+        t for t in typing.get_args(field.annotation) or (field.annotation,) if t is not type(None)
+    }
+    if kinds == {bool}:
+        return {"is_flag": True, "default": None} if field.default is False else {"type": bool}
+    if kinds == {Path}:
+        return {"type": click.Path(dir_okay=False, path_type=Path)}
+    for kind in (int, float):
+        if kinds == {kind}:
+            return {"type": kind}
+    return {"type": str}
+
+
+def _help(field: FieldInfo, variable: str) -> str:
+    default = "" if field.default in (None, PydanticUndefined) else f", default {field.default}"
+    text = field.description or ""
+    return f"{text} [env {variable}{default}]".strip()
+
+
+def _with_options(options: list[Decorator]) -> Decorator:
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+#: Where the queue is: what the commands that only talk to Redis take.
+_CONNECTION = frozenset({"redis.url", "redis.cluster", "redis.username", "redis.ssl_ca_certs",
+                         "streams.key_prefix", "streams.partitions"})  # fmt: skip
 
 
 @click.group()
@@ -71,50 +131,7 @@ def main() -> None:
 
 
 @main.command()
-@_connection_options
-@click.option("--neo4j-uri", "neo4j__uri", help="Neo4j URI [env NEO4J_URI]")
-@click.option("--neo4j-username", "neo4j__username", help="[env NEO4J_USERNAME]")
-@click.option("--neo4j-database", "neo4j__database", help="[env NEO4J_DATABASE]")
-@click.option("--drainer-id", help="unique id of this worker [env DRAINER_DRAINER_ID]")
-@click.option("--concurrency", type=int, help="sessions drained at once [env DRAINER_CONCURRENCY]")
-@click.option("--batch-size", type=int, help="entries per transaction [env DRAINER_BATCH_SIZE]")
-@click.option(
-    "--transactions", type=int,
-    help="Neo4j transactions in flight; batches waiting share the next [env DRAINER_TRANSACTIONS]",
-)  # fmt: skip
-@click.option("--lease-ttl", type=float, help="lease expiry in seconds [env DRAINER_LEASE_TTL]")
-@click.option(
-    "--poll-interval", type=float, help="idle poll in seconds [env DRAINER_POLL_INTERVAL]"
-)
-@click.option("--shutdown-grace", type=float, help="seconds to finish on SIGTERM")
-@click.option(
-    "--tx-timeout", type=float, help="seconds Neo4j lets a batch run [env DRAINER_TX_TIMEOUT]"
-)
-@click.option(
-    "--max-attempts", type=int,
-    help="tries of a write whose own failure keeps coming back (timeout, transaction memory, "
-    "deadlock) before it is dead-lettered [env DRAINER_MAX_ATTEMPTS, default 5]",
-)  # fmt: skip
-@click.option("--allow-eviction", is_flag=True, default=None, help="run despite allkeys-* eviction")
-@click.option(
-    "--metrics-port", type=int, help="serve /metrics /healthz /readyz [env DRAINER_METRICS_PORT]"
-)
-@click.option(
-    "--queries", type=click.Path(dir_okay=False),
-    help="YAML file of named queries (name: Cypher) [env DRAINER_QUERIES]",
-)  # fmt: skip
-@click.option(
-    "--allow-raw-cypher", type=bool,
-    help="false: run named queries only [env DRAINER_ALLOW_RAW_CYPHER, default true]",
-)  # fmt: skip
-@click.option(
-    "--idle-session-ttl", type=float,
-    help="seconds an emptied session stream is kept [env DRAINER_IDLE_SESSION_TTL, 86400]",
-)  # fmt: skip
-@click.option(
-    "--redact-params", is_flag=True, default=None,
-    help="keep parameters out of dead letters and error reports [env DRAINER_REDACT_PARAMS]",
-)  # fmt: skip
+@_with_options(settings_options(DrainerSettings))
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
     envvar="DRAINER_LOG_FORMAT", help="[env DRAINER_LOG_FORMAT]",
@@ -188,7 +205,7 @@ def _run_async(coro: Any, *, failure_code: int = 2) -> Any:
 
 
 @main.command()
-@_connection_options
+@_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.option("--top", default=10, show_default=True, help="sessions listed, longest-waiting first")
 @click.option("--json", "as_json", is_flag=True, help="print the stable JSON form (docs/status.md)")
 def status(top: int, as_json: bool, **options: Any) -> None:
@@ -216,7 +233,7 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@_connection_options
+@_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.option("--session", help="only this session's dead letters")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
@@ -240,7 +257,7 @@ def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
 
 
 @dlq.command("replay")
-@_connection_options
+@_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.argument("ids", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
 @click.option("--session", help="replay this session's dead letters")
@@ -259,7 +276,7 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool, session: str | None, **op
 
 
 @dlq.command("purge")
-@_connection_options
+@_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.option("--session", help="only this session's dead letters")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def dlq_purge(session: str | None, yes: bool, **options: Any) -> None:

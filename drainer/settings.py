@@ -23,7 +23,11 @@ class DrainerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DRAINER_", validate_assignment=True)
 
-    drainer_id: str = Field(default_factory=_default_id, pattern=r"^[A-Za-z0-9._:@-]{1,128}$")
+    drainer_id: str = Field(
+        default_factory=_default_id,
+        pattern=r"^[A-Za-z0-9._:@-]{1,128}$",
+        description="unique id of this worker (default host-pid-random)",
+    )
     concurrency: int = Field(default=16, ge=1, le=4096, description="sessions drained at once")
     batch_size: int = Field(default=100, ge=1, le=10000, description="entries per transaction")
     transactions: int = Field(

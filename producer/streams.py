@@ -307,15 +307,15 @@ class StreamBackend:
                 f"this flush. {_START_DRAINER} The writes stay queued in Redis."
             )
         loop = asyncio.get_running_loop()
-        grace = self._options.no_drainer_grace
-        give_up = min(loop.time() + grace, deadline)
+        grace = min(self._options.no_drainer_grace, max(0.0, deadline - loop.time()))
+        give_up = loop.time() + grace
         log.info("no drainer is alive; the flush waits for one", extra={"grace_seconds": grace})
         while loop.time() < give_up:
             await asyncio.sleep(min(_PRESENCE_POLL_SECONDS, max(0.0, give_up - loop.time())))
             if (await self._presence()).live:
                 return
         raise FlushTimeout(
-            f"no drainer is alive, and none came back within {grace}s "
+            f"no drainer is alive, and none came back within {grace:.1f}s "
             "(memory.no_drainer_grace), so nothing can apply the queued writes or acknowledge "
             f"this flush. {_START_DRAINER} The writes stay queued in Redis."
         )

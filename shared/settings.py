@@ -38,7 +38,7 @@ class RedisSettings(BaseSettings):
     ssl_certfile: Path | None = Field(default=None, description="client certificate (mutual TLS)")
     ssl_keyfile: Path | None = Field(default=None, description="the client certificate's key")
     socket_timeout: float = Field(default=10.0, gt=0, description="seconds per command")
-    connect_timeout: float = Field(default=5.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0, description="seconds to connect")
     cluster: bool = Field(
         default=False,
         description="REDIS_URL names a node of a Redis Cluster (the client finds the rest)",
@@ -136,8 +136,11 @@ class Neo4jSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NEO4J_", validate_assignment=True)
 
-    uri: str = "bolt://localhost:7687"
-    username: str = "neo4j"
+    uri: str = Field(
+        default="bolt://localhost:7687",
+        description="neo4j:// (a cluster or a single server) or bolt://; +s or +ssc for TLS",
+    )
+    username: str = Field(default="neo4j", description="the user writes run as")
     password: SecretStr = SecretStr("")
     database: str | None = Field(default=None, description="None: the server's default")
     trusted_ca: Path | None = Field(
@@ -183,7 +186,11 @@ class StreamSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CYPHERSTREAM_", validate_assignment=True)
 
-    key_prefix: str = Field(default="cs", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    key_prefix: str = Field(
+        default="cs",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="prefix of every Redis key (one deployment per prefix)",
+    )
     partitions: int = Field(default=16, ge=1, le=16384, description="fixed once data exists")
     signing_keys: SecretStr | None = Field(
         default=None,

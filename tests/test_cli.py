@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 from cypherstream import MemoryClient
+from cypherstream.drainer.settings import DrainerSettings
 from tests.helpers import DRAINER, SEQUENCED_WRITE, audit, wait_until
 
 
@@ -45,16 +46,24 @@ async def test_refuses_to_run_when_redis_may_evict_queued_writes(
 
 
 def test_help_lists_every_setting_with_its_environment_variable() -> None:
-    result = subprocess.run(
-        [*DRAINER, "run", "--help"],
-        capture_output=True,
-        text=True,
-    )
+    result = subprocess.run([*DRAINER, "run", "--help"], capture_output=True, text=True)
+    text = " ".join(result.stdout.split())  # click wraps long lines
 
     assert result.returncode == 0
-    for flag in ("--redis-url", "--concurrency", "--batch-size", "--lease-ttl", "--shutdown-grace"):
-        assert flag in result.stdout
-    assert "env REDIS_URL" in result.stdout
+    expected = [("", name, "DRAINER_") for name in DrainerSettings.model_fields]
+    for group, prefix in (("redis", "REDIS_"), ("neo4j", "NEO4J_"), ("streams", "CYPHERSTREAM_")):
+        model = DrainerSettings.model_fields[group].annotation
+        expected += [(group, name, prefix) for name in model.model_fields]  # type: ignore[union-attr]
+    for group, name, prefix in expected:
+        if name in ("redis", "neo4j", "streams"):
+            continue
+        variable = f"env {prefix}{name.upper()}"
+        if name in ("password", "signing_keys"):  # secrets: environment only
+            assert variable not in text
+            continue
+        flag = "--" + (f"{group}-{name}" if group in ("redis", "neo4j") else name)
+        assert f"{flag.replace('_', '-')} " in text, flag
+        assert variable in text, variable
 
 
 async def test_sigterm_mid_backlog_exits_zero_and_hands_its_sessions_back(
