@@ -5,44 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
-
-from redis import exceptions as rx
+from typing import Any, Literal, TypeVar
 
 from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier, BatchResult
 from cypherstream.drainer.deadletter import dead_letter
 from cypherstream.drainer.metrics import Metrics
+from cypherstream.drainer.session_scripts import LeaseLost, Read, SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.backoff import Backoff
-from cypherstream.shared.batching import ScriptPipeline
 from cypherstream.shared.connection import transient
 from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
 from cypherstream.shared.failures import Disposition, classify, error_code, error_message
-from cypherstream.shared.keys import GROUP, Keyspace
+from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
-_FLUSH_REPLY_TTL_SECONDS = 3600
-
-
-class LeaseLost(Exception):
-    """Another drainer owns the session now; stop without touching it further."""
-
-
-class SessionScripts:
-    """The scripts a drain runs, each auto-batched across the sessions a worker drains at
-    once (a drain has one call in flight, so its own calls keep their order)."""
-
-    def __init__(self, redis: Any, scripts: Scripts) -> None:
-        self.takeover = ScriptPipeline(redis, scripts.takeover).call
-        self.read = ScriptPipeline(redis, scripts.read).call
-        self.ack = ScriptPipeline(redis, scripts.ack).call
-        self.flush_ack = ScriptPipeline(redis, scripts.flush_ack).call
-        self.release = ScriptPipeline(redis, scripts.release).call
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,11 +50,8 @@ class SessionDrain:
         self.session_id = session_id
         self.lost = False
         self._d = deps
-        keys = deps.keys
-        self._stream = keys.stream(session_id)
-        self._lease = keys.lease(session_id)
-        self._ready = keys.ready(keys.partition_of(session_id))
-        self._progress_id = keys.progress_id(session_id)
+        self._stream = deps.keys.stream(session_id)
+        self._progress_id = deps.keys.progress_id(session_id)
         self._me = deps.settings.drainer_id
         self._ended = False  # an end marker removed the session's keys
         # Writes that failed on their own: attempts so far, and the backoff between them.
@@ -87,7 +67,8 @@ class SessionDrain:
 
     async def _run(self, others_waiting: Any) -> None:
         await self._take_over()
-        start, batches, unreadable = "0", 0, 0
+        start: Literal["0", ">"] = "0"
+        batches, unreadable = 0, 0
         size = self._d.settings.batch_size
         while not self._d.stopping.is_set() and not self.lost:
             entries = await self._read(start)
@@ -118,9 +99,7 @@ class SessionDrain:
 
     async def _take_over(self) -> None:
         """Move a former owner's pending entries to this drainer, to apply them first."""
-        claimed = await self._redis_call(
-            self._d.calls.takeover, [self._lease, self._stream], [self._me, GROUP, self._me]
-        )
+        claimed = await self._redis(lambda: self._d.calls.take_over(self.session_id))
         if claimed:
             self._d.metrics.takeovers.inc()
             log.info(
@@ -128,30 +107,11 @@ class SessionDrain:
                 extra={"session_id": self.session_id, "entries": claimed},
             )
 
-    async def _read(self, start: str) -> list[tuple[str, dict[bytes, bytes] | None]]:
-        settings = self._d.settings
-        args = [
-            self._me,
-            GROUP,
-            self._me,
-            settings.batch_size,
-            start,
-            int(settings.lease_ttl * 1000),
-        ]
-        try:
-            reply = await self._redis_call(self._d.calls.read, [self._lease, self._stream], args)
-        except rx.ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was deleted by hand
-                return []
-            raise
-        if not reply:
-            return []
-        return [
-            (_text(entry_id), dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None)
-            for entry_id, fields in reply[0][1]
-        ]
+    async def _read(self, start: Literal["0", ">"]) -> Read:
+        size = self._d.settings.batch_size
+        return await self._redis(lambda: self._d.calls.read(self.session_id, size, start))
 
-    async def _process(self, entries: list[tuple[str, dict[bytes, bytes] | None]]) -> None:
+    async def _process(self, entries: Read) -> None:
         run: list[WriteEntry] = []
         for entry_id, fields in entries:
             if fields is None:  # deleted after an earlier delivery applied it
@@ -244,17 +204,14 @@ class SessionDrain:
         """Report a write that can never apply, then move the progress record past it."""
         self._d.metrics.writes_failed.labels(error_code(exc)).inc()
         self._d.metrics.dead_letters.inc()
-        await self._redis_call_plain(
-            dead_letter,
-            self._d.scripts,
-            self._d.keys,
-            self.session_id,
-            write,
-            exc,
-            drainer_id=self._me,
-            error_ttl=self._d.settings.error_ttl,
-            redact=self._d.settings.redact_params,
-        )
+        settings = self._d.settings
+        await self._redis(
+            lambda: dead_letter(
+                self._d.scripts, self._d.keys, self.session_id, write, exc,
+                drainer_id=self._me, error_ttl=settings.error_ttl,
+                redact=settings.redact_params,
+            )
+        )  # fmt: skip
         await self._with_retry(self._d.applier.consume, self._progress_id, write)
 
     async def _with_retry(self, func: Any, *args: Any) -> Any:
@@ -281,22 +238,13 @@ class SessionDrain:
                 )
                 await backoff.wait()
 
-    async def _acknowledge_flush(
-        self, marker: FlushSentinel | EndMarker, *, ending: bool = False
-    ) -> int:
-        """Answer a flush sentinel or end marker; with `ending`, also drop the session's
-        keys if nothing followed (see `flush_ack.lua`)."""
-        keys = self._d.keys
-        script_keys = [
-            self._stream,
-            keys.errors(self.session_id, marker.client_id),
-            keys.ack(keys.partition_of(self.session_id), marker.token),
-        ]
-        args: list[Any] = [GROUP, marker.entry_id, _FLUSH_REPLY_TTL_SECONDS, self.session_id]
-        if ending:
-            script_keys += [keys.seen(self.session_id), self._lease, self._ready]
-            args.append(self._me)
-        return int(await self._redis_call(self._d.calls.flush_ack, script_keys, args))
+    async def _acknowledge_flush(self, marker: FlushSentinel) -> None:
+        """Answer a flush sentinel: its client's errors go to the waiting flush."""
+        await self._redis(
+            lambda: self._d.calls.answer_flush(
+                self.session_id, marker.entry_id, marker.token, marker.client_id
+            )
+        )
 
     async def _end(self, marker: EndMarker) -> None:
         """Forget the session (progress record, then keys) if nothing followed the marker.
@@ -305,41 +253,28 @@ class SessionDrain:
         delivered again, and forgetting twice is harmless. Should a write arrive in
         between, it starts a fresh record, which is right: everything before it is done.
         """
-        if int(await self._redis_call_plain(self._d.redis.xlen, self._stream)) <= 1:
+        if int(await self._redis(lambda: self._d.redis.xlen(self._stream))) <= 1:
             await self._with_retry(self._d.applier.forget, self._progress_id)
-        ended = await self._acknowledge_flush(marker, ending=True)
-        if ended < 0:
-            raise LeaseLost
-        self._ended = ended == 1
-
-    async def _ack(self, entry_ids: list[str]) -> None:
-        await self._redis_call(self._d.calls.ack, [self._stream], [GROUP, *entry_ids])
-
-    async def _release(self, mode: str) -> int:
-        left = int(
-            await self._redis_call(
-                self._d.calls.release,
-                [self._lease, self._stream, self._ready],
-                [self._me, self.session_id, mode, int(self._d.settings.idle_session_ttl * 1000)],
+        self._ended = await self._redis(
+            lambda: self._d.calls.answer_flush(
+                self.session_id, marker.entry_id, marker.token, marker.client_id, ending=True
             )
         )
-        if left < 0:
-            raise LeaseLost
-        return left
 
-    async def _redis_call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return await self._redis_call_plain(lambda: script(keys=keys, args=args))
+    async def _ack(self, entry_ids: list[str]) -> None:
+        await self._redis(lambda: self._d.calls.ack(self.session_id, entry_ids))
 
-    async def _redis_call_plain(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _release(self, mode: Literal["idle", "yield"]) -> int:
+        return await self._redis(lambda: self._d.calls.release(self.session_id, mode))
+
+    async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:
         """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""
         backoff = Backoff(cap=self._d.settings.retry_max_delay)
         while True:
             try:
-                return await func(*args, **kwargs)
+                return await call()
             except Exception as exc:
                 if not transient(exc):
-                    if str(exc).startswith("LEASELOST"):
-                        raise LeaseLost from exc
                     raise
                 if self.lost:
                     raise LeaseLost from exc
@@ -363,7 +298,3 @@ def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:
     seq = fields.get(b"n", b"0")
     number = int(seq) if seq.isdigit() and len(seq) < 20 else 0
     return WriteEntry(entry_id, query or (name or ""), fields.get(b"p", b""), client, number, name)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

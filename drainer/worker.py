@@ -26,7 +26,8 @@ from cypherstream.drainer.apply import Applier
 from cypherstream.drainer.backlog import ready_sessions, snapshot
 from cypherstream.drainer.endpoints import Endpoints
 from cypherstream.drainer.metrics import Metrics
-from cypherstream.drainer.session import DrainDeps, SessionDrain, SessionScripts
+from cypherstream.drainer.session import DrainDeps, SessionDrain
+from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.batching import run_many
@@ -123,9 +124,14 @@ class Drainer:
         if neo4j is None:
             return
         scripts = Scripts(redis)
+        calls = SessionScripts(
+            redis, scripts, self.keys, settings.drainer_id,
+            lease_ms=int(settings.lease_ttl * 1000),
+            idle_ms=int(settings.idle_session_ttl * 1000),
+        )  # fmt: skip
         deps = DrainDeps(
-            redis, scripts, SessionScripts(redis, scripts), self.keys, applier, settings,
-            self._stopping, self.metrics, admission,
+            redis, scripts, calls, self.keys, applier, settings, self._stopping, self.metrics,
+            admission,
         )  # fmt: skip
         self._redis, self._driver = redis, driver
         await self._drain(deps)

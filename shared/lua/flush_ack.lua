@@ -9,10 +9,11 @@
 -- ARGV[1] group, ARGV[2] sentinel entry id, ARGV[3] reply ttl seconds, ARGV[4] session;
 -- for an end marker also ARGV[5] owner.
 -- Returns the errors handed over; for an end marker 1 when the keys were removed,
--- 0 when the session goes on, -1 when the caller no longer holds the lease.
+-- 0 when the session goes on, and a LEASELOST error when the caller no longer holds
+-- the lease.
 local ending = #KEYS == 6
 if ending and redis.call('GET', KEYS[5]) ~= ARGV[5] then
-  return -1
+  return redis.error_reply('LEASELOST lease of ' .. KEYS[1] .. ' is not held by ' .. ARGV[5])
 end
 local errors = redis.call('LRANGE', KEYS[2], 0, -1)
 redis.call('DEL', KEYS[2])

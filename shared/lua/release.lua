@@ -7,10 +7,10 @@
 -- An empty stream also gets an expiry (ARGV[4] ms, 0: none): a session nobody
 -- writes to again leaves no keys; `submit.lua` removes the expiry with each append.
 -- KEYS[1] lease, KEYS[2] stream, KEYS[3] ready set; ARGV[1] owner, ARGV[2] session,
--- ARGV[3] mode, ARGV[4] idle ttl ms. Returns -1 when the lease was not ours, else the
--- entries left.
+-- ARGV[3] mode, ARGV[4] idle ttl ms. Returns the entries left; a LEASELOST error when
+-- the caller no longer holds the lease.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return -1
+  return redis.error_reply('LEASELOST lease of ' .. KEYS[2] .. ' is not held by ' .. ARGV[1])
 end
 local left = redis.call('XLEN', KEYS[2])
 if left == 0 then
