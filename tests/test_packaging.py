@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,10 +27,23 @@ def run(*command: str | Path, cwd: Path | None = None) -> str:
     return done.stdout
 
 
+#: What a source distribution of the project holds: the build needs nothing else.
+SOURCES = ("pyproject.toml", "README.md", "cypherstream", "producer", "drainer", "shared")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the sources (setuptools builds in place, and
+    the repository stays as it was)."""
+    source = tmp_path_factory.mktemp("source")
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            skip = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(ROOT / name, source / name, ignore=skip)
+        else:
+            shutil.copy2(ROOT / name, source / name)
     out = tmp_path_factory.mktemp("wheel")
-    run(sys.executable, "-m", "pip", "wheel", "-q", ROOT, "--no-deps", "-w", out)
+    run(sys.executable, "-m", "pip", "wheel", "-q", source, "--no-deps", "-w", out)
     (built,) = out.glob("cypherstream-*.whl")
     return built
 
