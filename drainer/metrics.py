@@ -1,8 +1,14 @@
-"""Prometheus metrics of one drainer (its own registry: no process-wide globals)."""
+"""Prometheus metrics of one drainer (its own registry: no process-wide globals): the
+drain path's events (`drainer.events.DrainEvents`) turned into series."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from cypherstream.drainer.backlog import Status
+from cypherstream.drainer.events import RetryTarget
+from cypherstream.shared.entry import WriteEntry, id_key
+from cypherstream.shared.memory import MemoryUse
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -88,8 +94,39 @@ class Metrics:
             registry=r,
         )
 
+    # -- DrainEvents --------------------------------------------------------------------
+
+    def applied(self, writes: list[WriteEntry], now_ms: float) -> None:
+        self.writes_applied.inc(len(writes))
+        for write in writes:
+            self.lag_seconds.observe(max(0.0, now_ms - id_key(write.entry_id)[0]) / 1000)
+
     def committed(self, writes: int, seconds: float) -> None:
-        """Count one batch transaction that applied `writes` in `seconds`."""
         self.transactions.inc()
         self.batch_size.observe(writes)
         self.commit_seconds.observe(seconds)
+
+    def rejected(self, reason: str) -> None:
+        self.entries_rejected.labels(reason).inc()
+
+    def dead_lettered(self, code: str) -> None:
+        self.writes_failed.labels(code).inc()
+        self.dead_letters.inc()
+
+    def retried(self, target: RetryTarget) -> None:
+        self.retries.labels(target).inc()
+
+    def took_over(self, entries: int) -> None:
+        self.takeovers.inc()
+
+    def owning(self, sessions: int) -> None:
+        self.streams_owned.set(sessions)
+
+    def backlog(self, status: Status) -> None:
+        self.backlog_entries.set(status.entries)
+        self.ready_sessions.set(status.ready_sessions)
+        self.oldest_pending_seconds.set(status.oldest_pending_age_seconds)
+
+    def redis_memory(self, use: MemoryUse) -> None:
+        self.redis_used_memory.set(use.used)
+        self.redis_maxmemory.set(use.limit)

@@ -12,12 +12,12 @@ from typing import Any, Literal, TypeVar
 from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier, BatchResult
 from cypherstream.drainer.deadletter import dead_letter
-from cypherstream.drainer.metrics import Metrics
+from cypherstream.drainer.events import DrainEvents
 from cypherstream.drainer.session_scripts import LeaseLost, Read, SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.connection import transient
-from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, id_key, parse
+from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
 from cypherstream.shared.failures import Disposition, classify, error_code, error_message
 from cypherstream.shared.keys import Keyspace
@@ -39,7 +39,7 @@ class DrainDeps:
     applier: Applier
     settings: DrainerSettings
     stopping: asyncio.Event
-    metrics: Metrics
+    events: DrainEvents
     admission: Admission
 
 
@@ -101,7 +101,7 @@ class SessionDrain:
         """Move a former owner's pending entries to this drainer, to apply them first."""
         claimed = await self._redis(lambda: self._d.calls.take_over(self.session_id))
         if claimed:
-            self._d.metrics.takeovers.inc()
+            self._d.events.took_over(claimed)
             log.info(
                 "took over pending entries",
                 extra={"session_id": self.session_id, "entries": claimed},
@@ -124,7 +124,7 @@ class SessionDrain:
             except RejectedEntry as exc:
                 await self._apply_run(run)
                 run = []
-                self._d.metrics.entries_rejected.labels(exc.reason).inc()
+                self._d.events.rejected(exc.reason)
                 await self._fail(_as_write(entry_id, fields), exc)
                 await self._ack([entry_id])
                 continue
@@ -151,7 +151,8 @@ class SessionDrain:
             chunk = writes[:1] if suspect else writes
             apply = self._d.applier.apply_alone if suspect else self._d.applier.apply
             result: BatchResult = await self._with_retry(apply, self._progress_id, chunk)
-            self._observe(result)
+            if result.applied:
+                self._d.events.applied(result.applied, time.time() * 1000)
             for write, exc in result.failed:
                 await self._fail(write, exc)
             done = len(chunk)
@@ -178,7 +179,7 @@ class SessionDrain:
             raise LeaseLost
         backoff = backoff or Backoff(cap=self._d.settings.retry_max_delay)
         self._suspects[write.entry_id] = (attempts, backoff)
-        self._d.metrics.retries.labels("write").inc()
+        self._d.events.retried("write")
         log.warning(
             "write failed on its own, retrying it alone",
             extra={
@@ -193,17 +194,9 @@ class SessionDrain:
         await backoff.wait()
         return False
 
-    def _observe(self, result: BatchResult) -> None:
-        metrics = self._d.metrics
-        metrics.writes_applied.inc(len(result.applied))
-        now_ms = time.time() * 1000
-        for write in result.applied:
-            metrics.lag_seconds.observe(max(0.0, now_ms - id_key(write.entry_id)[0]) / 1000)
-
     async def _fail(self, write: WriteEntry, exc: BaseException) -> None:
         """Report a write that can never apply, then move the progress record past it."""
-        self._d.metrics.writes_failed.labels(error_code(exc)).inc()
-        self._d.metrics.dead_letters.inc()
+        self._d.events.dead_lettered(error_code(exc))
         settings = self._d.settings
         await self._redis(
             lambda: dead_letter(
@@ -227,7 +220,7 @@ class SessionDrain:
                     raise
                 if self.lost:
                     raise LeaseLost from exc
-                self._d.metrics.retries.labels("neo4j").inc()
+                self._d.events.retried("neo4j")
                 log.warning(
                     "Neo4j write failed, retrying",
                     extra={
@@ -278,7 +271,7 @@ class SessionDrain:
                     raise
                 if self.lost:
                     raise LeaseLost from exc
-                self._d.metrics.retries.labels("redis").inc()
+                self._d.events.retried("redis")
                 log.warning(
                     "Redis unreachable, retrying",
                     extra={

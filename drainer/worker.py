@@ -245,16 +245,13 @@ class Drainer:
     async def _backlog_stats(self, deps: DrainDeps) -> None:
         """Keep the backlog gauges current for scrapes."""
         status = await snapshot(deps.redis, self.keys, top=0)
-        self.metrics.backlog_entries.set(status.entries)
-        self.metrics.ready_sessions.set(status.ready_sessions)
-        self.metrics.oldest_pending_seconds.set(status.oldest_pending_age_seconds)
+        self.metrics.backlog(status)
 
     async def _watch_memory(self, deps: DrainDeps) -> None:
         """Redis memory against maxmemory: gauges, and a warning above `WARN_RATIO` (once
         a minute while it lasts), since a full Redis makes every producer wait."""
         use = await memory_use(deps.redis)
-        self.metrics.redis_used_memory.set(use.used)
-        self.metrics.redis_maxmemory.set(use.limit)
+        self.metrics.redis_memory(use)
         now = time.monotonic()
         if use.ratio < WARN_RATIO:
             if self._memory_warned is not None:
@@ -337,12 +334,12 @@ class Drainer:
         drain = SessionDrain(deps, session_id)
         task = asyncio.create_task(drain.run(lambda: self._waiting > 0), name=f"drain:{session_id}")
         self._active[session_id] = (drain, task)
-        self.metrics.streams_owned.set(len(self._active))
+        self.metrics.owning(len(self._active))
         task.add_done_callback(lambda t: self._finished(session_id, t))
 
     def _finished(self, session_id: str, task: asyncio.Task[None]) -> None:
         self._active.pop(session_id, None)
-        self.metrics.streams_owned.set(len(self._active))
+        self.metrics.owning(len(self._active))
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             log.error(
