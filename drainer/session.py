@@ -12,15 +12,15 @@ from typing import Any, Literal, TypeVar
 from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier, BatchResult
 from cypherstream.drainer.deadletter import dead_letter
-from cypherstream.drainer.events import DrainEvents
+from cypherstream.drainer.events import DrainEvents, RetryTarget
 from cypherstream.drainer.session_scripts import LeaseLost, Read, SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
-from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.connection import transient
 from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
 from cypherstream.shared.failures import Disposition, classify, error_code, error_message
 from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.scripts import Scripts
 
 log = logging.getLogger(__name__)
@@ -211,25 +211,12 @@ class SessionDrain:
         """Neo4j calls: passing failures are retried with capped backoff, never dropped.
         (`Applier.apply` turns a write's own failures into `BatchResult.stalled`, so only
         outages, and deadlocks of the bookkeeping statements, are retried here.)"""
-        backoff = Backoff(cap=self._d.settings.retry_max_delay)
-        while True:
-            try:
-                return await func(*args)
-            except Exception as exc:
-                if classify(exc) is Disposition.DEAD_LETTER:
-                    raise
-                if self.lost:
-                    raise LeaseLost from exc
-                self._d.events.retried("neo4j")
-                log.warning(
-                    "Neo4j write failed, retrying",
-                    extra={
-                        "session_id": self.session_id,
-                        "error": error_code(exc),
-                        "retry_in": backoff.delay,
-                    },
-                )
-                await backoff.wait()
+        return await call_with_retry(
+            lambda: func(*args),
+            retryable=lambda exc: classify(exc) is not Disposition.DEAD_LETTER,
+            backoff=Backoff(cap=self._d.settings.retry_max_delay),
+            on_retry=self._retrying("neo4j"),
+        )
 
     async def _acknowledge_flush(self, marker: FlushSentinel) -> None:
         """Answer a flush sentinel: its client's errors go to the waiting flush."""
@@ -262,25 +249,28 @@ class SessionDrain:
 
     async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:
         """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""
-        backoff = Backoff(cap=self._d.settings.retry_max_delay)
-        while True:
-            try:
-                return await call()
-            except Exception as exc:
-                if not transient(exc):
-                    raise
-                if self.lost:
-                    raise LeaseLost from exc
-                self._d.events.retried("redis")
-                log.warning(
-                    "Redis unreachable, retrying",
-                    extra={
-                        "session_id": self.session_id,
-                        "error": str(exc),
-                        "retry_in": backoff.delay,
-                    },
-                )
-                await backoff.wait()
+        return await call_with_retry(
+            call,
+            retryable=transient,
+            backoff=Backoff(cap=self._d.settings.retry_max_delay),
+            on_retry=self._retrying("redis"),
+        )
+
+    def _retrying(self, target: RetryTarget) -> Callable[[Exception, float], None]:
+        """What happens before each retry: stop if the lease is gone, count, log."""
+        what = "Neo4j write failed" if target == "neo4j" else "Redis unreachable"
+
+        def note(exc: Exception, delay: float) -> None:
+            if self.lost:
+                raise LeaseLost from exc
+            self._d.events.retried(target)
+            error = error_code(exc) if target == "neo4j" else str(exc)
+            log.warning(
+                f"{what}, retrying",
+                extra={"session_id": self.session_id, "error": error, "retry_in": delay},
+            )
+
+        return note
 
 
 def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:

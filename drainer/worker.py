@@ -29,7 +29,6 @@ from cypherstream.drainer.metrics import Metrics
 from cypherstream.drainer.session import DrainDeps, SessionDrain
 from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
-from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.batching import run_many
 from cypherstream.shared.connection import (
     REDIS_DOWN,
@@ -42,6 +41,7 @@ from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, Unsaf
 from cypherstream.shared.failures import Disposition, classify
 from cypherstream.shared.memory import WARN_RATIO, memory_use
 from cypherstream.shared.queries import QueryBook
+from cypherstream.shared.retry import Backoff
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.settings import masked_url
 from cypherstream.shared.signing import fingerprints_text

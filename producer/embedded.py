@@ -15,7 +15,6 @@ from neo4j import AsyncDriver
 
 from cypherstream.producer.backend import Report
 from cypherstream.producer.inline import run_write
-from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.errors import FlushTimeout, RetriesExhausted
 from cypherstream.shared.failures import (
     DEFAULT_MAX_ATTEMPTS,
@@ -26,6 +25,7 @@ from cypherstream.shared.failures import (
     error_message,
 )
 from cypherstream.shared.queries import QueryBook
+from cypherstream.shared.retry import Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -93,27 +93,36 @@ class EmbeddedBackend:
                 self._queue.task_done()
 
     async def _apply(self, query: str, params: dict[str, Any], session: str, item_id: str) -> None:
-        backoff = Backoff()
+        """Run one write; outages are retried for ever, a write's own passing failure
+        `DEFAULT_MAX_ATTEMPTS` times, and a write that cannot succeed is reported."""
         attempts = 0
-        while True:
-            try:
-                await run_write(self._driver, self._database, query, params)
-                return
-            except Exception as exc:
-                kind = classify(exc)
-                if kind is Disposition.RETRY_BUDGETED:
-                    attempts += 1
-                    if attempts >= DEFAULT_MAX_ATTEMPTS:
-                        exc = RetriesExhausted(attempts, error_code(exc), error_message(exc))
-                        kind = Disposition.DEAD_LETTER
-                if kind is Disposition.DEAD_LETTER:
-                    self._report(_failure(query, params, session, item_id, exc))
-                    return
-                log.warning(
-                    "in-process write failed, retrying",
-                    extra={"error": error_code(exc), "retry_in": backoff.delay},
-                )
-                await backoff.wait()
+
+        def retryable(exc: Exception) -> bool:
+            nonlocal attempts
+            kind = classify(exc)
+            if kind is Disposition.RETRY_BUDGETED:
+                attempts += 1
+                return attempts < DEFAULT_MAX_ATTEMPTS
+            return kind is Disposition.RETRY
+
+        try:
+            await call_with_retry(
+                lambda: run_write(self._driver, self._database, query, params),
+                retryable=retryable,
+                backoff=Backoff(),
+                on_retry=_log_retry,
+            )
+        except Exception as exc:
+            failure: BaseException = exc
+            if classify(exc) is Disposition.RETRY_BUDGETED:
+                failure = RetriesExhausted(attempts, error_code(exc), error_message(exc))
+            self._report(_failure(query, params, session, item_id, failure))
+
+
+def _log_retry(exc: Exception, delay: float) -> None:
+    log.warning(
+        "in-process write failed, retrying", extra={"error": error_code(exc), "retry_in": delay}
+    )
 
 
 def _failure(

@@ -16,10 +16,14 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.errors import BackpressureTimeout, FlushTimeout
+from cypherstream.shared.retry import Backoff, call_with_retry
 
 log = logging.getLogger(__name__)
+
+#: First delay and cap between tries of a write the buffer could not append.
+_RETRY_FIRST = 0.05
+_RETRY_CAP = 2.0
 
 Fields = list[bytes | str]
 Append = Callable[[str, Fields, int], Awaitable[None]]
@@ -90,22 +94,24 @@ class Handoff:
 
     async def _send(self, session_id: str) -> None:
         queue = self._queues[session_id]
-        backoff: Backoff | None = None
+
+        def failed(exc: Exception, delay: float) -> None:  # kept, and tried again
+            self.error = exc
+            log.warning(
+                "handing a write to Redis failed, retrying",
+                extra={"session_id": session_id, "error": repr(exc), "retry_in": delay},
+            )
+
         try:
             while queue:
                 fields, seq = queue[0]
-                try:
-                    await self._append(session_id, fields, seq)
-                except Exception as exc:  # kept, and tried again: nothing is dropped
-                    self.error = exc
-                    backoff = backoff or Backoff(first=0.05, cap=2.0)
-                    log.warning(
-                        "handing a write to Redis failed, retrying",
-                        extra={"session_id": session_id, "error": repr(exc)},
-                    )
-                    await backoff.wait()
-                    continue
-                backoff, self.error = None, None
+                await call_with_retry(
+                    lambda: self._append(session_id, fields, seq),  # noqa: B023 - awaited here
+                    retryable=lambda exc: True,  # nothing is dropped
+                    backoff=Backoff(first=_RETRY_FIRST, cap=_RETRY_CAP),
+                    on_retry=failed,
+                )
+                self.error = None
                 queue.popleft()
                 self._held -= 1
                 await self._notify()

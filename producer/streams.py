@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -17,7 +18,6 @@ from redis import exceptions as rx
 from cypherstream.producer.backend import Report
 from cypherstream.producer.handoff import Handoff
 from cypherstream.producer.settings import MemoryOptions
-from cypherstream.shared.backoff import Backoff, RetryWindow
 from cypherstream.shared.batching import ScriptPipeline, Wait
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.connection import REDIS_DOWN, transient, unreachable
@@ -33,6 +33,7 @@ from cypherstream.shared.failures import BufferedWriteError
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.memory import memory_use
 from cypherstream.shared.presence import Presence, presence
+from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.scripts import Scripts, submit_call
 from cypherstream.shared.settings import RedisSettings
 from cypherstream.shared.signing import Signer
@@ -48,6 +49,9 @@ Marker = Callable[[str, str], list[bytes | str]]
 _LIVENESS_CHECK_SECONDS = 2.0
 #: How often a flush that found no drainer alive looks again, within its grace period.
 _PRESENCE_POLL_SECONDS = 0.1
+#: First delay and cap of the retries of a broken Redis connection (within redis_retry).
+_REDIS_RETRY_FIRST = 0.05
+_REDIS_RETRY_CAP = 1.0
 # How long Redis remembers a client's highest appended sequence number per session.
 _SEEN_TTL_SECONDS = 3600
 _START_DRAINER = (
@@ -188,21 +192,20 @@ class StreamBackend:
     async def _call(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt`, retrying for `memory.redis_retry` seconds while Redis is
         unreachable or its replicas lag behind `memory.wait_replicas`."""
-        window = None  # made at the first failure: nothing extra on the common path
-        while True:
-            try:
-                return await attempt()
-            except Exception as exc:
-                if not (transient(exc) or isinstance(exc, NotReplicated)):
-                    raise
-                failure = exc
-            window = window or RetryWindow(self._options.redis_retry)
-            if not window.failed():
-                if isinstance(failure, NotReplicated):
-                    raise failure
-                raise unreachable(self._redis_settings, failure) from failure
-            log.warning("Redis write failed, retrying", extra={"error": str(failure)})
-            await window.wait()
+        try:
+            return await call_with_retry(
+                attempt,
+                retryable=_passing,
+                backoff=Backoff(first=_REDIS_RETRY_FIRST, cap=_REDIS_RETRY_CAP),
+                on_retry=_log_retry,
+                window=self._options.redis_retry,
+            )
+        except NotReplicated:
+            raise
+        except Exception as exc:
+            if transient(exc):
+                raise unreachable(self._redis_settings, exc) from exc
+            raise
 
     @contextlib.asynccontextmanager
     async def _session_lock(self, session_id: str) -> AsyncIterator[None]:
@@ -266,7 +269,6 @@ class StreamBackend:
         another session's.
         """
         loop = asyncio.get_running_loop()
-        window = RetryWindow(self._options.redis_retry)
         waiting = set(expected)
         replies: list[dict[str, Any]] = []
         while waiting:
@@ -277,13 +279,8 @@ class StreamBackend:
                     "still unacknowledged). Drainers are alive but behind, or Neo4j is "
                     "unreachable; try a longer timeout or add drainers."
                 )
-            try:
-                popped = await self._redis.blpop([key], timeout=min(left, _LIVENESS_CHECK_SECONDS))
-            except REDIS_DOWN as exc:  # replies wait in the list meanwhile
-                if not window.failed():
-                    raise unreachable(self._redis_settings, exc) from exc
-                await window.wait()
-                continue
+            wait = min(left, _LIVENESS_CHECK_SECONDS)
+            popped = await self._call(functools.partial(self._redis.blpop, [key], timeout=wait))
             if popped is None:
                 await self._require_live_drainer(deadline)
                 continue
@@ -346,3 +343,12 @@ class StreamBackend:
         if self._handoff is not None:
             await self._handoff.close()
         await self._redis.aclose()
+
+
+def _passing(exc: Exception) -> bool:
+    """Redis unreachable or refusing writes for now, or replicas behind: worth a retry."""
+    return transient(exc) or isinstance(exc, NotReplicated)
+
+
+def _log_retry(exc: Exception, delay: float) -> None:
+    log.warning("Redis write failed, retrying", extra={"error": str(exc), "retry_in": delay})

@@ -14,8 +14,8 @@ from typing import Any
 from neo4j import AsyncDriver
 from neo4j import exceptions as nx
 
-from cypherstream.shared.backoff import Backoff
 from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.retry import Backoff, call_with_retry
 
 # Another process created the same rule between our check and our commit.
 _ALREADY_THERE = frozenset(
@@ -27,8 +27,8 @@ _ALREADY_THERE = frozenset(
         "Neo.ClientError.Schema.IndexWithNameAlreadyExists",
     }
 )
-#: Tries of one schema statement that keeps losing races (deadlocks) before giving up.
-_ATTEMPTS = 10
+#: Seconds one schema statement may keep losing races (deadlocks) before it fails.
+_RACE_WINDOW = 10.0
 
 
 async def create_schema(
@@ -41,18 +41,21 @@ async def create_schema(
 
 
 async def _create(driver: AsyncDriver, database: str | None, statement: str) -> None:
-    backoff = Backoff(first=0.05, cap=1.0)
-    for attempt in range(1, _ATTEMPTS + 1):
+    async def attempt() -> None:
         try:
             async with driver.session(database=database) as session:
                 await session.execute_write(_run, statement)
-            return
         except nx.Neo4jError as exc:
-            if exc.code in _ALREADY_THERE:
-                return
-            if classify(exc) is Disposition.DEAD_LETTER or attempt == _ATTEMPTS:
+            if exc.code not in _ALREADY_THERE:
                 raise
-        await backoff.wait()
+
+    await call_with_retry(
+        attempt,
+        retryable=lambda exc: classify(exc) is not Disposition.DEAD_LETTER,
+        backoff=Backoff(first=0.05, cap=1.0),
+        on_retry=lambda exc, delay: None,  # a lost race: quiet, and soon over
+        window=_RACE_WINDOW,
+    )
 
 
 async def _run(tx: Any, statement: str) -> None:
