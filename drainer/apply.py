@@ -1,4 +1,4 @@
-"""Applying a session's writes to Neo4j exactly once in effect.
+"""Applying sessions' writes to Neo4j exactly once in effect, in shared transactions.
 
 Each session has a `CypherstreamProgress` node holding the id of the last entry
 applied. Every transaction locks it first, skips entries at or below it, runs the
@@ -17,35 +17,13 @@ from typing import Any
 
 from neo4j import AsyncDriver, unit_of_work
 
+from cypherstream.drainer.progress import ADVANCE, lock
 from cypherstream.drainer.unwind import group
 from cypherstream.shared.coalescing import Coalescer
 from cypherstream.shared.codec import decode_params
+from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.entry import WriteEntry, id_key
 from cypherstream.shared.errors import MalformedEntry
-from cypherstream.shared.failures import Disposition, classify
-from cypherstream.shared.schema import create_schema
-
-PROGRESS_LABEL = "CypherstreamProgress"
-
-SCHEMA = (
-    f"CREATE CONSTRAINT cypherstream_progress IF NOT EXISTS "
-    f"FOR (p:{PROGRESS_LABEL}) REQUIRE p.stream IS UNIQUE"
-)
-# Finds records of sessions idle for long, to prune those whose stream expired.
-_UPDATED_INDEX = (
-    f"CREATE INDEX cypherstream_progress_updated IF NOT EXISTS "
-    f"FOR (p:{PROGRESS_LABEL}) ON (p.updated_at)"
-)
-# Writing a property takes the node's write lock, serializing every committer.
-_LOCK = (
-    f"UNWIND $streams AS stream MERGE (p:{PROGRESS_LABEL} {{stream: stream}}) "
-    "SET p.transactions = coalesce(p.transactions, 0) + 1 "
-    "RETURN stream, p.last_id AS last_id"
-)
-_ADVANCE = (
-    f"UNWIND $rows AS row MATCH (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
-    "SET p.last_id = row.last_id, p.updated_at = datetime()"
-)
 
 
 class MalformedParams(MalformedEntry):
@@ -95,23 +73,6 @@ class Applier:
     def transactions(self) -> int:
         """Batch transactions committed or tried so far (several sessions may share one)."""
         return self._commits.batches
-
-    async def ensure_schema(self) -> None:
-        """Create the progress record's constraint and index (safe with other drainers
-        doing it at the same moment)."""
-        await create_schema(self._driver, self._database, (SCHEMA, _UPDATED_INDEX))
-
-    async def idle_records(self, prefix: str, idle_seconds: float, limit: int) -> list[str]:
-        """Progress records under `prefix` not advanced for `idle_seconds`, oldest first."""
-        async with self._driver.session(database=self._database) as session:
-            return list(await session.execute_read(_run_idle, prefix, idle_seconds, limit))
-
-    async def forget_idle(self, streams: list[str], idle_seconds: float) -> None:
-        """Delete those of `streams`' records that are still idle for `idle_seconds`."""
-        async with self._driver.session(database=self._database) as session:
-            await session.execute_write(
-                self._unit(_run_statement), _FORGET_IDLE, streams=streams, idle=idle_seconds
-            )
 
     async def apply(self, stream: str, writes: list[WriteEntry]) -> BatchResult:
         """Apply `writes` (in entry order). Raises on a passing failure, for the caller
@@ -176,28 +137,6 @@ class Applier:
             result.skipped += one.skipped
         return result
 
-    async def consume(self, stream: str, write: WriteEntry) -> bool:
-        """Move the progress record past a write that failed for good.
-
-        Returns False when it was already past (another delivery got there first).
-        """
-
-        async def work(tx: Any) -> bool:
-            last = (await _lock(tx, [stream])).get(stream)
-            if last is not None and id_key(write.entry_id) <= id_key(last):
-                return False
-            rows = [{"stream": stream, "last_id": write.entry_id}]
-            await (await tx.run(_ADVANCE, rows=rows)).consume()
-            return True
-
-        async with self._driver.session(database=self._database) as session:
-            return bool(await session.execute_write(self._unit(work)))
-
-    async def forget(self, stream: str) -> None:
-        """Delete a session's progress record: its stream is about to be removed."""
-        async with self._driver.session(database=self._database) as session:
-            await session.execute_write(self._unit(_run_statement), _FORGET, stream=stream)
-
     async def _transaction(
         self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, Any]]]]]
     ) -> list[BatchResult]:
@@ -207,7 +146,7 @@ class Applier:
 
         async def work(tx: Any) -> list[BatchResult]:
             streams = sorted({stream for stream, _ in batches})
-            last = await _lock(tx, streams)
+            last = await lock(tx, streams)
             results = [BatchResult() for _ in batches]
             todo = []
             for n, (stream, decoded) in enumerate(batches):
@@ -227,7 +166,7 @@ class Applier:
                 if result.applied
             ]
             if advances:
-                await (await tx.run(_ADVANCE, rows=advances)).consume()
+                await (await tx.run(ADVANCE, rows=advances)).consume()
             return results
 
         started = time.perf_counter()
@@ -237,34 +176,6 @@ class Applier:
         if applied and self._on_commit is not None:
             self._on_commit(applied, time.perf_counter() - started)
         return results
-
-
-_FORGET = f"MATCH (p:{PROGRESS_LABEL} {{stream: $stream}}) DELETE p"
-
-
-_IDLE = (
-    f"MATCH (p:{PROGRESS_LABEL}) WHERE p.updated_at < datetime() - duration({{seconds: $idle}}) "
-    "AND p.stream STARTS WITH $prefix RETURN p.stream AS stream ORDER BY p.updated_at LIMIT $limit"
-)
-_FORGET_IDLE = (
-    f"MATCH (p:{PROGRESS_LABEL}) WHERE p.stream IN $streams "
-    "AND p.updated_at < datetime() - duration({seconds: $idle}) DELETE p"
-)
-
-
-async def _run_statement(tx: Any, statement: str, /, **params: Any) -> None:
-    await (await tx.run(statement, params)).consume()
-
-
-async def _run_idle(tx: Any, prefix: str, idle: float, limit: int) -> list[str]:
-    result = await tx.run(_IDLE, prefix=prefix, idle=idle, limit=limit)
-    return [record["stream"] async for record in result]
-
-
-async def _lock(tx: Any, streams: list[str]) -> dict[str, str]:
-    """Lock the progress records of `streams`; the last entry id each applied."""
-    result = await tx.run(_LOCK, streams=streams)
-    return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
 
 
 def _alone_failed(write: WriteEntry, exc: BaseException, kind: Disposition) -> BatchResult:

@@ -24,7 +24,7 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
 from cypherstream.drainer.backlog import Status, snapshot
-from cypherstream.drainer.deadletter import DeadLetter, list_dead_letters, purge, replay
+from cypherstream.drainer.dlq import DeadLetter, list_dead_letters, purge, replay
 from cypherstream.drainer.logs import setup_logging
 from cypherstream.drainer.report import print_status
 from cypherstream.drainer.settings import DrainerSettings

@@ -13,12 +13,13 @@ from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier, BatchResult
 from cypherstream.drainer.deadletter import dead_letter
 from cypherstream.drainer.events import DrainEvents, RetryTarget
+from cypherstream.drainer.progress import ProgressRecords
 from cypherstream.drainer.session_scripts import LeaseLost, Read, SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.connection import transient
+from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
 from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
-from cypherstream.shared.failures import Disposition, classify, error_code, error_message
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.scripts import Scripts
@@ -29,14 +30,16 @@ T = TypeVar("T")
 
 
 @dataclass
-class DrainDeps:
-    """What every session drain of one worker shares."""
+class DrainContext:
+    """What every session drain of one worker shares: its connections, settings and
+    observers."""
 
     redis: Any
     scripts: Scripts
     calls: SessionScripts
     keys: Keyspace
     applier: Applier
+    progress: ProgressRecords
     settings: DrainerSettings
     stopping: asyncio.Event
     events: DrainEvents
@@ -46,13 +49,13 @@ class DrainDeps:
 class SessionDrain:
     """Applies one session's entries until the stream is empty, its turn ends, or shutdown."""
 
-    def __init__(self, deps: DrainDeps, session_id: str) -> None:
+    def __init__(self, context: DrainContext, session_id: str) -> None:
         self.session_id = session_id
         self.lost = False
-        self._d = deps
-        self._stream = deps.keys.stream(session_id)
-        self._progress_id = deps.keys.progress_id(session_id)
-        self._me = deps.settings.drainer_id
+        self._ctx = context
+        self._stream = context.keys.stream(session_id)
+        self._progress_id = context.keys.progress_id(session_id)
+        self._me = context.settings.drainer_id
         self._ended = False  # an end marker removed the session's keys
         # Writes that failed on their own: attempts so far, and the backoff between them.
         self._suspects: dict[str, tuple[int, Backoff]] = {}
@@ -69,8 +72,8 @@ class SessionDrain:
         await self._take_over()
         start: Literal["0", ">"] = "0"
         batches, unreadable = 0, 0
-        size = self._d.settings.batch_size
-        while not self._d.stopping.is_set() and not self.lost:
+        size = self._ctx.settings.batch_size
+        while not self._ctx.stopping.is_set() and not self.lost:
             entries = await self._read(start)
             if len(entries) < size:
                 start = ">"  # no more pending entries of its own: new ones from now on
@@ -93,23 +96,23 @@ class SessionDrain:
             if len(entries) < size and await self._release("idle") == 0:
                 return  # a short batch was most likely the last: no empty read to learn so
             batches += 1
-            if batches >= self._d.settings.turn_batches and others_waiting():
+            if batches >= self._ctx.settings.turn_batches and others_waiting():
                 break
         await self._release("yield")
 
     async def _take_over(self) -> None:
         """Move a former owner's pending entries to this drainer, to apply them first."""
-        claimed = await self._redis(lambda: self._d.calls.take_over(self.session_id))
+        claimed = await self._redis(lambda: self._ctx.calls.take_over(self.session_id))
         if claimed:
-            self._d.events.took_over(claimed)
+            self._ctx.events.took_over(claimed)
             log.info(
                 "took over pending entries",
                 extra={"session_id": self.session_id, "entries": claimed},
             )
 
     async def _read(self, start: Literal["0", ">"]) -> Read:
-        size = self._d.settings.batch_size
-        return await self._redis(lambda: self._d.calls.read(self.session_id, size, start))
+        size = self._ctx.settings.batch_size
+        return await self._redis(lambda: self._ctx.calls.read(self.session_id, size, start))
 
     async def _process(self, entries: Read) -> None:
         run: list[WriteEntry] = []
@@ -120,11 +123,11 @@ class SessionDrain:
             try:
                 entry = parse(entry_id, fields)
                 if isinstance(entry, WriteEntry):
-                    entry = self._d.admission.admit(self.session_id, entry)
+                    entry = self._ctx.admission.admit(self.session_id, entry)
             except RejectedEntry as exc:
                 await self._apply_run(run)
                 run = []
-                self._d.events.rejected(exc.reason)
+                self._ctx.events.rejected(exc.reason)
                 await self._fail(_as_write(entry_id, fields), exc)
                 await self._ack([entry_id])
                 continue
@@ -149,10 +152,10 @@ class SessionDrain:
         while writes:
             suspect = writes[0].entry_id in self._suspects
             chunk = writes[:1] if suspect else writes
-            apply = self._d.applier.apply_alone if suspect else self._d.applier.apply
+            apply = self._ctx.applier.apply_alone if suspect else self._ctx.applier.apply
             result: BatchResult = await self._with_retry(apply, self._progress_id, chunk)
             if result.applied:
-                self._d.events.applied(result.applied, time.time() * 1000)
+                self._ctx.events.applied(result.applied, time.time() * 1000)
             for write, exc in result.failed:
                 await self._fail(write, exc)
             done = len(chunk)
@@ -170,16 +173,16 @@ class SessionDrain:
         else wait before its next attempt. Whether it was given up."""
         attempts, backoff = self._suspects.get(write.entry_id, (0, None))
         attempts += 1
-        limit = self._d.settings.max_attempts
+        limit = self._ctx.settings.max_attempts
         if attempts >= limit:
             self._suspects.pop(write.entry_id, None)
             await self._fail(write, RetriesExhausted(attempts, error_code(exc), error_message(exc)))
             return True
         if self.lost:
             raise LeaseLost
-        backoff = backoff or Backoff(cap=self._d.settings.retry_max_delay)
+        backoff = backoff or Backoff(cap=self._ctx.settings.retry_max_delay)
         self._suspects[write.entry_id] = (attempts, backoff)
-        self._d.events.retried("write")
+        self._ctx.events.retried("write")
         log.warning(
             "write failed on its own, retrying it alone",
             extra={
@@ -196,16 +199,16 @@ class SessionDrain:
 
     async def _fail(self, write: WriteEntry, exc: BaseException) -> None:
         """Report a write that can never apply, then move the progress record past it."""
-        self._d.events.dead_lettered(error_code(exc))
-        settings = self._d.settings
+        self._ctx.events.dead_lettered(error_code(exc))
+        settings = self._ctx.settings
         await self._redis(
             lambda: dead_letter(
-                self._d.scripts, self._d.keys, self.session_id, write, exc,
+                self._ctx.scripts, self._ctx.keys, self.session_id, write, exc,
                 drainer_id=self._me, error_ttl=settings.error_ttl,
                 redact=settings.redact_params,
             )
         )  # fmt: skip
-        await self._with_retry(self._d.applier.consume, self._progress_id, write)
+        await self._with_retry(self._ctx.progress.consume, self._progress_id, write)
 
     async def _with_retry(self, func: Any, *args: Any) -> Any:
         """Neo4j calls: passing failures are retried with capped backoff, never dropped.
@@ -214,14 +217,14 @@ class SessionDrain:
         return await call_with_retry(
             lambda: func(*args),
             retryable=lambda exc: classify(exc) is not Disposition.DEAD_LETTER,
-            backoff=Backoff(cap=self._d.settings.retry_max_delay),
+            backoff=Backoff(cap=self._ctx.settings.retry_max_delay),
             on_retry=self._retrying("neo4j"),
         )
 
     async def _acknowledge_flush(self, marker: FlushSentinel) -> None:
         """Answer a flush sentinel: its client's errors go to the waiting flush."""
         await self._redis(
-            lambda: self._d.calls.answer_flush(
+            lambda: self._ctx.calls.answer_flush(
                 self.session_id, marker.entry_id, marker.token, marker.client_id
             )
         )
@@ -233,26 +236,26 @@ class SessionDrain:
         delivered again, and forgetting twice is harmless. Should a write arrive in
         between, it starts a fresh record, which is right: everything before it is done.
         """
-        if int(await self._redis(lambda: self._d.redis.xlen(self._stream))) <= 1:
-            await self._with_retry(self._d.applier.forget, self._progress_id)
+        if int(await self._redis(lambda: self._ctx.redis.xlen(self._stream))) <= 1:
+            await self._with_retry(self._ctx.progress.forget, self._progress_id)
         self._ended = await self._redis(
-            lambda: self._d.calls.answer_flush(
+            lambda: self._ctx.calls.answer_flush(
                 self.session_id, marker.entry_id, marker.token, marker.client_id, ending=True
             )
         )
 
     async def _ack(self, entry_ids: list[str]) -> None:
-        await self._redis(lambda: self._d.calls.ack(self.session_id, entry_ids))
+        await self._redis(lambda: self._ctx.calls.ack(self.session_id, entry_ids))
 
     async def _release(self, mode: Literal["idle", "yield"]) -> int:
-        return await self._redis(lambda: self._d.calls.release(self.session_id, mode))
+        return await self._redis(lambda: self._ctx.calls.release(self.session_id, mode))
 
     async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:
         """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""
         return await call_with_retry(
             call,
             retryable=transient,
-            backoff=Backoff(cap=self._d.settings.retry_max_delay),
+            backoff=Backoff(cap=self._ctx.settings.retry_max_delay),
             on_retry=self._retrying("redis"),
         )
 
@@ -263,7 +266,7 @@ class SessionDrain:
         def note(exc: Exception, delay: float) -> None:
             if self.lost:
                 raise LeaseLost from exc
-            self._d.events.retried(target)
+            self._ctx.events.retried(target)
             error = error_code(exc) if target == "neo4j" else str(exc)
             log.warning(
                 f"{what}, retrying",

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from redis import exceptions as rx
 
-from cypherstream.shared.batching import ScriptPipeline
 from cypherstream.shared.keys import GROUP, Keyspace
+from cypherstream.shared.pipelines import ScriptPipeline
 from cypherstream.shared.scripts import Scripts
 
 Fields = dict[bytes, bytes]

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cypherstream.shared.failures import DEFAULT_MAX_ATTEMPTS
+from cypherstream.shared.dispositions import DEFAULT_MAX_ATTEMPTS
 from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 
 

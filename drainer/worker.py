@@ -26,10 +26,10 @@ from cypherstream.drainer.apply import Applier
 from cypherstream.drainer.backlog import ready_sessions, snapshot
 from cypherstream.drainer.endpoints import Endpoints
 from cypherstream.drainer.metrics import Metrics
-from cypherstream.drainer.session import DrainDeps, SessionDrain
+from cypherstream.drainer.progress import ProgressRecords
+from cypherstream.drainer.session import DrainContext, SessionDrain
 from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
-from cypherstream.shared.batching import run_many
 from cypherstream.shared.connection import (
     REDIS_DOWN,
     check_neo4j,
@@ -37,9 +37,10 @@ from cypherstream.shared.connection import (
     open_redis,
     transient,
 )
+from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
-from cypherstream.shared.failures import Disposition, classify
 from cypherstream.shared.memory import WARN_RATIO, memory_use
+from cypherstream.shared.pipelines import run_many
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.retry import Backoff
 from cypherstream.shared.scripts import Scripts
@@ -118,8 +119,9 @@ class Drainer:
             driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
             on_commit=self.metrics.committed,
         )  # fmt: skip
+        progress = ProgressRecords(driver, settings.neo4j.database, settings.tx_timeout)
         neo4j = await self._until_up(
-            f"Neo4j at {settings.neo4j.uri}", lambda: self._prepare_neo4j(driver, applier)
+            f"Neo4j at {settings.neo4j.uri}", lambda: self._prepare_neo4j(driver, progress)
         )
         if neo4j is None:
             return
@@ -129,17 +131,17 @@ class Drainer:
             lease_ms=int(settings.lease_ttl * 1000),
             idle_ms=int(settings.idle_session_ttl * 1000),
         )  # fmt: skip
-        deps = DrainDeps(
-            redis, scripts, calls, self.keys, applier, settings, self._stopping, self.metrics,
-            admission,
+        context = DrainContext(
+            redis, scripts, calls, self.keys, applier, progress, settings, self._stopping,
+            self.metrics, admission,
         )  # fmt: skip
         self._redis, self._driver = redis, driver
-        await self._drain(deps)
+        await self._drain(context)
 
-    async def _prepare_neo4j(self, driver: AsyncDriver, applier: Applier) -> bool:
+    async def _prepare_neo4j(self, driver: AsyncDriver, progress: ProgressRecords) -> bool:
         await check_neo4j(self.settings.neo4j, driver)
         try:
-            await applier.ensure_schema()
+            await progress.ensure_schema()
         except Exception as exc:
             if classify(exc) is Disposition.RETRY and not isinstance(exc, nx.AuthError):
                 raise neo4j_unreachable(self.settings.neo4j, exc) from exc
@@ -180,31 +182,31 @@ class Drainer:
             return None
         return task.result()
 
-    async def _drain(self, deps: DrainDeps) -> None:
+    async def _drain(self, context: DrainContext) -> None:
         """Heartbeat, sweep and watch in the background; schedule sessions until stopped."""
         settings = self.settings
-        await self._heartbeat(deps)
+        await self._heartbeat(context)
         background = [
-            _every(settings.lease_ttl / 3, lambda: self._heartbeat(deps), "heartbeat"),
-            _every(settings.sweep_interval, lambda: self._sweep(deps), "sweep"),
-            _every(settings.stats_interval, lambda: self._watch_memory(deps), "memory"),
+            _every(settings.lease_ttl / 3, lambda: self._heartbeat(context), "heartbeat"),
+            _every(settings.sweep_interval, lambda: self._sweep(context), "sweep"),
+            _every(settings.stats_interval, lambda: self._watch_memory(context), "memory"),
         ]
         if settings.metrics_port is not None:
             background.append(
-                _every(settings.stats_interval, lambda: self._backlog_stats(deps), "stats")
+                _every(settings.stats_interval, lambda: self._backlog_stats(context), "stats")
             )
         log.info("drainer started", extra=_effective(settings))
         self.ready.set()
         try:
-            await self._schedule(deps)
+            await self._schedule(context)
         finally:
-            await self._shutdown(deps)
+            await self._shutdown(context)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(*REDIS_DOWN):
-                await deps.redis.zrem(self.keys.drainers, settings.drainer_id)
-                await deps.redis.delete(self.keys.drainer_info(settings.drainer_id))
+                await context.redis.zrem(self.keys.drainers, settings.drainer_id)
+                await context.redis.delete(self.keys.drainer_info(settings.drainer_id))
 
     async def _stop_endpoints(self) -> None:
         if self.endpoints is not None:
@@ -242,15 +244,15 @@ class Drainer:
             return False, f"Neo4j unreachable: {type(exc).__name__}"
         return True, "ok"
 
-    async def _backlog_stats(self, deps: DrainDeps) -> None:
+    async def _backlog_stats(self, context: DrainContext) -> None:
         """Keep the backlog gauges current for scrapes."""
-        status = await snapshot(deps.redis, self.keys, top=0)
+        status = await snapshot(context.redis, self.keys, top=0)
         self.metrics.backlog(status)
 
-    async def _watch_memory(self, deps: DrainDeps) -> None:
+    async def _watch_memory(self, context: DrainContext) -> None:
         """Redis memory against maxmemory: gauges, and a warning above `WARN_RATIO` (once
         a minute while it lasts), since a full Redis makes every producer wait."""
-        use = await memory_use(deps.redis)
+        use = await memory_use(context.redis)
         self.metrics.redis_memory(use)
         now = time.monotonic()
         if use.ratio < WARN_RATIO:
@@ -287,21 +289,21 @@ class Drainer:
 
     # -- scheduling -----------------------------------------------------------------------
 
-    async def _schedule(self, deps: DrainDeps) -> None:
+    async def _schedule(self, context: DrainContext) -> None:
         """Take ready sessions while there are free slots; wait when there is nothing."""
         while not self._stopping.is_set():
             self._last_tick = time.monotonic()
             free = self.settings.concurrency - len(self._active)
             started = 0
             try:
-                ready = await self._ready_sessions(deps, limit=max(free, 1) * 2)
+                ready = await self._ready_sessions(context, limit=max(free, 1) * 2)
                 candidates = [session for session in ready if session not in self._active]
                 self._waiting = len(candidates)
                 while started < free and candidates:
                     # Those at the front may be another drainer's: try a slot's worth at once.
                     batch, candidates = candidates[: free - started], candidates[free - started :]
-                    for session_id in await self._acquire(deps, batch):
-                        self._start(deps, session_id)
+                    for session_id in await self._acquire(context, batch):
+                        self._start(context, session_id)
                         started += 1
             except Exception as exc:  # the scheduler outlives any one failed look
                 if transient(exc):
@@ -315,23 +317,23 @@ class Drainer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
-    async def _ready_sessions(self, deps: DrainDeps, limit: int) -> list[str]:
-        ready = await ready_sessions(deps.redis, self.keys, per_partition=limit)
+    async def _ready_sessions(self, context: DrainContext, limit: int) -> list[str]:
+        ready = await ready_sessions(context.redis, self.keys, per_partition=limit)
         return [session for session, _ in ready[:limit]]
 
-    async def _acquire(self, deps: DrainDeps, sessions: list[str]) -> list[str]:
+    async def _acquire(self, context: DrainContext, sessions: list[str]) -> list[str]:
         """Take the leases of those of `sessions` nobody holds, in one round trip."""
         ttl_ms = int(self.settings.lease_ttl * 1000)
         me = self.settings.drainer_id
         calls = [([self.keys.lease(session_id)], [me, ttl_ms]) for session_id in sessions]
-        taken = await run_many(deps.redis, deps.scripts.acquire, calls)
+        taken = await run_many(context.redis, context.scripts.acquire, calls)
         for reply in taken:
             if isinstance(reply, Exception):
                 raise reply
         return [session_id for session_id, ok in zip(sessions, taken, strict=True) if ok]
 
-    def _start(self, deps: DrainDeps, session_id: str) -> None:
-        drain = SessionDrain(deps, session_id)
+    def _start(self, context: DrainContext, session_id: str) -> None:
+        drain = SessionDrain(context, session_id)
         task = asyncio.create_task(drain.run(lambda: self._waiting > 0), name=f"drain:{session_id}")
         self._active[session_id] = (drain, task)
         self.metrics.owning(len(self._active))
@@ -350,14 +352,14 @@ class Drainer:
 
     # -- liveness -------------------------------------------------------------------------
 
-    async def _heartbeat(self, deps: DrainDeps) -> None:
+    async def _heartbeat(self, context: DrainContext) -> None:
         ttl_ms = int(self.settings.lease_ttl * 1000)
         info = [
             "host", socket.gethostname(), "pid", os.getpid(),
             "streams_owned", len(self._active), "started", int(self._started),
-            "signing", fingerprints_text(deps.admission.signer),
+            "signing", fingerprints_text(context.admission.signer),
         ]  # fmt: skip
-        await deps.scripts.heartbeat(
+        await context.scripts.heartbeat(
             keys=[
                 self.keys.drainers,
                 self.keys.drainer_info(self.settings.drainer_id),
@@ -369,7 +371,7 @@ class Drainer:
         if not sessions:
             return
         calls = [([self.keys.lease(s)], [self.settings.drainer_id, ttl_ms]) for s in sessions]
-        renewed = await run_many(deps.redis, deps.scripts.renew, calls)
+        renewed = await run_many(context.redis, context.scripts.renew, calls)
         for session_id, ok in zip(sessions, renewed, strict=True):
             if isinstance(ok, BaseException):
                 raise ok  # the heartbeat loop logs it and tries again
@@ -377,26 +379,26 @@ class Drainer:
             if not ok and entry is not None:
                 entry[0].lost = True
 
-    async def _sweep(self, deps: DrainDeps) -> None:
+    async def _sweep(self, context: DrainContext) -> None:
         """One SCAN over every session stream, by one drainer of the fleet per interval:
         the net costs O(all sessions) per interval, however many drainers run."""
         turn_ms = int(self.settings.sweep_interval * 1000)
-        if not await deps.scripts.acquire(
+        if not await context.scripts.acquire(
             keys=[self.keys.sweep_turn], args=[self.settings.drainer_id, turn_ms]
         ):
             return
         page: list[str] = []
-        async for key in deps.redis.scan_iter(
+        async for key in context.redis.scan_iter(
             match=self.keys.stream_pattern, count=1000, _type="stream"
         ):
             page.append(key.decode())
             if len(page) == _SWEEP_PAGE:
-                await self._sweep_page(deps, page)
+                await self._sweep_page(context, page)
                 page = []
-        await self._sweep_page(deps, page)
-        await self._prune(deps)
+        await self._sweep_page(context, page)
+        await self._prune(context)
 
-    async def _sweep_page(self, deps: DrainDeps, streams: list[str]) -> None:
+    async def _sweep_page(self, context: DrainContext, streams: list[str]) -> None:
         if not streams:
             return
         calls = []
@@ -405,31 +407,31 @@ class Drainer:
             ready = self.keys.ready(self.keys.partition_of(session_id))
             calls.append(([stream, ready], [session_id]))
         for (_, [session_id]), readied in zip(
-            calls, await run_many(deps.redis, deps.scripts.sweep, calls), strict=True
+            calls, await run_many(context.redis, context.scripts.sweep, calls), strict=True
         ):
             if isinstance(readied, Exception):
                 raise readied
             if readied:
                 log.warning("sweep found a ready session missing", extra={"session_id": session_id})
 
-    async def _prune(self, deps: DrainDeps) -> None:
+    async def _prune(self, context: DrainContext) -> None:
         """Delete the Neo4j progress records of sessions whose streams Redis expired
         (idle past `idle_session_ttl`, never ended); a page per sweep."""
         idle = self.settings.idle_session_ttl
         prefix = self.keys.progress_id("")
-        records = await deps.applier.idle_records(prefix, idle, _SWEEP_PAGE)
+        records = await context.progress.idle_records(prefix, idle, _SWEEP_PAGE)
         if not records:
             return
-        async with deps.redis.pipeline(transaction=False) as pipe:
+        async with context.redis.pipeline(transaction=False) as pipe:
             for record in records:
                 pipe.exists(self.keys.stream(record.removeprefix(prefix)))
             exists = await pipe.execute()
         expired = [record for record, found in zip(records, exists, strict=True) if not found]
         if expired:
-            await deps.applier.forget_idle(expired, idle)
+            await context.progress.forget_idle(expired, idle)
             log.info("pruned progress records of expired sessions", extra={"records": len(expired)})
 
-    async def _shutdown(self, deps: DrainDeps) -> None:
+    async def _shutdown(self, context: DrainContext) -> None:
         """Let in-flight batches finish (they release their leases), within the grace time."""
         self._stopping.set()
         tasks = [task for _, task in self._active.values()]

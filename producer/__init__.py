@@ -30,8 +30,8 @@ from cypherstream.shared.errors import (
     RedisUnavailable,
     UnsupportedParameter,
 )
-from cypherstream.shared.failures import BufferedWriteError
 from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
+from cypherstream.shared.write_errors import BufferedWriteError
 
 __all__ = [
     "SCHEMA",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.write_errors import BufferedWriteError
 
 Report = Callable[[BufferedWriteError], None]
 """How a backend hands a failed write to the client (`write_errors`, `on_error`)."""

@@ -28,7 +28,7 @@ from cypherstream.producer.records import (
 )
 from cypherstream.producer.settings import MemorySettings
 from cypherstream.shared.errors import ClientClosed
-from cypherstream.shared.failures import BufferedWriteError
+from cypherstream.shared.write_errors import BufferedWriteError
 
 T = TypeVar("T")
 R = TypeVar("R", bound=MemoryRecord)

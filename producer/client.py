@@ -27,13 +27,13 @@ from cypherstream.producer.streams import StreamBackend
 from cypherstream.shared.codec import check_params
 from cypherstream.shared.connection import check_neo4j, open_redis
 from cypherstream.shared.errors import ClientClosed, InvalidWrite, Neo4jUnavailable
-from cypherstream.shared.failures import BufferedWriteError
 from cypherstream.shared.keys import validate_session_id
 from cypherstream.shared.presence import presence
 from cypherstream.shared.queries import BUILTIN_PREFIX, QueryBook
 from cypherstream.shared.schema import create_schema
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.signing import check_producer
+from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ from neo4j import AsyncDriver
 
 from cypherstream.producer.backend import Report
 from cypherstream.producer.inline import run_write
-from cypherstream.shared.errors import FlushTimeout, RetriesExhausted
-from cypherstream.shared.failures import (
+from cypherstream.shared.dispositions import (
     DEFAULT_MAX_ATTEMPTS,
-    BufferedWriteError,
     Disposition,
     classify,
     error_code,
     error_message,
 )
+from cypherstream.shared.errors import FlushTimeout, RetriesExhausted
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.retry import Backoff, call_with_retry
+from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,9 @@ from redis import exceptions as rx
 from cypherstream.producer.backend import Report
 from cypherstream.producer.handoff import Handoff
 from cypherstream.producer.settings import MemoryOptions
-from cypherstream.shared.batching import ScriptPipeline, Wait
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.connection import REDIS_DOWN, transient, unreachable
-from cypherstream.shared.entry import end_fields, flush_fields, write_fields
+from cypherstream.shared.entry import end_fields, flush_fields
 from cypherstream.shared.errors import (
     BackpressureTimeout,
     CypherstreamError,
@@ -29,14 +28,15 @@ from cypherstream.shared.errors import (
     InvalidWrite,
     NotReplicated,
 )
-from cypherstream.shared.failures import BufferedWriteError
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.memory import memory_use
+from cypherstream.shared.pipelines import ScriptPipeline, Wait
 from cypherstream.shared.presence import Presence, presence
 from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.scripts import Scripts, submit_call
 from cypherstream.shared.settings import RedisSettings
-from cypherstream.shared.signing import Signer
+from cypherstream.shared.signing import Signer, signed_write_fields
+from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +110,9 @@ class StreamBackend:
                 "payloads elsewhere and pass a reference, or raise the limit."
             )
         seq = next(self._seq)
-        signature = None
-        if self._signer is not None:
-            signature = self._signer.sign(session_id, query, named, packed, self._client_id, seq)
-        fields = write_fields(query, packed, self._client_id, seq, named=named, signature=signature)
+        fields = signed_write_fields(
+            self._signer, session_id, query, packed, self._client_id, seq, named=named
+        )
         if self._handoff is not None:
             await self._handoff.put(session_id, fields, seq)
         else:

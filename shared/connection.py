@@ -9,13 +9,13 @@ from neo4j import READ_ACCESS, AsyncDriver
 from neo4j import exceptions as nx
 from redis import exceptions as rx
 
+from cypherstream.shared.dispositions import Disposition, classify, error_message
 from cypherstream.shared.errors import (
     ConfigurationError,
     Neo4jUnavailable,
     RedisPermissionDenied,
     RedisUnavailable,
 )
-from cypherstream.shared.failures import Disposition, classify, error_message
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.settings import Neo4jSettings, RedisSettings, masked_url

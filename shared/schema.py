@@ -14,7 +14,7 @@ from typing import Any
 from neo4j import AsyncDriver
 from neo4j import exceptions as nx
 
-from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.retry import Backoff, call_with_retry
 
 # Another process created the same rule between our check and our commit.

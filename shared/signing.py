@@ -21,7 +21,7 @@ import logging
 
 import msgpack
 
-from cypherstream.shared.entry import WriteEntry
+from cypherstream.shared.entry import WriteEntry, write_fields
 from cypherstream.shared.errors import ConfigurationError
 from cypherstream.shared.presence import Presence
 
@@ -92,6 +92,24 @@ class Signer:
             hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), entry.signature)
             for key in self._keys
         )
+
+
+def signed_write_fields(
+    signer: Signer | None,
+    session_id: str,
+    query: str,
+    params: bytes,
+    client_id: str,
+    seq: int,
+    *,
+    named: bool = False,
+) -> list[bytes | str]:
+    """The fields of a write entry, signed when `signer` is set: what `submit` appends,
+    and what `drainer dlq replay` appends again."""
+    signature = None
+    if signer is not None:
+        signature = signer.sign(session_id, query, named, params, client_id, seq)
+    return write_fields(query, params, client_id, seq, named=named, signature=signature)
 
 
 def fingerprints_text(signer: Signer | None) -> str:

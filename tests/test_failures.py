@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from neo4j import exceptions as nx
 
-from cypherstream.shared.failures import Disposition, classify
+from cypherstream.shared.dispositions import Disposition, classify
 
 
 def neo4j_error(code: str) -> nx.Neo4jError:

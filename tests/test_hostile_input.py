@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cypherstream import MemoryClient
-from cypherstream.drainer.deadletter import list_dead_letters, replay
+from cypherstream.drainer.dlq import list_dead_letters, replay
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.entry import WriteEntry, parse
 from cypherstream.shared.errors import CypherstreamError, MalformedEntry

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cypherstream import MemoryClient
-from cypherstream.drainer.deadletter import list_dead_letters
+from cypherstream.drainer.dlq import list_dead_letters
 from cypherstream.shared.errors import ConfigurationError, UnknownQuery
 from cypherstream.shared.queries import QueryBook
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from cypherstream import MemoryClient
-from cypherstream.drainer.deadletter import list_dead_letters, replay
+from cypherstream.drainer.dlq import list_dead_letters, replay
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.entry import write_fields
 from cypherstream.shared.errors import ConfigurationError, CypherstreamError

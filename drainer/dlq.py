@@ -1,0 +1,125 @@
+"""`drainer dlq`: reading dead letters back, queueing them again, deleting them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cypherstream.shared.entry import id_key
+from cypherstream.shared.errors import BadSignature, CypherstreamError, MalformedEntry
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.signing import Signer, signed_write_fields
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One entry of the dead-letter stream."""
+
+    dead_id: str
+    session_id: str
+    entry_id: str
+    client_id: str
+    query: str
+    params: bytes
+    code: str
+    message: str
+    when: str
+    drainer_id: str
+    reason: str = "failed"
+    named: bool = False
+    redacted: bool = False
+
+    def summary(self) -> dict[str, str]:
+        """The fields people and scripts read (parameters stay encoded, and out)."""
+        return {
+            "id": self.dead_id,
+            "session": self.session_id,
+            "entry_id": self.entry_id,
+            "reason": self.reason,
+            "code": self.code,
+            "message": self.message,
+            "query": self.query,
+            "when": self.when,
+            "drainer": self.drainer_id,
+        }
+
+
+def _from_fields(dead_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    def text(name: str) -> str:
+        return fields.get(name.encode(), b"").decode(errors="replace")
+
+    return DeadLetter(
+        dead_id=dead_id.decode(),
+        session_id=text("session"),
+        entry_id=text("entry_id"),
+        client_id=text("client"),
+        query=text("query"),
+        params=fields.get(b"params", b""),
+        code=text("code"),
+        message=text("message"),
+        when=text("when"),
+        drainer_id=text("drainer"),
+        reason=text("reason") or "failed",
+        named=fields.get(b"named") == b"1",
+        redacted=fields.get(b"redacted") == b"1",
+    )
+
+
+async def list_dead_letters(
+    redis: Any, keys: Keyspace, *, session_id: str | None = None, ids: list[str] | None = None
+) -> list[DeadLetter]:
+    """Dead letters in the order they were recorded, optionally of one session or by id."""
+    letters = [
+        _from_fields(dead_id, fields) for dead_id, fields in await redis.xrange(keys.dead_letters)
+    ]
+    if session_id is not None:
+        letters = [d for d in letters if d.session_id == session_id]
+    if ids:
+        wanted = set(ids)
+        letters = [d for d in letters if d.dead_id in wanted]
+    return letters
+
+
+def _refuse_replay(letters: list[DeadLetter]) -> None:
+    for letter in letters:
+        if letter.reason in (BadSignature.reason, MalformedEntry.reason):
+            raise CypherstreamError(
+                f"dead letter {letter.dead_id} was refused as {letter.reason}: nobody "
+                "trusted signed it, and replaying would sign it now. Resubmit it from a "
+                "producer if it is genuine, or purge it."
+            )
+        if letter.redacted:
+            raise CypherstreamError(
+                f"dead letter {letter.dead_id} was recorded with its parameters redacted "
+                "(--redact-params), so it cannot be replayed; resubmit it from the producer."
+            )
+
+
+async def replay(
+    redis: Any, keys: Keyspace, letters: list[DeadLetter], signer: Signer | None = None
+) -> int:
+    """Queue dead letters again, in their original order, each to its original session.
+
+    Each is removed from the dead-letter stream once it is queued again. With signing
+    on they are signed again (with `signer`, the drainer's first key); entries that
+    were refused as unsigned or malformed, or recorded redacted, are never replayed.
+    """
+    _refuse_replay(letters)
+    scripts = Scripts(redis)
+    for letter in sorted(letters, key=lambda d: id_key(d.dead_id)):
+        session = letter.session_id
+        fields = signed_write_fields(
+            signer, session, letter.query, letter.params, letter.client_id, 0, named=letter.named
+        )
+        script_keys, args = submit_call(keys, session, fields, limit=0, client_id=letter.client_id)
+        await scripts.submit(keys=script_keys, args=args)
+        await redis.xdel(keys.dead_letters, letter.dead_id)
+    return len(letters)
+
+
+async def purge(redis: Any, keys: Keyspace, letters: list[DeadLetter]) -> int:
+    """Delete dead letters for good."""
+    if not letters:
+        return 0
+    return int(await redis.xdel(keys.dead_letters, *[d.dead_id for d in letters]))
