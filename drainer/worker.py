@@ -30,6 +30,7 @@ from cypherstream.drainer.progress import ProgressRecords
 from cypherstream.drainer.session import DrainContext, SessionDrain
 from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.drainer.worker_scripts import WorkerScripts
 from cypherstream.shared.connection import (
     REDIS_DOWN,
     check_neo4j,
@@ -40,7 +41,6 @@ from cypherstream.shared.connection import (
 from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
 from cypherstream.shared.memory import WARN_RATIO, memory_use
-from cypherstream.shared.pipelines import run_many
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.retry import Backoff
 from cypherstream.shared.scripts import Scripts
@@ -80,6 +80,7 @@ class Drainer:
         self._driver: Any = None
         self._memory_warned: float | None = None  # when the last memory warning was logged
         self._waiting_for: str | None = None  # the server start-up waits for, if any
+        self._upkeep: WorkerScripts  # set once connected
 
     def stop(self) -> None:
         """Begin a graceful shutdown: no new sessions, finish in-flight batches."""
@@ -126,9 +127,11 @@ class Drainer:
         if neo4j is None:
             return
         scripts = Scripts(redis)
+        lease_ms = int(settings.lease_ttl * 1000)
+        self._upkeep = WorkerScripts(redis, scripts, self.keys, settings.drainer_id, lease_ms)
         calls = SessionScripts(
             redis, scripts, self.keys, settings.drainer_id,
-            lease_ms=int(settings.lease_ttl * 1000),
+            lease_ms=lease_ms,
             idle_ms=int(settings.idle_session_ttl * 1000),
         )  # fmt: skip
         context = DrainContext(
@@ -302,7 +305,7 @@ class Drainer:
                 while started < free and candidates:
                     # Those at the front may be another drainer's: try a slot's worth at once.
                     batch, candidates = candidates[: free - started], candidates[free - started :]
-                    for session_id in await self._acquire(context, batch):
+                    for session_id in await self._upkeep.acquire(batch):
                         self._start(context, session_id)
                         started += 1
             except Exception as exc:  # the scheduler outlives any one failed look
@@ -320,17 +323,6 @@ class Drainer:
     async def _ready_sessions(self, context: DrainContext, limit: int) -> list[str]:
         ready = await ready_sessions(context.redis, self.keys, per_partition=limit)
         return [session for session, _ in ready[:limit]]
-
-    async def _acquire(self, context: DrainContext, sessions: list[str]) -> list[str]:
-        """Take the leases of those of `sessions` nobody holds, in one round trip."""
-        ttl_ms = int(self.settings.lease_ttl * 1000)
-        me = self.settings.drainer_id
-        calls = [([self.keys.lease(session_id)], [me, ttl_ms]) for session_id in sessions]
-        taken = await run_many(context.redis, context.scripts.acquire, calls)
-        for reply in taken:
-            if isinstance(reply, Exception):
-                raise reply
-        return [session_id for session_id, ok in zip(sessions, taken, strict=True) if ok]
 
     def _start(self, context: DrainContext, session_id: str) -> None:
         drain = SessionDrain(context, session_id)
@@ -353,39 +345,22 @@ class Drainer:
     # -- liveness -------------------------------------------------------------------------
 
     async def _heartbeat(self, context: DrainContext) -> None:
-        ttl_ms = int(self.settings.lease_ttl * 1000)
-        info = [
+        info: list[str | int] = [
             "host", socket.gethostname(), "pid", os.getpid(),
             "streams_owned", len(self._active), "started", int(self._started),
             "signing", fingerprints_text(context.admission.signer),
         ]  # fmt: skip
-        await context.scripts.heartbeat(
-            keys=[
-                self.keys.drainers,
-                self.keys.drainer_info(self.settings.drainer_id),
-                self.keys.meta,
-            ],
-            args=[self.settings.drainer_id, ttl_ms, *info],
-        )
-        sessions = list(self._active)
-        if not sessions:
-            return
-        calls = [([self.keys.lease(s)], [self.settings.drainer_id, ttl_ms]) for s in sessions]
-        renewed = await run_many(context.redis, context.scripts.renew, calls)
-        for session_id, ok in zip(sessions, renewed, strict=True):
-            if isinstance(ok, BaseException):
-                raise ok  # the heartbeat loop logs it and tries again
+        await self._upkeep.heartbeat(info)
+        lost = await self._upkeep.renew(list(self._active)) if self._active else []
+        for session_id in lost:  # the drain stops at its next call
             entry = self._active.get(session_id)
-            if not ok and entry is not None:
+            if entry is not None:
                 entry[0].lost = True
 
     async def _sweep(self, context: DrainContext) -> None:
         """One SCAN over every session stream, by one drainer of the fleet per interval:
         the net costs O(all sessions) per interval, however many drainers run."""
-        turn_ms = int(self.settings.sweep_interval * 1000)
-        if not await context.scripts.acquire(
-            keys=[self.keys.sweep_turn], args=[self.settings.drainer_id, turn_ms]
-        ):
+        if not await self._upkeep.take_sweep_turn(int(self.settings.sweep_interval * 1000)):
             return
         page: list[str] = []
         async for key in context.redis.scan_iter(
@@ -401,18 +376,8 @@ class Drainer:
     async def _sweep_page(self, context: DrainContext, streams: list[str]) -> None:
         if not streams:
             return
-        calls = []
-        for stream in streams:
-            session_id = self.keys.session_of_stream(stream)
-            ready = self.keys.ready(self.keys.partition_of(session_id))
-            calls.append(([stream, ready], [session_id]))
-        for (_, [session_id]), readied in zip(
-            calls, await run_many(context.redis, context.scripts.sweep, calls), strict=True
-        ):
-            if isinstance(readied, Exception):
-                raise readied
-            if readied:
-                log.warning("sweep found a ready session missing", extra={"session_id": session_id})
+        for session_id in await self._upkeep.sweep(streams):
+            log.warning("sweep found a ready session missing", extra={"session_id": session_id})
 
     async def _prune(self, context: DrainContext) -> None:
         """Delete the Neo4j progress records of sessions whose streams Redis expired
