@@ -217,7 +217,7 @@ class SessionDrain:
         return await call_with_retry(
             lambda: func(*args),
             retryable=lambda exc: classify(exc) is not Disposition.DEAD_LETTER,
-            backoff=Backoff(cap=self._ctx.settings.retry_max_delay),
+            backoff=self._backoff,
             on_retry=self._retrying("neo4j"),
         )
 
@@ -255,9 +255,12 @@ class SessionDrain:
         return await call_with_retry(
             call,
             retryable=transient,
-            backoff=Backoff(cap=self._ctx.settings.retry_max_delay),
+            backoff=self._backoff,
             on_retry=self._retrying("redis"),
         )
+
+    def _backoff(self) -> Backoff:
+        return Backoff(cap=self._ctx.settings.retry_max_delay)
 
     def _retrying(self, target: RetryTarget) -> Callable[[Exception, float], None]:
         """What happens before each retry: stop if the lease is gone, count, log."""

@@ -109,7 +109,7 @@ class EmbeddedBackend:
             await call_with_retry(
                 lambda: run_write(self._driver, self._database, query, params),
                 retryable=retryable,
-                backoff=Backoff(),
+                backoff=Backoff,
                 on_retry=_log_retry,
             )
         except Exception as exc:

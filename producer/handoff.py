@@ -108,7 +108,7 @@ class Handoff:
                 await call_with_retry(
                     lambda: self._append(session_id, fields, seq),  # noqa: B023 - awaited here
                     retryable=lambda exc: True,  # nothing is dropped
-                    backoff=Backoff(first=_RETRY_FIRST, cap=_RETRY_CAP),
+                    backoff=lambda: Backoff(first=_RETRY_FIRST, cap=_RETRY_CAP),
                     on_retry=failed,
                 )
                 self.error = None

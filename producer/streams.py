@@ -195,7 +195,7 @@ class StreamBackend:
             return await call_with_retry(
                 attempt,
                 retryable=_passing,
-                backoff=Backoff(first=_REDIS_RETRY_FIRST, cap=_REDIS_RETRY_CAP),
+                backoff=lambda: Backoff(first=_REDIS_RETRY_FIRST, cap=_REDIS_RETRY_CAP),
                 on_retry=_log_retry,
                 window=self._options.redis_retry,
             )

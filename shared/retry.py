@@ -39,24 +39,28 @@ async def call_with_retry(
     attempt: Callable[[], Awaitable[T]],
     *,
     retryable: Callable[[Exception], bool],
-    backoff: Backoff,
+    backoff: Callable[[], Backoff],
     on_retry: Callable[[Exception, float], None],
     window: float | None = None,
 ) -> T:
     """`attempt()`'s result, trying again after each failure that `retryable` accepts.
 
+    `backoff()` makes the delays at the first failure, so a call that succeeds at once
+    (every submit, nearly every drain call) costs nothing more than `attempt()`.
     `on_retry(error, delay)` runs before each wait (it logs and counts, and may raise
     to stop early). With `window`, the last failure is raised once a wait would end
     more than `window` seconds after the first failure; without, it retries for ever.
     """
     give_up: float | None = None
+    delays: Backoff | None = None
     while True:
         try:
             return await attempt()
         except Exception as exc:
             if not retryable(exc):
                 raise
-            delay = backoff.next_delay()
+            delays = delays or backoff()
+            delay = delays.next_delay()
             now = time.monotonic()
             if window is not None:
                 give_up = give_up if give_up is not None else now + window

@@ -52,7 +52,7 @@ async def _create(driver: AsyncDriver, database: str | None, statement: str) -> 
     await call_with_retry(
         attempt,
         retryable=lambda exc: classify(exc) is not Disposition.DEAD_LETTER,
-        backoff=Backoff(first=0.05, cap=1.0),
+        backoff=lambda: Backoff(first=0.05, cap=1.0),
         on_retry=lambda exc, delay: None,  # a lost race: quiet, and soon over
         window=_RACE_WINDOW,
     )
