@@ -46,8 +46,10 @@ def build_settings(options: dict[str, Any]) -> DrainerSettings:
     settings = DrainerSettings(**given)
     for group, values in nested.items():
         if values:
-            current = getattr(settings, group)
-            setattr(settings, group, current.model_copy(update=values))
+            flagged = getattr(settings, group).model_copy()
+            for name, value in values.items():
+                setattr(flagged, name, value)  # validated, as from the environment
+            setattr(settings, group, flagged)
     return settings
 
 
@@ -176,13 +178,15 @@ def _invalid_setting(exc: ValidationError) -> str:
     """`VARIABLE: what pydantic says`, for the first error (its flag reads the same)."""
     error = exc.errors()[0]
     path = [str(part) for part in error["loc"]]
-    group = path[0] if len(path) > 1 and path[0] in _GROUP_ENV else ""
-    variable = f"{_GROUP_ENV.get(group, 'DRAINER_')}{path[-1].upper()}"
+    groups = {name: _group_model(DrainerSettings.model_fields[name]) for name in _GROUPS}
+    # A group read from the environment fails on its own (`title` names its model); one
+    # given as a flag fails inside DrainerSettings (its name leads the location).
+    by_title = {model.__name__: model for model in groups.values()}
+    model = by_title.get(exc.title) or groups.get(path[0] if len(path) > 1 else "")
+    prefix = (model or DrainerSettings).model_config.get("env_prefix", "")
+    variable = f"{prefix}{path[-1].upper()}"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"invalid setting {variable}: {error['msg']}{more}"
-
-
-_GROUP_ENV = {"redis": "REDIS_", "neo4j": "NEO4J_", "streams": "CYPHERSTREAM_"}
 
 
 def _fail(message: str, code: int) -> NoReturn:

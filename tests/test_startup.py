@@ -42,6 +42,8 @@ def without(env: dict[str, str], *names: str) -> dict[str, str]:
         ({}, ("--queries", "/nonexistent/queries.yaml"), "cannot read the query file"),
         ({"DRAINER_CONCURRENCY": "0"}, (), "invalid setting DRAINER_CONCURRENCY"),
         ({"DRAINER_BATCH_SIZE": "many"}, (), "invalid setting DRAINER_BATCH_SIZE"),
+        ({"CYPHERSTREAM_PARTITIONS": "0"}, (), "invalid setting CYPHERSTREAM_PARTITIONS"),
+        ({}, ("--partitions", "0"), "invalid setting CYPHERSTREAM_PARTITIONS"),
     ],
 )
 async def test_a_configuration_mistake_is_one_line_and_exit_code_two(
