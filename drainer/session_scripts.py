@@ -15,7 +15,7 @@ from redis import exceptions as rx
 
 from cypherstream.shared.keys import GROUP, Keyspace
 from cypherstream.shared.pipelines import ScriptPipeline
-from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.scripts import Scripts, reply_text
 
 Fields = dict[bytes, bytes]
 Read = list[tuple[str, Fields | None]]
@@ -63,7 +63,10 @@ class SessionScripts:
         if not reply:
             return []
         return [
-            (_text(entry_id), dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None)
+            (
+                reply_text(entry_id),
+                dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None,
+            )
             for entry_id, fields in reply[0][1]
         ]
 
@@ -112,7 +115,3 @@ async def _leased(pipeline: ScriptPipeline, keys: list[str], args: list[Any]) ->
         if str(exc).startswith("LEASELOST"):
             raise LeaseLost(str(exc)) from exc
         raise
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.scripts import reply_text
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,5 @@ async def presence(live_script: Any, keys: Keyspace) -> Presence:
     """Run `live.lua` (read-only, so it works on a full Redis too)."""
     reply = await live_script(keys=[keys.drainers, keys.meta], args=[keys.drainer_info("")])
     ever, *pairs = reply
-    signing = {_text(pairs[i]): _text(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+    signing = {reply_text(pairs[i]): reply_text(pairs[i + 1]) for i in range(0, len(pairs), 2)}
     return Presence(signing, bool(ever))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

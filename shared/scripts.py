@@ -44,6 +44,11 @@ def _source(name: str) -> str:
     return (resources.files("cypherstream.shared") / "lua" / f"{name}.lua").read_text()
 
 
+def reply_text(value: bytes | str) -> str:
+    """A script's reply item as text (replies are bytes unless the client decodes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def is_cluster(redis: Any) -> bool:
     """Whether `redis` is a Redis Cluster client."""
     from redis.asyncio.cluster import RedisCluster
