@@ -13,9 +13,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from neo4j import AsyncDriver, unit_of_work
+from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
 from cypherstream.drainer.progress import ADVANCE, lock
 from cypherstream.drainer.unwind import group
@@ -44,7 +43,7 @@ class BatchResult:
 
 Batch = tuple[str, list[WriteEntry]]
 """A session's progress record id and writes."""
-Decoded = tuple[WriteEntry, "dict[str, Any] | BaseException"]
+Decoded = tuple[WriteEntry, "dict[str, object] | BaseException"]
 """A write and its decoded parameters, or why they do not decode."""
 
 
@@ -138,13 +137,13 @@ class Applier:
         return result
 
     async def _transaction(
-        self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, Any]]]]]
+        self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, object]]]]]
     ) -> list[BatchResult]:
         """Lock every session's progress record (in sorted order, so two transactions
         never wait on each other's), run the writes not applied yet, session after
         session and each in entry order, and move the records forward; one commit."""
 
-        async def work(tx: Any) -> list[BatchResult]:
+        async def work(tx: AsyncManagedTransaction) -> list[BatchResult]:
             streams = sorted({stream for stream, _ in batches})
             last = await lock(tx, streams)
             results = [BatchResult() for _ in batches]

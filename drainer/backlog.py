@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import cast
 
+from cypherstream.shared.connection import RedisClient
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.memory import MemoryUse, memory_use
 
@@ -43,7 +44,7 @@ class Status:
     def live_drainers(self) -> int:
         return sum(1 for d in self.drainers if d.alive)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "drainers": [asdict(d) for d in self.drainers],
             "backlog": {
@@ -60,13 +61,13 @@ class Status:
         }
 
 
-async def _now_ms(redis: Any) -> int:
+async def _now_ms(redis: RedisClient) -> int:
     seconds, micros = await redis.time()
     return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def ready_sessions(
-    redis: Any, keys: Keyspace, *, per_partition: int = 0
+    redis: RedisClient, keys: Keyspace, *, per_partition: int = 0
 ) -> list[tuple[str, float]]:
     """Sessions with queued entries and since when (ms), oldest first: all of them, or
     the oldest `per_partition` of each partition (one pipelined call either way)."""
@@ -78,7 +79,7 @@ async def ready_sessions(
     return sorted(ready, key=lambda item: item[1])
 
 
-async def snapshot(redis: Any, keys: Keyspace, *, top: int = 10) -> Status:
+async def snapshot(redis: RedisClient, keys: Keyspace, *, top: int = 10) -> Status:
     """Backlog, drainers and dead letters, read from Redis in a few pipelined calls."""
     now = await _now_ms(redis)
     ready = await ready_sessions(redis, keys)
@@ -109,12 +110,14 @@ async def snapshot(redis: Any, keys: Keyspace, *, top: int = 10) -> Status:
     )
 
 
-async def _drainers(redis: Any, keys: Keyspace, now: int) -> list[DrainerInfo]:
-    members = await redis.zrange(keys.drainers, 0, -1, withscores=True)
+async def _drainers(redis: RedisClient, keys: Keyspace, now: int) -> list[DrainerInfo]:
+    # Our clients return bytes (no decode_responses), which redis-py's types leave open.
+    scored = await redis.zrange(keys.drainers, 0, -1, withscores=True)
+    members = cast("list[tuple[bytes, float]]", scored)
     async with redis.pipeline(transaction=False) as pipe:
         for member, _ in members:
             pipe.hgetall(keys.drainer_info(member.decode()))
-        infos = await pipe.execute()
+        infos: list[dict[bytes, bytes]] = await pipe.execute()
     drainers = []
     for (member, expires), info in zip(members, infos, strict=True):
         text = {k.decode(): v.decode() for k, v in info.items()}

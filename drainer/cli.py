@@ -9,13 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -29,16 +27,20 @@ from cypherstream.drainer.logs import setup_logging
 from cypherstream.drainer.report import print_status
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.drainer.worker import Drainer
-from cypherstream.shared.connection import open_redis
+from cypherstream.shared.connection import RedisClient, open_redis
 from cypherstream.shared.errors import ConfigurationError, CypherstreamError
+from cypherstream.shared.keys import Keyspace
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def build_settings(options: dict[str, Any]) -> DrainerSettings:
+
+def build_settings(options: dict[str, object]) -> DrainerSettings:
     """Settings from the environment, overridden by the flags that were given."""
-    given = {k: v for k, v in options.items() if v is not None}
-    nested: dict[str, dict[str, Any]] = {"redis": {}, "neo4j": {}, "streams": {}}
+    # Values of any setting's type: the settings model validates them.
+    given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    nested: dict[str, dict[str, object]] = {"redis": {}, "neo4j": {}, "streams": {}}
     for key in list(given):
         group, _, name = key.partition("__")
         if name:
@@ -53,7 +55,8 @@ def build_settings(options: dict[str, Any]) -> DrainerSettings:
     return settings
 
 
-Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+Command = Callable[..., None]
+Decorator = Callable[[Command], Command]
 
 #: Settings that never become flags: secrets stay out of process listings.
 _SECRETS = frozenset({"password", "signing_keys"})
@@ -114,7 +117,7 @@ def _help(field: FieldInfo, variable: str) -> str:
 
 
 def _with_options(options: list[Decorator]) -> Decorator:
-    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+    def apply(func: Command) -> Command:
         for option in reversed(options):
             func = option(func)
         return func
@@ -142,7 +145,7 @@ def main() -> None:
     "--log-level", default="INFO", show_default=True, envvar="DRAINER_LOG_LEVEL",
     help="[env DRAINER_LOG_LEVEL]",
 )  # fmt: skip
-def run(log_format: str, log_level: str, **options: Any) -> None:
+def run(log_format: str, log_level: str, **options: object) -> None:
     """Drain queued writes until SIGTERM or SIGINT (a second signal exits at once).
 
     Secrets come only from the environment, never from flags, so they stay out of
@@ -151,10 +154,12 @@ def run(log_format: str, log_level: str, **options: Any) -> None:
     """
     setup_logging(log_format, log_level)
     settings = _settings_or_exit(options)
-    _run_async(_run_until_signalled(Drainer(settings)), failure_code=1)
+    _run_async(Drainer(settings).run_until_signalled(), failure_code=1)
 
 
-async def _with_redis(options: dict[str, Any], action: Any) -> Any:
+async def _with_redis(
+    options: dict[str, object], action: Callable[[RedisClient, Keyspace], Awaitable[T]]
+) -> T:
     settings = _settings_or_exit(options)
     keys = settings.streams.keyspace()
     redis = await open_redis(settings.redis, keys)
@@ -164,7 +169,7 @@ async def _with_redis(options: dict[str, Any], action: Any) -> Any:
         await redis.aclose()
 
 
-def _settings_or_exit(options: dict[str, Any]) -> DrainerSettings:
+def _settings_or_exit(options: dict[str, object]) -> DrainerSettings:
     """The settings, or one line naming the first bad one and exit 2."""
     try:
         return build_settings(options)
@@ -194,7 +199,7 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _run_async(coro: Any, *, failure_code: int = 2) -> Any:
+def _run_async(coro: Coroutine[object, object, T], *, failure_code: int = 2) -> T:
     """Run a command: a `ConfigurationError` exits 2, any other failure `failure_code`,
     each as one line on stderr (the traceback only at --log-level DEBUG)."""
     try:
@@ -212,13 +217,13 @@ def _run_async(coro: Any, *, failure_code: int = 2) -> Any:
 @_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.option("--top", default=10, show_default=True, help="sessions listed, longest-waiting first")
 @click.option("--json", "as_json", is_flag=True, help="print the stable JSON form (docs/status.md)")
-def status(top: int, as_json: bool, **options: Any) -> None:
+def status(top: int, as_json: bool, **options: object) -> None:
     """Live drainers, backlog, the longest-waiting sessions and dead letters.
 
     Exits 1 when entries are queued but no drainer is alive to apply them.
     """
 
-    async def action(redis: Any, keys: Any) -> Status:
+    async def action(redis: RedisClient, keys: Keyspace) -> Status:
         return await snapshot(redis, keys, top=top)
 
     current: Status = _run_async(_with_redis(options, action))
@@ -240,10 +245,10 @@ def dlq() -> None:
 @_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.option("--session", help="only this session's dead letters")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
+def dlq_list(session: str | None, as_json: bool, **options: object) -> None:
     """Show dead letters, oldest first."""
 
-    async def action(redis: Any, keys: Any) -> list[DeadLetter]:
+    async def action(redis: RedisClient, keys: Keyspace) -> list[DeadLetter]:
         return await list_dead_letters(redis, keys, session_id=session)
 
     letters = _run_async(_with_redis(options, action))
@@ -265,14 +270,16 @@ def dlq_list(session: str | None, as_json: bool, **options: Any) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="replay every dead letter")
 @click.option("--session", help="replay this session's dead letters")
-def dlq_replay(ids: tuple[str, ...], replay_all: bool, session: str | None, **options: Any) -> None:
+def dlq_replay(
+    ids: tuple[str, ...], replay_all: bool, session: str | None, **options: object
+) -> None:
     """Queue dead letters again, in their original order, to their original sessions."""
     if not ids and not replay_all and session is None:
         raise click.UsageError("name dead letter IDs, or give --session or --all")
 
     signer = build_settings(options).streams.signer()
 
-    async def action(redis: Any, keys: Any) -> int:
+    async def action(redis: RedisClient, keys: Keyspace) -> int:
         letters = await list_dead_letters(redis, keys, session_id=session, ids=list(ids))
         return await replay(redis, keys, letters, signer)
 
@@ -283,29 +290,13 @@ def dlq_replay(ids: tuple[str, ...], replay_all: bool, session: str | None, **op
 @_with_options(settings_options(DrainerSettings, only=_CONNECTION))
 @click.option("--session", help="only this session's dead letters")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
-def dlq_purge(session: str | None, yes: bool, **options: Any) -> None:
+def dlq_purge(session: str | None, yes: bool, **options: object) -> None:
     """Delete dead letters for good."""
     scope = f"dead letters of session {session}" if session else "ALL dead letters"
     if not yes:
         click.confirm(f"Delete {scope}?", abort=True)
 
-    async def action(redis: Any, keys: Any) -> int:
+    async def action(redis: RedisClient, keys: Keyspace) -> int:
         return await purge(redis, keys, await list_dead_letters(redis, keys, session_id=session))
 
     click.echo(f"purged {_run_async(_with_redis(options, action))} dead letters")
-
-
-async def _run_until_signalled(drainer: Drainer) -> None:
-    loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal() -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            # Still safe: unacknowledged entries stay pending and are taken over.
-            os._exit(1)
-        drainer.stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    await drainer.run()

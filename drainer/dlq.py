@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
+from cypherstream.shared.connection import RedisClient
 from cypherstream.shared.entry import id_key
 from cypherstream.shared.errors import BadSignature, CypherstreamError, MalformedEntry
 from cypherstream.shared.keys import Keyspace
@@ -67,12 +68,15 @@ def _from_fields(dead_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
 
 
 async def list_dead_letters(
-    redis: Any, keys: Keyspace, *, session_id: str | None = None, ids: list[str] | None = None
+    redis: RedisClient,
+    keys: Keyspace,
+    *,
+    session_id: str | None = None,
+    ids: list[str] | None = None,
 ) -> list[DeadLetter]:
     """Dead letters in the order they were recorded, optionally of one session or by id."""
-    letters = [
-        _from_fields(dead_id, fields) for dead_id, fields in await redis.xrange(keys.dead_letters)
-    ]
+    entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(keys.dead_letters))
+    letters = [_from_fields(dead_id, fields) for dead_id, fields in entries]
     if session_id is not None:
         letters = [d for d in letters if d.session_id == session_id]
     if ids:
@@ -97,7 +101,7 @@ def _refuse_replay(letters: list[DeadLetter]) -> None:
 
 
 async def replay(
-    redis: Any, keys: Keyspace, letters: list[DeadLetter], signer: Signer | None = None
+    redis: RedisClient, keys: Keyspace, letters: list[DeadLetter], signer: Signer | None = None
 ) -> int:
     """Queue dead letters again, in their original order, each to its original session.
 
@@ -118,7 +122,7 @@ async def replay(
     return len(letters)
 
 
-async def purge(redis: Any, keys: Keyspace, letters: list[DeadLetter]) -> int:
+async def purge(redis: RedisClient, keys: Keyspace, letters: list[DeadLetter]) -> int:
     """Delete dead letters for good."""
     if not letters:
         return 0

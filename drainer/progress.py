@@ -6,9 +6,7 @@ session, pruning those of sessions whose streams expired)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from neo4j import AsyncDriver, unit_of_work
+from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
 from cypherstream.shared.entry import WriteEntry, id_key
 from cypherstream.shared.schema import create_schema
@@ -67,7 +65,7 @@ class ProgressRecords:
         Returns False when it was already past (another delivery got there first).
         """
 
-        async def work(tx: Any) -> bool:
+        async def work(tx: AsyncManagedTransaction) -> bool:
             last = (await lock(tx, [stream])).get(stream)
             if last is not None and id_key(write.entry_id) <= id_key(last):
                 return False
@@ -97,16 +95,16 @@ _FORGET_IDLE = (
 )
 
 
-async def _run_statement(tx: Any, statement: str, /, **params: Any) -> None:
+async def _run_statement(tx: AsyncManagedTransaction, statement: str, /, **params: object) -> None:
     await (await tx.run(statement, params)).consume()
 
 
-async def _run_idle(tx: Any, prefix: str, idle: float, limit: int) -> list[str]:
+async def _run_idle(tx: AsyncManagedTransaction, prefix: str, idle: float, limit: int) -> list[str]:
     result = await tx.run(_IDLE, prefix=prefix, idle=idle, limit=limit)
     return [record["stream"] async for record in result]
 
 
-async def lock(tx: Any, streams: list[str]) -> dict[str, str]:
+async def lock(tx: AsyncManagedTransaction, streams: list[str]) -> dict[str, str]:
     """Lock the progress records of `streams`; the last entry id each applied."""
     result = await tx.run(_LOCK, streams=streams)
     return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}

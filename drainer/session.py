@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier, BatchResult
@@ -16,7 +16,7 @@ from cypherstream.drainer.events import DrainEvents, RetryTarget
 from cypherstream.drainer.progress import ProgressRecords
 from cypherstream.drainer.session_scripts import LeaseLost, Read, SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
-from cypherstream.shared.connection import transient
+from cypherstream.shared.connection import RedisClient, transient
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
 from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
@@ -34,7 +34,7 @@ class DrainContext:
     """What every session drain of one worker shares: its connections, settings and
     observers."""
 
-    redis: Any
+    redis: RedisClient
     scripts: Scripts
     calls: SessionScripts
     keys: Keyspace
@@ -60,7 +60,7 @@ class SessionDrain:
         # Writes that failed on their own: attempts so far, and the backoff between them.
         self._suspects: dict[str, tuple[int, Backoff]] = {}
 
-    async def run(self, others_waiting: Any) -> None:
+    async def run(self, others_waiting: Callable[[], bool]) -> None:
         """Drain; `others_waiting()` says whether to yield the session after a long turn."""
         try:
             await self._run(others_waiting)
@@ -68,7 +68,7 @@ class SessionDrain:
             self.lost = True
             log.warning("lease lost", extra={"session_id": self.session_id})
 
-    async def _run(self, others_waiting: Any) -> None:
+    async def _run(self, others_waiting: Callable[[], bool]) -> None:
         await self._take_over()
         start: Literal["0", ">"] = "0"
         batches, unreadable = 0, 0
@@ -210,7 +210,7 @@ class SessionDrain:
         )  # fmt: skip
         await self._with_retry(self._ctx.progress.consume, self._progress_id, write)
 
-    async def _with_retry(self, func: Any, *args: Any) -> Any:
+    async def _with_retry(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Neo4j calls: passing failures are retried with capped backoff, never dropped.
         (`Applier.apply` turns a write's own failures into `BatchResult.stalled`, so only
         outages, and deadlocks of the bookkeeping statements, are retried here.)"""

@@ -9,13 +9,16 @@ it, and every method turns that into `LeaseLost`: one signal, one way.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from redis import exceptions as rx
 
 from cypherstream.shared.keys import GROUP, Keyspace
 from cypherstream.shared.pipelines import ScriptPipeline
-from cypherstream.shared.scripts import Scripts, reply_text
+from cypherstream.shared.scripts import ScriptArg, ScriptReply, Scripts, reply_int, reply_text
+
+if TYPE_CHECKING:
+    from cypherstream.shared.connection import RedisClient
 
 Fields = dict[bytes, bytes]
 Read = list[tuple[str, Fields | None]]
@@ -33,7 +36,13 @@ class SessionScripts:
     """The drain's scripts for one worker (`owner`), with its lease and idle TTLs."""
 
     def __init__(
-        self, redis: Any, scripts: Scripts, keys: Keyspace, owner: str, lease_ms: int, idle_ms: int
+        self,
+        redis: RedisClient,
+        scripts: Scripts,
+        keys: Keyspace,
+        owner: str,
+        lease_ms: int,
+        idle_ms: int,
     ) -> None:
         self._keys = keys
         self._owner = owner
@@ -48,12 +57,12 @@ class SessionScripts:
     async def take_over(self, session_id: str) -> int:
         """Claim every entry a former owner left pending; how many were claimed."""
         keys = [self._keys.lease(session_id), self._keys.stream(session_id)]
-        return int(await _leased(self._takeover, keys, [self._owner, GROUP, self._owner]))
+        return reply_int(await _leased(self._takeover, keys, [self._owner, GROUP, self._owner]))
 
     async def read(self, session_id: str, count: int, start: Literal["0", ">"]) -> Read:
         """Up to `count` entries: own pending ones first (`start` "0"), else new ones."""
         keys = [self._keys.lease(session_id), self._keys.stream(session_id)]
-        args = [self._owner, GROUP, self._owner, count, start, self._lease_ms]
+        args: list[ScriptArg] = [self._owner, GROUP, self._owner, count, start, self._lease_ms]
         try:
             reply = await _leased(self._read, keys, args)
         except rx.ResponseError as exc:
@@ -62,12 +71,15 @@ class SessionScripts:
             raise
         if not reply:
             return []
+        # XREADGROUP's reply: [[stream, [[id, [field, value, ...] or nil], ...]]]
+        streams = cast("list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]]", reply)
+        entries = streams[0][1]
         return [
             (
                 reply_text(entry_id),
                 dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None,
             )
-            for entry_id, fields in reply[0][1]
+            for entry_id, fields in entries
         ]
 
     async def ack(self, session_id: str, entry_ids: list[str]) -> None:
@@ -87,7 +99,7 @@ class SessionScripts:
             keys.errors(session_id, client_id),
             keys.ack(partition, token),
         ]
-        args: list[Any] = [GROUP, entry_id, FLUSH_REPLY_TTL_SECONDS, session_id]
+        args: list[ScriptArg] = [GROUP, entry_id, FLUSH_REPLY_TTL_SECONDS, session_id]
         if ending:
             script_keys += [keys.seen(session_id), keys.lease(session_id), keys.ready(partition)]
             args.append(self._owner)
@@ -102,12 +114,12 @@ class SessionScripts:
             self._keys.stream(session_id),
             self._keys.ready(partition),
         ]
-        return int(
+        return reply_int(
             await _leased(self._release, keys, [self._owner, session_id, mode, self._idle_ms])
         )
 
 
-async def _leased(pipeline: ScriptPipeline, keys: list[str], args: list[Any]) -> Any:
+async def _leased(pipeline: ScriptPipeline, keys: list[str], args: list[ScriptArg]) -> ScriptReply:
     """Run a script that needs the lease; `LeaseLost` when the caller lost it."""
     try:
         return await pipeline.call(keys, args)

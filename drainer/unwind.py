@@ -33,13 +33,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TypeVar
 
 ROW = "cs_row"
 ROWS = "cs_rows"
 QUERY_FIELD = "cs_q"
 PARAMS_FIELD = "cs_p"
 MAX_QUERIES = 16  # distinct queries in one statement: bounds its size and plan count
+
+Item = TypeVar("Item")  # what the caller tracks each write by (the applier: its entry)
+Write = tuple[Item, str, dict[str, object]]
+"""One write: (item, query, params)."""
+Statement = tuple[str, dict[str, object], list[Item]]
+"""One statement to run: (text, params, the items of the writes it runs)."""
 
 # Keywords (outside strings and comments) that make a query unsafe to wrap. A word
 # right after `.`, `$` or `:`, or before `:`, is a property, parameter, label or map
@@ -145,7 +151,7 @@ def _mixed(queries: tuple[str, ...]) -> str:
     return f"UNWIND ${ROWS} AS {ROW} CALL {{ WITH {ROW}\n" + "\n".join(calls) + "\n}"
 
 
-def _statement(run: list[tuple[Any, str, dict[str, Any]]]) -> tuple[str, dict[str, Any], list[Any]]:
+def _statement(run: list[Write[Item]]) -> Statement[Item]:
     items = [item for item, _, _ in run]
     if len(run) == 1:
         _, query, params = run[0]
@@ -162,16 +168,16 @@ def _statement(run: list[tuple[Any, str, dict[str, Any]]]) -> tuple[str, dict[st
 
 
 def group(
-    writes: list[tuple[Any, str, dict[str, Any]]],
-) -> list[tuple[str, dict[str, Any], list[Any]]]:
+    writes: list[Write[Item]],
+) -> list[Statement[Item]]:
     """Consecutive (item, query, params) into statements: (text, params, items).
 
     Writes are merged when each query can be rewritten and every row carries every
     parameter its query reads (a missing one must fail as it would alone, not
     become null); a write that cannot be merged runs alone, in its place.
     """
-    statements: list[tuple[str, dict[str, Any], list[Any]]] = []
-    run: list[tuple[Any, str, dict[str, Any]]] = []
+    statements: list[Statement[Item]] = []
+    run: list[Write[Item]] = []
     queries: set[str] = set()
 
     def close() -> None:

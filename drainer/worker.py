@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from neo4j import AsyncDriver
 from neo4j import exceptions as nx
@@ -33,6 +34,7 @@ from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.drainer.worker_scripts import WorkerScripts
 from cypherstream.shared.connection import (
     REDIS_DOWN,
+    RedisClient,
     check_neo4j,
     neo4j_unreachable,
     open_redis,
@@ -76,8 +78,8 @@ class Drainer:
         self.endpoints: Endpoints | None = None
         self._last_tick = time.monotonic()
         self._started = time.time()
-        self._redis: Any = None
-        self._driver: Any = None
+        self._redis: RedisClient | None = None  # set once connected
+        self._driver: AsyncDriver | None = None
         self._memory_warned: float | None = None  # when the last memory warning was logged
         self._waiting_for: str | None = None  # the server start-up waits for, if any
         self._upkeep: WorkerScripts  # set once connected
@@ -86,6 +88,28 @@ class Drainer:
         """Begin a graceful shutdown: no new sessions, finish in-flight batches."""
         self._stopping.set()
         self._wake.set()
+
+    async def run_until_signalled(self) -> None:
+        """`run`, with SIGTERM and SIGINT calling `stop()` (arq's `run_worker`); a second
+        signal exits at once, which is still safe: unacknowledged entries stay pending
+        and another drainer takes them over."""
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:
+                os._exit(1)
+            self.stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await self.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
 
     async def run(self) -> None:
         """Connect, then drain until `stop()`; returns after handing sessions back.
@@ -272,7 +296,7 @@ class Drainer:
                 extra={"used_bytes": use.used, "maxmemory_bytes": use.limit},
             )
 
-    async def _check_eviction(self, redis: Any) -> None:
+    async def _check_eviction(self, redis: RedisClient) -> None:
         try:
             policy = (await redis.config_get("maxmemory-policy")).get("maxmemory-policy", "")
         except rx.ResponseError:
@@ -430,7 +454,7 @@ def _every(interval: float, action: Callable[[], Awaitable[None]], name: str) ->
     return asyncio.create_task(loop(), name=name)
 
 
-def _effective(settings: DrainerSettings) -> dict[str, Any]:
+def _effective(settings: DrainerSettings) -> dict[str, object]:
     """Settings for the start-up log line, without secrets."""
     shown = settings.model_dump(
         exclude={

@@ -7,18 +7,23 @@ trip per Redis node (`shared.pipelines.run_many`); any error in one of them is r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+from redis.commands.core import AsyncScript
 
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.pipelines import Calls, run_many
-from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.scripts import ScriptReply, Scripts
+
+if TYPE_CHECKING:
+    from cypherstream.shared.connection import RedisClient
 
 
 class WorkerScripts:
     """The scripts of one worker (`owner`), whose leases last `lease_ms`."""
 
     def __init__(
-        self, redis: Any, scripts: Scripts, keys: Keyspace, owner: str, lease_ms: int
+        self, redis: RedisClient, scripts: Scripts, keys: Keyspace, owner: str, lease_ms: int
     ) -> None:
         self._redis = redis
         self._scripts = scripts
@@ -65,9 +70,10 @@ class WorkerScripts:
         readied = await self._all(self._scripts.sweep, calls)
         return [session for session, again in zip(sessions, readied, strict=True) if again]
 
-    async def _all(self, script: Any, calls: Calls) -> list[Any]:
-        replies = await run_many(self._redis, script, calls)
-        for reply in replies:
-            if isinstance(reply, Exception):
+    async def _all(self, script: AsyncScript, calls: Calls) -> list[ScriptReply]:
+        replies: list[ScriptReply] = []
+        for reply in await run_many(self._redis, script, calls):
+            if isinstance(reply, BaseException):
                 raise reply
+            replies.append(reply)
         return replies

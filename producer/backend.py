@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from cypherstream.shared.write_errors import BufferedWriteError
 
@@ -18,7 +18,7 @@ class WriteBackend(Protocol):
     name: str
 
     async def submit(
-        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
     ) -> None:
         """Hand the write over; return once it is as safe as the backend makes it.
 

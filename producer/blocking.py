@@ -15,7 +15,7 @@ import concurrent.futures
 import threading
 import types
 from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cypherstream.producer.client import BufferedWrites, ErrorCallback, MemoryClient
 from cypherstream.producer.records import (
@@ -41,13 +41,21 @@ class SyncBufferedWrites:
         self._client = client
 
     def submit(
-        self, query: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+        self,
+        query: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        session_id: str | None = None,
     ) -> None:
         """Queue one write; see `BufferedWrites.submit`."""
         self._client._call(self._async.submit(query, params, session_id=session_id))
 
     def submit_named(
-        self, name: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+        self,
+        name: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        session_id: str | None = None,
     ) -> None:
         """Queue one write of a named query; see `BufferedWrites.submit_named`."""
         self._client._call(self._async.submit_named(name, params, session_id=session_id))
@@ -60,19 +68,23 @@ class SyncBufferedWrites:
         """Submit one typed record to its session; returns it."""
         return self._client._call(self._async.add(record))
 
-    def add_message(self, session_id: str, role: Role, content: str, **fields: Any) -> Message:
+    def add_message(self, session_id: str, role: Role, content: str, **fields: object) -> Message:
         """Store a message; see `BufferedWrites.add_message`."""
         return self._client._call(self._async.add_message(session_id, role, content, **fields))
 
     def record_tool_call(
-        self, session_id: str, name: str, arguments: Mapping[str, Any] | None = None, **fields: Any
+        self,
+        session_id: str,
+        name: str,
+        arguments: Mapping[str, object] | None = None,
+        **fields: object,
     ) -> ToolCall:
         """Store a tool call; see `BufferedWrites.record_tool_call`."""
         return self._client._call(
             self._async.record_tool_call(session_id, name, arguments, **fields)
         )
 
-    def add_reasoning_step(self, session_id: str, content: str, **fields: Any) -> ReasoningStep:
+    def add_reasoning_step(self, session_id: str, content: str, **fields: object) -> ReasoningStep:
         """Store a reasoning step; see `BufferedWrites.add_reasoning_step`."""
         return self._client._call(self._async.add_reasoning_step(session_id, content, **fields))
 
@@ -147,7 +159,7 @@ class SyncMemoryClient:
                 self._thread.start()
         self._call(self._inner.open())
 
-    def execute_write(self, query: str, params: Mapping[str, Any] | None = None) -> None:
+    def execute_write(self, query: str, params: Mapping[str, object] | None = None) -> None:
         """Run one write inline, whatever the write mode; its errors propagate."""
         self._call(self._inner.execute_write(query, params))
 
@@ -174,7 +186,7 @@ class SyncMemoryClient:
         finally:
             self._stop_loop()
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _call(self, coro: Coroutine[object, object, T]) -> T:
         loop = self._loop
         if loop is None or not loop.is_running():
             coro.close()

@@ -6,7 +6,7 @@ import logging
 import types
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from neo4j import AsyncDriver
 
@@ -37,7 +37,7 @@ from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
 
-ErrorCallback = Callable[[BufferedWriteError], Any]
+ErrorCallback = Callable[[BufferedWriteError], object]
 R = TypeVar("R", bound=MemoryRecord)
 
 
@@ -48,7 +48,11 @@ class BufferedWrites:
         self._client = client
 
     async def submit(
-        self, query: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+        self,
+        query: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        session_id: str | None = None,
     ) -> None:
         """Queue one write (buffered mode) or run it (sync mode).
 
@@ -61,7 +65,11 @@ class BufferedWrites:
         await self._hand_over(query, params, session_id, named=False)
 
     async def submit_named(
-        self, name: str, params: Mapping[str, Any] | None = None, *, session_id: str | None = None
+        self,
+        name: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        session_id: str | None = None,
     ) -> None:
         """Queue one write of a named query (`shared.queries`) instead of Cypher text.
 
@@ -78,7 +86,7 @@ class BufferedWrites:
         await self._hand_over(name, params, session_id, named=True)
 
     async def _hand_over(
-        self, query: str, params: Mapping[str, Any] | None, session_id: str | None, named: bool
+        self, query: str, params: Mapping[str, object] | None, session_id: str | None, named: bool
     ) -> None:
         checked = check_params(params)
         session = validate_session_id(session_id) if session_id else self._client.session_id
@@ -94,24 +102,29 @@ class BufferedWrites:
         return record
 
     async def add_message(
-        self, session_id: str, role: Role, content: str, **fields: Any
+        self, session_id: str, role: Role, content: str, **fields: object
     ) -> Message:
         """Store a message of the conversation; returns it (its `id` links later records)."""
-        return await self.add(Message(session_id=session_id, role=role, content=content, **fields))
+        record = {"session_id": session_id, "role": role, "content": content, **fields}
+        return await self.add(Message.model_validate(record))
 
     async def record_tool_call(
-        self, session_id: str, name: str, arguments: Mapping[str, Any] | None = None, **fields: Any
+        self,
+        session_id: str,
+        name: str,
+        arguments: Mapping[str, object] | None = None,
+        **fields: object,
     ) -> ToolCall:
         """Store a tool call (result, status, duration, `message_id` that caused it)."""
-        return await self.add(
-            ToolCall(session_id=session_id, name=name, arguments=dict(arguments or {}), **fields)
-        )
+        record = {"session_id": session_id, "name": name, "arguments": dict(arguments or {})}
+        return await self.add(ToolCall.model_validate({**record, **fields}))
 
     async def add_reasoning_step(
-        self, session_id: str, content: str, **fields: Any
+        self, session_id: str, content: str, **fields: object
     ) -> ReasoningStep:
         """Store one reasoning step (`step` number, `message_id` it is about)."""
-        return await self.add(ReasoningStep(session_id=session_id, content=content, **fields))
+        record = {"session_id": session_id, "content": content, **fields}
+        return await self.add(ReasoningStep.model_validate(record))
 
     async def link_mention(
         self, session_id: str, message_id: str, entity: str, entity_type: str | None = None
@@ -235,7 +248,7 @@ class MemoryClient:
             except Exception:
                 log.exception("on_error callback raised; the error is still in write_errors")
 
-    async def execute_write(self, query: str, params: Mapping[str, Any] | None = None) -> None:
+    async def execute_write(self, query: str, params: Mapping[str, object] | None = None) -> None:
         """Run one write inline, whatever the write mode; its errors propagate."""
         checked = check_params(params)
         await run_write(self._neo4j(), self.settings.neo4j.database, query, checked)

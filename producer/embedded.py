@@ -9,7 +9,6 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
-from typing import Any
 
 from neo4j import AsyncDriver
 
@@ -29,7 +28,7 @@ from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
 
-_Item = tuple[str, dict[str, Any], str, str]
+_Item = tuple[str, dict[str, object], str, str]
 
 
 class EmbeddedBackend:
@@ -55,7 +54,7 @@ class EmbeddedBackend:
         self._unapplied = 0
 
     async def submit(
-        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
     ) -> None:
         text = self._queries.cypher(query) if named else query
         if self._task is None:
@@ -92,7 +91,9 @@ class EmbeddedBackend:
                 self._unapplied -= 1
                 self._queue.task_done()
 
-    async def _apply(self, query: str, params: dict[str, Any], session: str, item_id: str) -> None:
+    async def _apply(
+        self, query: str, params: dict[str, object], session: str, item_id: str
+    ) -> None:
         """Run one write; outages are retried for ever, a write's own passing failure
         `DEFAULT_MAX_ATTEMPTS` times, and a write that cannot succeed is reported."""
         attempts = 0
@@ -126,7 +127,7 @@ def _log_retry(exc: Exception, delay: float) -> None:
 
 
 def _failure(
-    query: str, params: dict[str, Any], session: str, item_id: str, exc: BaseException
+    query: str, params: dict[str, object], session: str, item_id: str, exc: BaseException
 ) -> BufferedWriteError:
     return BufferedWriteError(
         query=query,

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, AsyncManagedTransaction
 
 from cypherstream.shared.queries import QueryBook
 
 
-async def run_write(driver: AsyncDriver, database: str | None, query: str, params: Any) -> None:
+async def run_write(
+    driver: AsyncDriver, database: str | None, query: str, params: dict[str, object]
+) -> None:
     """Run one write in its own managed transaction (the driver retries transient errors)."""
 
-    async def work(tx: Any) -> None:
+    async def work(tx: AsyncManagedTransaction) -> None:
         result = await tx.run(query, params)
         await result.consume()
 
@@ -31,7 +31,7 @@ class InlineBackend:
         self._queries = queries
 
     async def submit(
-        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
     ) -> None:
         text = self._queries.cypher(query) if named else query
         await run_write(self._driver, self._database, text, params)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,7 +50,7 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _json(value: Any) -> str | None:
+def _json(value: object) -> str | None:
     # Neo4j properties cannot hold maps, so structured values are stored as JSON text.
     return None if value is None else json.dumps(value, default=str, sort_keys=True)
 
@@ -65,11 +65,11 @@ class MemoryRecord(BaseModel):
 
     session_id: str
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, object]:
         """The parameters of the record's query."""
         return self.model_dump()
 
-    def write(self) -> tuple[str, dict[str, Any]]:
+    def write(self) -> tuple[str, dict[str, object]]:
         """The Cypher and parameters that store this record."""
         return BUILTIN[self.NAME], self.params()
 
@@ -83,9 +83,9 @@ class Message(MemoryRecord):
     content: str
     id: str = Field(default_factory=_new_id)
     created_at: dt.datetime = Field(default_factory=_now)
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, object] | None = None
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, object]:
         return {**self.model_dump(), "metadata": _json(self.metadata)}
 
 
@@ -95,8 +95,8 @@ class ToolCall(MemoryRecord):
     NAME: ClassVar[str] = "cypherstream.tool_call"
 
     name: str = Field(min_length=1)
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    result: Any = None
+    arguments: dict[str, object] = Field(default_factory=dict)
+    result: object = None
     status: Literal["ok", "error"] = "ok"
     error: str | None = None
     duration_ms: float | None = None
@@ -104,7 +104,7 @@ class ToolCall(MemoryRecord):
     id: str = Field(default_factory=_new_id)
     created_at: dt.datetime = Field(default_factory=_now)
 
-    def params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, object]:
         return {
             **self.model_dump(),
             "arguments": _json(self.arguments),

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 
 from redis import exceptions as rx
 
@@ -19,7 +19,7 @@ from cypherstream.producer.backend import Report
 from cypherstream.producer.handoff import Handoff
 from cypherstream.producer.settings import MemoryOptions
 from cypherstream.shared.codec import encode_params
-from cypherstream.shared.connection import REDIS_DOWN, transient, unreachable
+from cypherstream.shared.connection import REDIS_DOWN, RedisClient, transient, unreachable
 from cypherstream.shared.entry import end_fields, flush_fields
 from cypherstream.shared.errors import (
     BackpressureTimeout,
@@ -33,10 +33,10 @@ from cypherstream.shared.memory import memory_use
 from cypherstream.shared.pipelines import ScriptPipeline, Wait
 from cypherstream.shared.presence import Presence, presence
 from cypherstream.shared.retry import Backoff, call_with_retry
-from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.scripts import ScriptArg, Scripts, submit_call
 from cypherstream.shared.settings import RedisSettings
 from cypherstream.shared.signing import Signer, signed_write_fields
-from cypherstream.shared.write_errors import BufferedWriteError
+from cypherstream.shared.write_errors import BufferedWriteError, ErrorJson
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,19 @@ _START_DRAINER = (
 )
 
 
+class _FlushReply(TypedDict):
+    """A drainer's answer to a flush: its session, and the errors of the client's writes."""
+
+    s: str
+    e: list[ErrorJson]
+
+
 class StreamBackend:
     """Appends writes to per-session Redis streams that `drainer run` workers apply."""
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisClient,
         redis_settings: RedisSettings,
         keyspace: Keyspace,
         options: MemoryOptions,
@@ -99,7 +106,7 @@ class StreamBackend:
             self.name += ", local hand-off"
 
     async def submit(
-        self, query: str, params: dict[str, Any], session_id: str, *, named: bool = False
+        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
     ) -> None:
         packed = encode_params(params, checked=True)  # the client checked them
         size = len(packed) + len(query.encode())
@@ -160,7 +167,7 @@ class StreamBackend:
             if loop.time() >= deadline:
                 raise await self._no_room(session_id, limit, full_redis)
 
-    async def _offer(self, keys: list[str], args: list[Any]) -> tuple[bool, bool]:
+    async def _offer(self, keys: list[str], args: list[ScriptArg]) -> tuple[bool, bool]:
         """One try of the submit script: (appended, refused because Redis is full)."""
         try:
             return await self._call(lambda: self._submit.call(keys, args)) is not None, False
@@ -261,7 +268,7 @@ class StreamBackend:
 
     async def _await_replies(
         self, key: str, expected: set[str], deadline: float
-    ) -> list[dict[str, Any]]:
+    ) -> list[_FlushReply]:
         """Block on the reply list until every expected session answered (no polling).
 
         Replies name their session, so a sentinel delivered twice cannot stand in for
@@ -269,7 +276,7 @@ class StreamBackend:
         """
         loop = asyncio.get_running_loop()
         waiting = set(expected)
-        replies: list[dict[str, Any]] = []
+        replies: list[_FlushReply] = []
         while waiting:
             left = deadline - loop.time()
             if left <= 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
@@ -49,7 +49,7 @@ _TEMPORAL = (
 )
 
 
-def encode_params(params: Mapping[str, Any], *, checked: bool = False) -> bytes:
+def encode_params(params: Mapping[str, object], *, checked: bool = False) -> bytes:
     """Encode a parameter map, raising `UnsupportedParameter` for anything Neo4j cannot take.
 
     `checked=True` skips the walk when `check_params` already did it (the submit path).
@@ -66,7 +66,7 @@ def encode_params(params: Mapping[str, Any], *, checked: bool = False) -> bytes:
     return packed  # type: ignore[no-any-return]
 
 
-def decode_params(data: bytes) -> dict[str, Any]:
+def decode_params(data: bytes) -> dict[str, object]:
     """Decode what `encode_params` produced; raises ValueError on anything else."""
     try:
         value = msgpack.unpackb(data, ext_hook=_from_ext, raw=False, strict_map_key=True)
@@ -80,7 +80,7 @@ def decode_params(data: bytes) -> dict[str, Any]:
 # -- validation ---------------------------------------------------------------------------
 
 
-def _check_map(value: Mapping[Any, Any], path: str, depth: int) -> None:
+def _check_map(value: Mapping[Any, object], path: str, depth: int) -> None:
     for key, item in value.items():
         if not isinstance(key, str):
             raise UnsupportedParameter(
@@ -90,11 +90,11 @@ def _check_map(value: Mapping[Any, Any], path: str, depth: int) -> None:
         _check(item, f"{path}[{key!r}]", depth + 1)
 
 
-def _check(value: Any, path: str, depth: int) -> None:
+def _check(value: object, path: str, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise UnsupportedParameter(f"{path} nests deeper than {_MAX_DEPTH} levels")
     kind = type(value)
-    if kind is int or (isinstance(value, int) and kind is not bool):
+    if isinstance(value, int) and kind is not bool:
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise UnsupportedParameter(
                 f"{path} = {value} does not fit in a signed 64-bit integer, the largest "
@@ -138,11 +138,11 @@ def _check_neo4j_zone(value: ntime.DateTime | ntime.Time, path: str) -> None:
 # -- extension types -----------------------------------------------------------------------
 
 
-def _pack(value: Any) -> bytes:
+def _pack(value: object) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def _tz(tzinfo: dt.tzinfo | None, offset: dt.timedelta | None) -> Any:
+def _tz(tzinfo: dt.tzinfo | None, offset: dt.timedelta | None) -> list[object] | None:
     """Encode a time zone; `offset` is the value's own UTC offset, where it has one."""
     if tzinfo is None:
         return None
@@ -179,7 +179,7 @@ def _untz(data: Any) -> dt.tzinfo | None:
     raise ValueError(f"unknown time zone kind {kind!r}")
 
 
-def _to_ext(value: Any) -> Any:
+def _to_ext(value: object) -> object:
     # neo4j.time types first: some of them subclass nothing, some compare equal to natives.
     if isinstance(value, ntime.DateTime):
         # Only pytz needs the offset; asking a ZoneInfo for a neo4j DateTime's offset
@@ -212,9 +212,9 @@ def _to_ext(value: Any) -> Any:
     return _plain(value)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """Subclasses of plain types (IntEnum, OrderedDict, tuple) travel as their base type."""
-    bases: tuple[Any, ...] = (bool, int, float, str, bytes, dict)
+    bases: tuple[type, ...] = (bool, int, float, str, bytes, dict)
     for base in bases:
         if isinstance(value, base):
             return base(value)
@@ -223,7 +223,7 @@ def _plain(value: Any) -> Any:
     raise UnsupportedParameter(f"cannot encode {type(value).__name__}")
 
 
-def _from_ext(code: int, payload: bytes) -> Any:
+def _from_ext(code: int, payload: bytes) -> object:
     data = msgpack.unpackb(payload, raw=False)
     decoder = _DECODERS.get(code)
     if decoder is None:
@@ -267,7 +267,7 @@ def _decode_point(d: list[Any]) -> spatial.Point:
     return cls(coords)
 
 
-_DECODERS: dict[int, Any] = {
+_DECODERS: dict[int, Callable[[Any], object]] = {
     _DATE: lambda d: dt.date(*d),
     _TIME: lambda d: dt.time(d[0], d[1], d[2], d[3], tzinfo=_untz(d[4]), fold=d[5]),
     _DATETIME: _decode_datetime,
@@ -280,7 +280,7 @@ _DECODERS: dict[int, Any] = {
 }
 
 
-def check_params(params: object) -> dict[str, Any]:
+def check_params(params: object) -> dict[str, object]:
     """Check a parameter map without encoding it (for writes that never leave the process)."""
     if params is None:
         return {}

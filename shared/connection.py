@@ -3,11 +3,12 @@ telling a server that is not up yet from one configured wrongly."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeAlias
 
 from neo4j import READ_ACCESS, AsyncDriver
 from neo4j import exceptions as nx
 from redis import exceptions as rx
+from redis.asyncio import Redis, RedisCluster
 
 from cypherstream.shared.dispositions import Disposition, classify, error_message
 from cypherstream.shared.errors import (
@@ -19,6 +20,9 @@ from cypherstream.shared.errors import (
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.settings import Neo4jSettings, RedisSettings, masked_url
+
+RedisClient: TypeAlias = "Redis | RedisCluster"
+"""A client of one Redis or of a Redis Cluster: every part takes either."""
 
 REDIS_DOWN = (
     rx.ConnectionError,
@@ -50,7 +54,9 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable
     )
 
 
-async def open_redis(settings: RedisSettings, keyspace: Keyspace, **overrides: Any) -> Any:
+async def open_redis(
+    settings: RedisSettings, keyspace: Keyspace, **overrides: object
+) -> RedisClient:
     """Connect, check Redis answers, and check the partition count matches what it holds."""
     client = settings.client(**overrides)
     try:

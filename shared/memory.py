@@ -9,8 +9,8 @@ frees memory as it acknowledges entries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from cypherstream.shared.connection import RedisClient
 from cypherstream.shared.scripts import is_cluster
 
 #: Above this share of `maxmemory` drainers log a warning (and keep warning while it lasts).
@@ -39,7 +39,7 @@ def _mb(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MiB"
 
 
-async def memory_use(redis: Any) -> MemoryUse:
+async def memory_use(redis: RedisClient) -> MemoryUse:
     """Read `INFO memory` (of every primary, on a cluster); INFO works on a full Redis."""
     if is_cluster(redis):
         replies = await redis.info("memory", target_nodes=redis.PRIMARIES)

@@ -6,15 +6,20 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from redis import exceptions as rx
-from redis.asyncio.cluster import PipelineCommand
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.commands.core import AsyncScript
 
 from cypherstream.shared.coalescing import Coalescer
 from cypherstream.shared.connection import REDIS_DOWN
 from cypherstream.shared.errors import NotReplicated
-from cypherstream.shared.scripts import is_cluster
+from cypherstream.shared.scripts import ScriptArg, ScriptReply, reply_int
+
+if TYPE_CHECKING:
+    from cypherstream.shared.connection import RedisClient
 
 
 @dataclass(frozen=True)
@@ -30,8 +35,11 @@ class Wait:
     timeout_ms: int
 
 
-Call = tuple[list[str], list[Any]]
-Calls = list[Call]
+Call: TypeAlias = tuple[list[str], list[ScriptArg]]
+"""One script call: its KEYS and ARGV."""
+Calls: TypeAlias = list[Call]
+Outcome: TypeAlias = "ScriptReply | BaseException"
+"""A call's reply, or the error it raised (errors stay in place in a batch)."""
 
 # A node's calls are sent again once the client learned the cluster's new shape; more
 # than a few attempts means a failover is still running, and the caller backs off.
@@ -47,22 +55,24 @@ class ScriptPipeline:
     was given.
     """
 
-    def __init__(self, redis: Any, script: Any, wait: Wait | None = None) -> None:
+    def __init__(self, redis: RedisClient, script: AsyncScript, wait: Wait | None = None) -> None:
         self._redis = redis
-        self._script = script  # a redis-py Script: its sha and source
+        self._script = script
         self._wait = wait
-        self._calls: Coalescer[Call, Any] = Coalescer(self._send, name="cypherstream-script")
+        self._calls: Coalescer[Call, ScriptReply] = Coalescer(
+            self._send, name="cypherstream-script"
+        )
 
     @property
     def round_trips(self) -> int:
         """Round trips made so far: one per lone call, one per pipeline."""
         return self._calls.batches
 
-    async def call(self, keys: list[str], args: list[Any]) -> Any:
+    async def call(self, keys: list[str], args: list[ScriptArg]) -> ScriptReply:
         """Run the script with `keys` and `args`; its reply, or the error it raised."""
         return await self._calls.call((keys, args))
 
-    async def _send(self, calls: Calls) -> list[Any]:
+    async def _send(self, calls: Calls) -> list[Outcome]:
         if len(calls) == 1 and self._wait is None:  # the lone call: no pipeline to build
             keys, args = calls[0]
             try:
@@ -72,22 +82,24 @@ class ScriptPipeline:
         return await run_many(self._redis, self._script, calls, self._wait)
 
 
-async def run_many(redis: Any, script: Any, calls: Calls, wait: Wait | None = None) -> list[Any]:
+async def run_many(
+    redis: RedisClient, script: AsyncScript, calls: Calls, wait: Wait | None = None
+) -> list[Outcome]:
     """Run one script for many (keys, args) in one round trip per Redis node; replies in
     order, errors in place.
 
     Scripts Redis lost (restart, failover, SCRIPT FLUSH) are loaded again. With `wait`,
     each reply that wrote becomes a `NotReplicated` error when fewer replicas confirmed it.
     """
-    if not is_cluster(redis):
+    if not isinstance(redis, RedisCluster):
         return await _on_connection(redis, script, calls, wait)
     groups: dict[str, list[int]] = defaultdict(list)
-    nodes: dict[str, Any] = {}
+    nodes: dict[str, ClusterNode] = {}
     for index, (keys, _) in enumerate(calls):
-        node = redis.get_node_from_key(keys[0])
+        node = _owner(redis, keys[0])
         groups[node.name].append(index)
         nodes[node.name] = node
-    replies: list[Any] = [None] * len(calls)
+    replies: list[Outcome] = [None] * len(calls)
 
     async def one_node(name: str) -> None:
         indexes = groups[name]
@@ -99,11 +111,13 @@ async def run_many(redis: Any, script: Any, calls: Calls, wait: Wait | None = No
     return replies
 
 
-async def _on_connection(redis: Any, script: Any, calls: Calls, wait: Wait | None) -> list[Any]:
+async def _on_connection(
+    redis: Redis, script: AsyncScript, calls: Calls, wait: Wait | None
+) -> list[Outcome]:
     """One pipeline of EVALSHA (a redis-py Script in a pipeline would cost a SCRIPT
     EXISTS round trip first), and WAIT behind it."""
 
-    async def send() -> list[Any]:
+    async def send() -> list[Outcome]:
         async with redis.pipeline(transaction=False) as pipe:
             for keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -119,11 +133,11 @@ async def _on_connection(redis: Any, script: Any, calls: Calls, wait: Wait | Non
 
 
 async def _on_node(
-    redis: Any, node: Any, script: Any, calls: Calls, wait: Wait | None
-) -> list[Any]:
+    redis: RedisCluster, node: ClusterNode, script: AsyncScript, calls: Calls, wait: Wait | None
+) -> list[Outcome]:
     """The calls on the node owning their slot (redis-py's cluster pipelines refuse
     scripts); after a failover, on the new owner."""
-    replies: list[Any] = []
+    replies: list[Outcome] = []
     for _ in range(_ATTEMPTS):
         try:
             replies = await _node_pipeline(node, script, calls, wait)
@@ -138,11 +152,13 @@ async def _on_node(
             await redis.exists(calls[0][0][0])
         except REDIS_DOWN as exc:
             return [exc] * len(calls)
-        node = redis.get_node_from_key(calls[0][0][0])
+        node = _owner(redis, calls[0][0][0])
     return [_retryable(reply) for reply in replies]  # the caller backs off and retries
 
 
-async def _node_pipeline(node: Any, script: Any, calls: Calls, wait: Wait | None) -> list[Any]:
+async def _node_pipeline(
+    node: ClusterNode, script: AsyncScript, calls: Calls, wait: Wait | None
+) -> list[Outcome]:
     commands = [
         PipelineCommand(i, "EVALSHA", script.sha, len(keys), *keys, *args)
         for i, (keys, args) in enumerate(calls)
@@ -153,15 +169,16 @@ async def _node_pipeline(node: Any, script: Any, calls: Calls, wait: Wait | None
     return _judged([command.result for command in commands], wait)
 
 
-def _judged(replies: list[Any], wait: Wait | None) -> list[Any]:
+def _judged(replies: list[Outcome], wait: Wait | None) -> list[Outcome]:
     """The scripts' replies (WAIT's taken off), each write too few replicas confirmed
     turned into an error."""
     if wait is None:
         return replies
     *replies, confirmed = replies
-    if isinstance(confirmed, Exception):
+    if isinstance(confirmed, BaseException):
         return [confirmed if _wrote(reply) else reply for reply in replies]
-    if int(confirmed) >= wait.replicas:
+    confirmed = reply_int(confirmed)
+    if confirmed >= wait.replicas:
         return replies
     error = NotReplicated(
         f"the write reached the Redis primary, but {confirmed} of {wait.replicas} "
@@ -172,12 +189,20 @@ def _judged(replies: list[Any], wait: Wait | None) -> list[Any]:
     return [error if _wrote(reply) else reply for reply in replies]
 
 
-def _wrote(reply: Any) -> bool:
+def _wrote(reply: Outcome) -> bool:
     """Whether a reply says the script wrote (a script that declined returns nil)."""
-    return reply is not None and not isinstance(reply, Exception)
+    return reply is not None and not isinstance(reply, BaseException)
 
 
-def _retryable(reply: Any) -> Any:
+def _owner(redis: RedisCluster, key: str) -> ClusterNode:
+    """The node that serves `key`'s slot, as far as the client knows."""
+    node = redis.get_node_from_key(key)
+    if node is None:
+        raise rx.ClusterDownError(f"no node serves the slot of {key!r} yet")
+    return node
+
+
+def _retryable(reply: Outcome) -> Outcome:
     if isinstance(reply, rx.AskError):  # MOVED and ASK: the client has not caught up yet
         return rx.TryAgainError(f"the slot is moving ({reply}); try again")
     return reply

@@ -4,7 +4,8 @@ and whether the live drainers accept this producer's signing key."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from redis.commands.core import AsyncScript
 
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import reply_text
@@ -25,7 +26,7 @@ class Presence:
         return len(self.signing)
 
 
-async def presence(live_script: Any, keys: Keyspace) -> Presence:
+async def presence(live_script: AsyncScript, keys: Keyspace) -> Presence:
     """Run `live.lua` (read-only, so it works on a full Redis too)."""
     reply = await live_script(keys=[keys.drainers, keys.meta], args=[keys.drainer_info("")])
     ever, *pairs = reply

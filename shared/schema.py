@@ -9,9 +9,8 @@ rule is (or will be) there, so both count as success here.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, AsyncManagedTransaction
 from neo4j import exceptions as nx
 
 from cypherstream.shared.dispositions import Disposition, classify
@@ -58,5 +57,5 @@ async def _create(driver: AsyncDriver, database: str | None, statement: str) -> 
     )
 
 
-async def _run(tx: Any, statement: str) -> None:
+async def _run(tx: AsyncManagedTransaction, statement: str) -> None:
     await (await tx.run(statement)).consume()

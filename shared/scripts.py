@@ -9,9 +9,22 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, TypeGuard
+
+from redis.commands.core import AsyncScript
 
 from cypherstream.shared.keys import GROUP, Keyspace
+
+if TYPE_CHECKING:
+    from redis.asyncio.cluster import RedisCluster
+
+    from cypherstream.shared.connection import RedisClient
+
+ScriptArg: TypeAlias = "bytes | str | int | float"
+"""One ARGV item of a script call."""
+
+ScriptReply: TypeAlias = "bytes | int | list[ScriptReply] | None"
+"""What a script returns (Lua tables become lists, nil None; bytes unless decoded)."""
 
 _NAMES = (
     "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat",
@@ -28,7 +41,7 @@ def submit_call(
     client_id: str,
     seq: int = 0,
     seen_ttl: int = 0,
-) -> tuple[list[str], list[Any]]:
+) -> tuple[list[str], list[ScriptArg]]:
     """KEYS and ARGV of `submit.lua` for one entry: the script's calling convention.
 
     `limit` 0 appends even to a full stream; `seq` 0 skips the idempotency check.
@@ -49,7 +62,14 @@ def reply_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def is_cluster(redis: Any) -> bool:
+def reply_int(value: ScriptReply) -> int:
+    """A script's integer reply (a status may arrive as its digits)."""
+    if isinstance(value, (int, bytes)):
+        return int(value)
+    raise TypeError(f"expected an integer script reply, got {value!r}")
+
+
+def is_cluster(redis: RedisClient) -> TypeGuard[RedisCluster]:
     """Whether `redis` is a Redis Cluster client."""
     from redis.asyncio.cluster import RedisCluster
 
@@ -59,21 +79,21 @@ def is_cluster(redis: Any) -> bool:
 class Scripts:
     """Scripts registered on one Redis client (EVALSHA, loaded again on NOSCRIPT)."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         for name in _NAMES:
             setattr(self, name, redis.register_script(_source(name)))
 
-    submit: Any
-    read: Any
-    takeover: Any
-    ack: Any
-    flush_ack: Any
-    release: Any
-    renew: Any
-    heartbeat: Any
-    live: Any
-    sweep: Any
-    acquire: Any
-    partitions: Any
-    record_failure: Any
-    dead_letter: Any
+    submit: AsyncScript
+    read: AsyncScript
+    takeover: AsyncScript
+    ack: AsyncScript
+    flush_ack: AsyncScript
+    release: AsyncScript
+    renew: AsyncScript
+    heartbeat: AsyncScript
+    live: AsyncScript
+    sweep: AsyncScript
+    acquire: AsyncScript
+    partitions: AsyncScript
+    record_failure: AsyncScript
+    dead_letter: AsyncScript

@@ -7,7 +7,7 @@ Each group reads its own environment variables (``REDIS_*``, ``NEO4J_*``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from neo4j import AsyncDriver, AsyncGraphDatabase, TrustCustomCAs
@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cypherstream.shared.errors import ConfigurationError
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.signing import Signer
+
+if TYPE_CHECKING:
+    from cypherstream.shared.connection import RedisClient
 
 
 class RedisSettings(BaseSettings):
@@ -49,7 +52,7 @@ class RedisSettings(BaseSettings):
         description="connections per process; callers beyond it wait for one (not an error)",
     )
 
-    def client(self, **overrides: Any) -> Any:
+    def client(self, **overrides: object) -> RedisClient:
         """A redis.asyncio client for `url` (bytes replies)."""
         from redis import asyncio as aioredis
 
@@ -58,7 +61,7 @@ class RedisSettings(BaseSettings):
                 "REDIS_URL is not set: give the Redis the producers write to, e.g. "
                 "REDIS_URL=redis://host:6379/0 (rediss:// for TLS)"
             )
-        options: dict[str, Any] = {
+        options: dict[str, object] = {
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.connect_timeout,
             "health_check_interval": 30,

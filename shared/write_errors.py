@@ -7,9 +7,26 @@ import base64
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from cypherstream.shared.codec import decode_params
+
+
+class _ErrorFields(TypedDict):
+    q: str  # query
+    p: str | None  # encoded parameters, base64
+    code: str
+    msg: str
+    s: str  # session
+    id: str  # entry
+    when: str  # ISO 8601
+
+
+class ErrorJson(_ErrorFields, total=False):
+    """`BufferedWriteError`'s wire form (`to_json`), as decoded JSON."""
+
+    d: str  # drainer
+    r: str  # reason
 
 
 @dataclass(frozen=True)
@@ -24,7 +41,7 @@ class BufferedWriteError:
     """
 
     query: str
-    parameters: dict[str, Any] | None
+    parameters: dict[str, object] | None
     code: str
     message: str
     session_id: str
@@ -54,9 +71,9 @@ class BufferedWriteError:
         )
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BufferedWriteError:
-        params: dict[str, Any] | None = None
-        if data.get("p"):
+    def from_json(cls, data: ErrorJson) -> BufferedWriteError:
+        params: dict[str, object] | None = None
+        if data["p"]:
             try:
                 params = decode_params(base64.b64decode(data["p"]))
             except ValueError:
