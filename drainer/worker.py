@@ -44,7 +44,7 @@ from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
 from cypherstream.shared.memory import WARN_RATIO, memory_use
 from cypherstream.shared.queries import QueryBook
-from cypherstream.shared.retry import Backoff
+from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.settings import masked_url
 from cypherstream.shared.signing import fingerprints_text
@@ -177,25 +177,27 @@ class Drainer:
 
     async def _until_up(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:
         """`attempt()`'s result once the server answers; None when stopped meanwhile."""
-        backoff = Backoff(first=_STARTUP_RETRY_FIRST, cap=self.settings.retry_max_delay)
-        while not self._stopping.is_set():
+
+        def waiting(exc: Exception, delay: float) -> None:
             self._last_tick = time.monotonic()  # waiting is alive, not stuck
-            self._waiting_for = what
-            try:
-                result = await self._unless_stopped(attempt())
-            except (RedisUnavailable, Neo4jUnavailable) as exc:
-                delay = backoff.next_delay()
-                reason = " ".join(str(exc.__cause__ or exc).split())
-                log.warning(
-                    "%s is not reachable yet, retrying in %.1fs: %s",
-                    what, delay, reason, extra={"waiting_for": what},
-                )  # fmt: skip
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                continue
-            self._waiting_for = None
-            return result
-        return None
+            reason = " ".join(str(exc.__cause__ or exc).split())
+            log.warning(
+                "%s is not reachable yet, retrying in %.1fs: %s",
+                what, delay, reason, extra={"waiting_for": what},
+            )  # fmt: skip
+
+        cap = self.settings.retry_max_delay
+        self._waiting_for = what
+        result = await self._unless_stopped(
+            call_with_retry(
+                attempt,
+                retryable=lambda exc: isinstance(exc, (RedisUnavailable, Neo4jUnavailable)),
+                backoff=lambda: Backoff(first=_STARTUP_RETRY_FIRST, cap=cap),
+                on_retry=waiting,
+            )
+        )
+        self._waiting_for = None
+        return result
 
     async def _unless_stopped(self, attempt: Awaitable[T]) -> T | None:
         """Await `attempt`, cancelled as soon as `stop()` is called (then None)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from cypherstream.shared.write_errors import BufferedWriteError
@@ -12,13 +12,19 @@ Report = Callable[[BufferedWriteError], None]
 
 
 class WriteBackend(Protocol):
-    """A destination for writes whose query, session id and parameters the client has
-    already validated (`shared.codec.check_params`): backends do not check them again."""
+    """A destination for writes whose query and session id the client has validated.
+    Each backend checks the parameters as it takes them (`shared.codec`), so a write it
+    cannot carry fails in `submit`, before anything is queued."""
 
     name: str
 
     async def submit(
-        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
+        self,
+        query: str,
+        params: Mapping[str, object] | None,
+        session_id: str,
+        *,
+        named: bool = False,
     ) -> None:
         """Hand the write over; return once it is as safe as the backend makes it.
 

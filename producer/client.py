@@ -88,9 +88,8 @@ class BufferedWrites:
     async def _hand_over(
         self, query: str, params: Mapping[str, object] | None, session_id: str | None, named: bool
     ) -> None:
-        checked = check_params(params)
         session = validate_session_id(session_id) if session_id else self._client.session_id
-        await self._client._backend_for_writes().submit(query, checked, session, named=named)
+        await self._client._backend_for_writes().submit(query, params, session, named=named)
 
     async def pending(self) -> int:
         """Writes (and flush markers) still queued for the sessions this client wrote to."""

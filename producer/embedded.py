@@ -9,11 +9,13 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
+from collections.abc import Mapping
 
 from neo4j import AsyncDriver
 
 from cypherstream.producer.backend import Report
 from cypherstream.producer.inline import run_write
+from cypherstream.shared.codec import check_params
 from cypherstream.shared.dispositions import (
     DEFAULT_MAX_ATTEMPTS,
     Disposition,
@@ -54,12 +56,18 @@ class EmbeddedBackend:
         self._unapplied = 0
 
     async def submit(
-        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
+        self,
+        query: str,
+        params: Mapping[str, object] | None,
+        session_id: str,
+        *,
+        named: bool = False,
     ) -> None:
+        checked = check_params(params)
         text = self._queries.cypher(query) if named else query
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="cypherstream-embedded-drainer")
-        await self._queue.put((text, params, session_id, f"local-{next(self._ids)}"))
+        await self._queue.put((text, checked, session_id, f"local-{next(self._ids)}"))
         self._unapplied += 1
 
     async def flush(self, timeout: float) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from neo4j import AsyncDriver, AsyncManagedTransaction
 
+from cypherstream.shared.codec import check_params
 from cypherstream.shared.queries import QueryBook
 
 
@@ -31,10 +34,16 @@ class InlineBackend:
         self._queries = queries
 
     async def submit(
-        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
+        self,
+        query: str,
+        params: Mapping[str, object] | None,
+        session_id: str,
+        *,
+        named: bool = False,
     ) -> None:
+        checked = check_params(params)
         text = self._queries.cypher(query) if named else query
-        await run_write(self._driver, self._database, text, params)
+        await run_write(self._driver, self._database, text, checked)
 
     async def flush(self, timeout: float) -> None:
         return None

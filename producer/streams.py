@@ -10,7 +10,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypedDict, TypeVar
 
 from redis import exceptions as rx
@@ -106,9 +106,14 @@ class StreamBackend:
             self.name += ", local hand-off"
 
     async def submit(
-        self, query: str, params: dict[str, object], session_id: str, *, named: bool = False
+        self,
+        query: str,
+        params: Mapping[str, object] | None,
+        session_id: str,
+        *,
+        named: bool = False,
     ) -> None:
-        packed = encode_params(params, checked=True)  # the client checked them
+        packed = encode_params(params)
         size = len(packed) + len(query.encode())
         if size > self._options.max_entry_bytes:
             raise InvalidWrite(

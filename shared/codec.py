@@ -49,13 +49,10 @@ _TEMPORAL = (
 )
 
 
-def encode_params(params: Mapping[str, object], *, checked: bool = False) -> bytes:
-    """Encode a parameter map, raising `UnsupportedParameter` for anything Neo4j cannot take.
-
-    `checked=True` skips the walk when `check_params` already did it (the submit path).
-    """
-    if not checked:
-        _check_map(params, "params", 0)
+def encode_params(params: object) -> bytes:
+    """Encode a parameter map (None: no parameters), raising `UnsupportedParameter` for
+    anything Neo4j cannot take."""
+    params = check_params(params)
     # strict_types sends tuple subclasses (Duration, Point) and other subclasses to _to_ext.
     try:
         packed = msgpack.packb(
@@ -281,7 +278,8 @@ _DECODERS: dict[int, Callable[[Any], object]] = {
 
 
 def check_params(params: object) -> dict[str, object]:
-    """Check a parameter map without encoding it (for writes that never leave the process)."""
+    """Check a parameter map (None: no parameters) without encoding it; a copy of it, so a
+    caller that changes its map afterwards does not change the write."""
     if params is None:
         return {}
     if not isinstance(params, Mapping):
