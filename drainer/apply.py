@@ -155,9 +155,9 @@ class Applier:
                     else:
                         todo.append(((n, write), write.query, params))
             # Runs of one query text go as one UNWIND statement where that is the same.
-            for text, params, items in group(todo):
-                await (await tx.run(text, params)).consume()
-                for n, write in items:
+            for statement in group(todo):
+                await (await tx.run(statement.text, statement.params)).consume()
+                for n, write in statement.items:
                     results[n].applied.append(write)
             advances = [
                 {"stream": stream, "last_id": result.applied[-1].entry_id}

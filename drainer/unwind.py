@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
+from typing import Generic, Literal, TypeVar
 
 ROW = "cs_row"
 ROWS = "cs_rows"
@@ -44,17 +44,43 @@ MAX_QUERIES = 16  # distinct queries in one statement: bounds its size and plan 
 Item = TypeVar("Item")  # what the caller tracks each write by (the applier: its entry)
 Write = tuple[Item, str, dict[str, object]]
 """One write: (item, query, params)."""
-Statement = tuple[str, dict[str, object], list[Item]]
-"""One statement to run: (text, params, the items of the writes it runs)."""
 
-# Keywords (outside strings and comments) that make a query unsafe to wrap. A word
-# right after `.`, `$` or `:`, or before `:`, is a property, parameter, label or map
-# key (`m.role`, `$user`, `:Index`, `{limit: 1}`), not a keyword.
-_UNSAFE = re.compile(
-    r"(?<![.$:])\b(RETURN|TRANSACTIONS|PERIODIC|USE|INDEX|CONSTRAINT|DATABASE|ALIAS|USER|ROLE|"
-    r"PRIVILEGE|GRANT|DENY|REVOKE|SHOW|TERMINATE|EXPLAIN|PROFILE|SKIP|LIMIT|OFFSET|CALL|UNION|"
-    rf"{ROW}|{ROWS})\b(?!\s*:)",
-    re.IGNORECASE,
+# Keywords (outside strings and comments) that make a query unsafe to wrap, with the
+# reason a write is not batched. A word right after `.`, `$` or `:`, or before `:`, is
+# a property, parameter, label or map key (`m.role`, `$user`, `:Index`, `{limit: 1}`).
+_REFUSED = {
+    "in-transactions": "TRANSACTIONS|PERIODIC",
+    "schema": "INDEX|CONSTRAINT",
+    "administration": "USE|DATABASE|ALIAS|USER|ROLE|PRIVILEGE|GRANT|DENY|REVOKE|SHOW|TERMINATE",
+    "explain": "EXPLAIN|PROFILE",
+    "reserved-name": f"{ROW}|{ROWS}",
+}
+
+
+def _keywords(words: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![.$:\w])\b({words})\b(?!\s*:)", re.IGNORECASE)
+
+
+_REFUSALS = [(reason, _keywords(words)) for reason, words in _REFUSED.items()]
+# Clauses (and the words that start a part of one), to find where a clause ends.
+_CLAUSE = _keywords(
+    "MATCH|OPTIONAL|WITH|UNWIND|CREATE|MERGE|SET|DELETE|DETACH|REMOVE|FOREACH|CALL|RETURN|"
+    "LOAD|FINISH|ORDER|SKIP|LIMIT|OFFSET|WHERE|ON|USING|YIELD"
+)
+# Clauses that change the graph: a write's last clause before the RETURN it drops.
+_UPDATING = frozenset({"CREATE", "MERGE", "SET", "DELETE", "REMOVE", "FOREACH"})
+# Clauses that only read: dropped with the RETURN they lead to.
+_READING = frozenset({"WITH", "WHERE", "ORDER", "SKIP", "LIMIT", "OFFSET", "MATCH", "OPTIONAL",
+                      "UNWIND"})  # fmt: skip
+_RETURN = _keywords("RETURN")
+_UNION = _keywords("UNION")
+_SCOPED = re.compile(r"\bCALL\s*\([^()]*\)\s*$", re.IGNORECASE)
+_PAGING = _keywords("SKIP|LIMIT|OFFSET")
+_CALL = _keywords("CALL")
+# `(n:Label $props)` or `[r:TYPE $props]`: a parameter as a pattern's property map.
+_PROPERTY_MAP = re.compile(
+    r"([(\[])\s*([A-Za-z_]\w*|`_*`)?\s*(:[^()\[\]{}$,]*?)?\s*"
+    r"\$([A-Za-z_]\w*|`_*`|\d+)\s*[)\]]"
 )
 # A parameter, or a WITH projection. A WITH ends the scope of every variable it does
 # not name, so the row variable is added to each one (`WITH *` keeps it already).
@@ -64,6 +90,22 @@ _TOKEN = re.compile(
     re.IGNORECASE,
 )
 _STRING_OPERATOR = re.compile(r"\b(STARTS|ENDS)\s+$", re.IGNORECASE)  # STARTS WITH, ENDS WITH
+_CLOSING = {")": "(", "]": "[", "}": "{"}
+
+
+@dataclass(frozen=True)
+class Statement(Generic[Item]):
+    """One statement to run, and the items of the writes it runs, in order."""
+
+    text: str
+    params: dict[str, object]
+    items: list[Item]
+    #: Why its one write could not share a statement (a metric label); None if it could.
+    unbatched: str | None = None
+
+    @property
+    def kind(self) -> Literal["unwind", "single"]:
+        return "unwind" if len(self.items) > 1 else "single"
 
 
 @dataclass(frozen=True)
@@ -75,66 +117,238 @@ class Rewrite:
     inner: str
 
 
-def _code_spans(query: str) -> list[tuple[int, int]] | None:
-    """Spans of `query` outside string literals, comments and backticked names.
+@dataclass(frozen=True)
+class Unbatched:
+    """Why a query runs as it is, one statement per write (a metric label)."""
 
-    None when a literal or comment is left open: then nothing is rewritten.
-    """
-    spans, start, i, n = [], 0, 0, len(query)
+    reason: str
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _masked(query: str) -> str | None:
+    """`query` with string literals and comments blanked and backticked names filled
+    with `_`, position for position, so keywords are only found in code; None when a
+    literal or comment is left open."""
+    out, i, n = list(query), 0, len(query)
     while i < n:
-        ch = query[i]
-        two = query[i : i + 2]
+        ch, two = query[i], query[i : i + 2]
         if ch in "'\"`":
-            spans.append((start, i))
             end = i + 1
             while end < n and query[end] != ch:
                 end += 2 if query[end] == "\\" and ch != "`" else 1
             if end >= n:
                 return None
-            i = start = end + 1
+            out[i + 1 : end] = ("_" if ch == "`" else " ") * (end - i - 1)
+            i = end + 1
         elif two in ("//", "/*"):
-            spans.append((start, i))
             end = query.find("\n" if two == "//" else "*/", i + 2)
             if end < 0:
                 if two == "/*":
                     return None
                 end = n
-            i = start = end + (0 if two == "//" else 2)
+            end += 0 if two == "//" else 2
+            out[i:end] = " " * (end - i)
+            i = end
         else:
             i += 1
-    spans.append((start, n))
-    return spans
+    return "".join(out)
+
+
+def _levels(masked: str) -> list[int] | None:
+    """The bracket nesting of each character (a bracket has its outer level); None when
+    the brackets do not pair up."""
+    levels: list[int] = []
+    stack: list[str] = []
+    for ch in masked:
+        if ch in _CLOSING and (not stack or stack.pop() != _CLOSING[ch]):
+            return None
+        levels.append(len(stack))
+        if ch in "([{":
+            stack.append(ch)
+    return levels if not stack else None
 
 
 @lru_cache(maxsize=1024)
-def rewrite(query: str) -> Rewrite | None:
-    """The per-row form of `query`, or None when it must run as it is."""
-    body = query.strip().rstrip(";").strip()
-    spans = _code_spans(body)
-    if spans is None or ";" in "".join(body[a:b] for a, b in spans):
-        return None
-    code = "".join(body[a:b] for a, b in spans)
-    if _UNSAFE.search(code):
-        return None
-    names: set[str] = set()
-    pieces, last = [], 0
-    for a, b in spans:
-        for match in _TOKEN.finditer(body, a, b):
-            projection, star = match.group(4), match.group(5)
-            if projection and (star or _STRING_OPERATOR.search(body, a, match.start())):
-                continue
-            pieces.append(body[last : match.start()])
-            if projection:
-                pieces.append(f"{projection} {ROW},")
-            else:
-                name = match.group(1) or match.group(2) or match.group(3)
-                names.add(name)
-                pieces.append(f"{ROW}.`{name}`")
-            last = match.end()
-    pieces.append(body[last:])
-    inner = "".join(pieces)
+def rewrite(query: str) -> Rewrite | Unbatched:
+    """The per-row form of `query`, or why it must run as it is."""
+    try:
+        return _rewrite(query.strip().rstrip(";").strip())
+    except _Refused as refused:
+        return Unbatched(refused.reason)
+
+
+def _rewrite(body: str) -> Rewrite:
+    masked = _masked(body)
+    levels = _levels(masked) if masked is not None else None
+    if masked is None or levels is None:
+        raise _Refused("unparsable")
+    if ";" in masked:
+        raise _Refused("several-statements")
+    for reason, pattern in _REFUSALS:
+        if pattern.search(masked):
+            raise _Refused(reason)
+    _check_unions(masked, levels)
+    cut = _without_return(masked, levels)
+    body, masked, levels = body[:cut].rstrip(), masked[:cut].rstrip(), levels[:cut]
+    for paging in _PAGING.finditer(masked):
+        if not re.match(r"\s+\d+\b", masked[paging.end() :]):
+            raise _Refused("limit-parameter")  # LIMIT cs_row.n would read a variable
+    edits: list[tuple[int, int, str]] = []
+    edits += _scoped_calls(masked)
+    property_maps, names = _property_maps(body, masked, levels)
+    edits += property_maps
+    skip = {start for start, end, _ in property_maps if end > start}
+    edits += _rows_in_scope(body, masked, skip, names)
+    inner = _applied(body, edits)
     text = f"UNWIND ${ROWS} AS {ROW} CALL {{ WITH {ROW} {inner}\n}}"
     return Rewrite(text, frozenset(names), inner)
+
+
+def _without_return(masked: str, levels: list[int]) -> int:
+    """Where the query ends once its trailing RETURN is dropped, with the reads just
+    before it (`WITH v, count(x) AS n RETURN v, n`): a buffered write's result is never
+    read, and reads change nothing. The query must then end on a clause that changes
+    the graph (or a CALL subquery that returns nothing)."""
+    top = [m for m in _CLAUSE.finditer(masked) if levels[m.start()] == 0]
+    returns = [m for m in top if m.group(1).upper() == "RETURN"]
+    if not returns:
+        return len(masked)
+    cut = returns[0].start()
+    if len(returns) > 1:
+        raise _Refused("return-value")
+    for clause in reversed([m for m in top if m.start() < cut]):
+        word = clause.group(1).upper()
+        if word in _UPDATING or (word == "CALL" and _is_unit_subquery(masked, levels, clause)):
+            return cut
+        if word not in _READING:
+            break
+        cut = clause.start()
+    raise _Refused("return-value")
+
+
+def _is_unit_subquery(masked: str, levels: list[int], call: re.Match[str]) -> bool:
+    """Whether a CALL is a subquery that returns nothing (its body has no RETURN)."""
+    opening = masked.find("{", call.end())
+    if opening < 0:
+        return False
+    level = levels[opening] + 1
+    closing = next(i for i in range(opening + 1, len(masked)) if levels[i] < level)
+    body = range(opening + 1, closing)
+    return not any(
+        levels[m.start()] == level for m in _RETURN.finditer(masked, body.start, body.stop)
+    )
+
+
+def _check_unions(masked: str, levels: list[int]) -> None:
+    """A UNION is batched only inside a scoped `CALL (...) { }`, whose scope clause
+    brings the row into every branch."""
+    for union in _UNION.finditer(masked):
+        level = levels[union.start()]
+        opening = next(
+            (
+                i
+                for i in range(union.start(), -1, -1)
+                if masked[i] == "{" and levels[i] == level - 1
+            ),
+            None,
+        )
+        if level == 0 or opening is None or not _SCOPED.search(masked, 0, opening):
+            raise _Refused("union")
+
+
+def _scoped_calls(masked: str) -> list[tuple[int, int, str]]:
+    """Edits that bring the row into each CALL subquery: `CALL (a) {` imports it with
+    `a`, an unscoped `CALL {` gains `WITH cs_row` (its own importing WITH gets the
+    row like every WITH). A procedure call is never batched."""
+    edits = []
+    for call in _CALL.finditer(masked):
+        at = len(masked) - len(masked[call.end() :].lstrip())
+        if masked.startswith("{", at):
+            if not re.match(r"\{\s*WITH\b", masked[at:], re.IGNORECASE):
+                edits.append((at + 1, at + 1, f" WITH {ROW}"))
+            continue
+        scope = re.match(r"\(([^()]*)\)\s*\{", masked[at:])
+        if scope is None:
+            raise _Refused("procedure-call")
+        names = scope.group(1).strip()
+        if names != "*":
+            edits.append((at + 1, at + 1, f"{ROW}, " if names else ROW))
+    return edits
+
+
+def _property_maps(
+    body: str, masked: str, levels: list[int]
+) -> tuple[list[tuple[int, int, str]], set[str]]:
+    """`CREATE (n:L $props)` becomes `CREATE (n:L) SET n = cs_row.props` (a pattern's
+    property map cannot be a row field); `MERGE (n $props)` is not batched."""
+    edits, names = [], set()
+    for n, pattern in enumerate(_PROPERTY_MAP.finditer(masked)):
+        variable, labels = pattern.group(2), pattern.group(3)
+        if not variable and not labels:
+            continue  # a list or a parenthesised parameter, not a pattern
+        clauses = list(_CLAUSE.finditer(masked, 0, pattern.start()))
+        clause = clauses[-1] if clauses else None
+        kind = clause.group(1).upper() if clause is not None else ""
+        if clause is None or kind != "CREATE":
+            raise _Refused("merge-properties" if kind == "MERGE" else "properties-parameter")
+        start, end = pattern.start(4) - 1, pattern.end(4)
+        name = body[start + 1 : end].strip("`")
+        names.add(name)
+        if not variable:
+            variable = f"cs_v{n}"
+            edits.append((pattern.start(1) + 1, pattern.start(1) + 1, variable))
+        else:
+            variable = body[pattern.start(2) : pattern.end(2)]
+        edits.append((start, end, ""))
+        at = _clause_end(masked, levels, clause)
+        edits.append((at, at, f" SET {variable} = {ROW}.`{name}` "))
+    return edits, names
+
+
+def _clause_end(masked: str, levels: list[int], clause: re.Match[str]) -> int:
+    """Where the clause starting at `clause` ends: the next clause at its level, the
+    bracket that closes its level, or the end of the query."""
+    level = levels[clause.start()]
+    following = (m.start() for m in _CLAUSE.finditer(masked, clause.end()))
+    next_clause = next((at for at in following if levels[at] == level), len(masked))
+    for at in range(clause.end(), next_clause):
+        if masked[at] in _CLOSING and levels[at] < level:
+            return at
+    return next_clause
+
+
+def _rows_in_scope(
+    body: str, masked: str, skip: set[int], names: set[str]
+) -> list[tuple[int, int, str]]:
+    """Parameters read as row fields, and the row added to each WITH projection."""
+    edits = []
+    for match in _TOKEN.finditer(masked):
+        if match.start() in skip:
+            continue
+        projection, star = match.group(4), match.group(5)
+        if projection:
+            if not (star or _STRING_OPERATOR.search(masked, 0, match.start())):
+                at = match.end(4)
+                edits.append((at, at, f" {ROW},"))
+            continue
+        text = body[match.start() : match.end()]
+        name = text[1:].strip("`")
+        names.add(name)
+        edits.append((match.start(), match.end(), f"{ROW}.`{name}`"))
+    return edits
+
+
+def _applied(body: str, edits: list[tuple[int, int, str]]) -> str:
+    pieces, last = [], 0
+    for start, end, text in sorted(edits, key=lambda edit: (edit[0], edit[1])):
+        pieces += [body[last:start], text]
+        last = max(last, end)
+    pieces.append(body[last:])
+    return "".join(pieces)
 
 
 @lru_cache(maxsize=256)
@@ -143,7 +357,7 @@ def _mixed(queries: tuple[str, ...]) -> str:
     calls = []
     for index, query in enumerate(queries):
         form = rewrite(query)
-        assert form is not None
+        assert isinstance(form, Rewrite)
         calls.append(
             f"CALL {{ WITH {ROW} WITH {ROW} WHERE {ROW}.{QUERY_FIELD} = {index} "
             f"WITH {ROW}.{PARAMS_FIELD} AS {ROW} {form.inner}\n}}"
@@ -155,26 +369,25 @@ def _statement(run: list[Write[Item]]) -> Statement[Item]:
     items = [item for item, _, _ in run]
     if len(run) == 1:
         _, query, params = run[0]
-        return query, params, items
+        return Statement(query, params, items)
     # Sorted, so one set of queries always gives one text (and one cached plan).
     queries = tuple(sorted({query for _, query, _ in run}))
     if len(queries) == 1:
         form = rewrite(queries[0])
-        assert form is not None
-        return form.text, {ROWS: [params for _, _, params in run]}, items
+        assert isinstance(form, Rewrite)
+        return Statement(form.text, {ROWS: [params for _, _, params in run]}, items)
     index = {query: n for n, query in enumerate(queries)}
     rows = [{QUERY_FIELD: index[query], PARAMS_FIELD: params} for _, query, params in run]
-    return _mixed(queries), {ROWS: rows}, items
+    return Statement(_mixed(queries), {ROWS: rows}, items)
 
 
-def group(
-    writes: list[Write[Item]],
-) -> list[Statement[Item]]:
-    """Consecutive (item, query, params) into statements: (text, params, items).
+def group(writes: list[Write[Item]]) -> list[Statement[Item]]:
+    """Consecutive (item, query, params) into statements, in order.
 
     Writes are merged when each query can be rewritten and every row carries every
     parameter its query reads (a missing one must fail as it would alone, not
-    become null); a write that cannot be merged runs alone, in its place.
+    become null); a write that cannot be merged runs alone, in its place, and its
+    statement says why (`Statement.unbatched`).
     """
     statements: list[Statement[Item]] = []
     run: list[Write[Item]] = []
@@ -188,9 +401,12 @@ def group(
 
     for item, query, params in writes:
         form = rewrite(query)
-        if form is None or not form.params <= params.keys():
+        reason = form.reason if isinstance(form, Unbatched) else None
+        if isinstance(form, Rewrite) and not form.params <= params.keys():
+            reason = "parameters-differ"
+        if reason is not None:
             close()
-            statements.append((query, params, [item]))
+            statements.append(Statement(query, params, [item], unbatched=reason))
             continue
         if query not in queries and len(queries) == MAX_QUERIES:
             close()

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cypherstream.drainer.unwind import MAX_QUERIES, PARAMS_FIELD, QUERY_FIELD, ROWS, group, rewrite
+from cypherstream.drainer.unwind import (
+    MAX_QUERIES,
+    PARAMS_FIELD,
+    QUERY_FIELD,
+    ROWS,
+    Rewrite,
+    Unbatched,
+    group,
+    rewrite,
+)
 
 CREATE = "CREATE (:A {i: $i})"
 
@@ -14,30 +23,124 @@ CREATE = "CREATE (:A {i: $i})"
 def test_parameters_become_row_fields_but_strings_and_comments_stay() -> None:
     done = rewrite("MERGE (n {id: $id}) SET n.s = '$no', n.t = \"$no\" // $no\nSET n.v = $v")
 
-    assert done is not None
+    assert isinstance(done, Rewrite)
     assert "cs_row.`id`" in done.text and "cs_row.`v`" in done.text
     assert "'$no'" in done.text and '"$no"' in done.text and "// $no\n" in done.text
     assert done.params == {"id", "v"}
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "reason"),
     [
-        "MATCH (n) RETURN n",
-        "MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS",
-        "CREATE INDEX i FOR (n:A) ON (n.x)",
-        "CREATE CONSTRAINT c FOR (n:A) REQUIRE n.x IS UNIQUE",
-        "MATCH (n) WITH n LIMIT $n SET n.x = 1",
-        "USE other CREATE ()",
-        "CREATE (:A {s: 'unterminated})",
-        "CREATE (); CREATE ()",
-        "CREATE (cs_row)",
-        "CALL { CREATE (:A) }",
-        "CREATE (:A) UNION CREATE (:B)",
+        ("MATCH (n) RETURN n", "return-value"),
+        ("CREATE (n) WITH n CALL (n) { RETURN n AS m } RETURN m", "return-value"),
+        ("MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS", "in-transactions"),
+        ("CREATE INDEX i FOR (n:A) ON (n.x)", "schema"),
+        ("CREATE CONSTRAINT c FOR (n:A) REQUIRE n.x IS UNIQUE", "schema"),
+        ("MATCH (n) WITH n LIMIT $n SET n.x = 1", "limit-parameter"),
+        ("MATCH (n) WITH n SKIP toInteger($n) SET n.x = 1", "limit-parameter"),
+        ("USE other CREATE ()", "administration"),
+        ("CREATE (:A {s: 'unterminated})", "unparsable"),
+        ("CREATE (:A {s: [1, 2})", "unparsable"),
+        ("CREATE (); CREATE ()", "several-statements"),
+        ("CREATE (cs_row)", "reserved-name"),
+        ("CREATE (:A) UNION CREATE (:B)", "union"),
+        ("MATCH (n) CALL { WITH n CREATE (:A) UNION WITH n CREATE (:B) }", "union"),
+        ("CALL db.awaitIndexes()", "procedure-call"),
+        (
+            "MATCH (n) CALL apoc.create.addLabels(n, [$l]) YIELD node SET node.x = 1",
+            "procedure-call",
+        ),
+        ("MERGE (n:A $props)", "merge-properties"),
     ],
 )
-def test_queries_that_could_behave_differently_are_never_wrapped(query: str) -> None:
-    assert rewrite(query) is None
+def test_queries_that_could_behave_differently_are_never_wrapped(query: str, reason: str) -> None:
+    assert rewrite(query) == Unbatched(reason)
+
+
+@pytest.mark.parametrize(
+    ("query", "inner"),
+    [
+        ("MERGE (m:M {id: $id}) SET m.x = 1 RETURN m", "MERGE (m:M {id: cs_row.`id`}) SET m.x = 1"),
+        (
+            "MATCH (m {id: $id}) DETACH DELETE m RETURN count(*) AS n ORDER BY n LIMIT $k",
+            "MATCH (m {id: cs_row.`id`}) DETACH DELETE m",
+        ),
+        (
+            "MATCH (v {id: $id}) SET v.on = true WITH v, count(*) AS c RETURN v, c",
+            "MATCH (v {id: cs_row.`id`}) SET v.on = true",
+        ),
+        (
+            "MATCH (c) CALL (c) { CREATE (c)-[:R]->(:N {v: $v}) } RETURN c",
+            "MATCH (c) CALL (cs_row, c) { CREATE (c)-[:R]->(:N {v: cs_row.`v`}) }",
+        ),
+    ],
+)
+def test_a_trailing_return_and_the_reads_before_it_are_dropped(query: str, inner: str) -> None:
+    done = rewrite(query)
+
+    assert isinstance(done, Rewrite)
+    assert done.inner == inner
+
+
+def test_a_literal_limit_stays_and_applies_per_row() -> None:
+    done = rewrite("MATCH (c {id: $c}) WITH c ORDER BY c.t DESC LIMIT 1 SET c.n = $n")
+
+    assert isinstance(done, Rewrite)
+    assert "WITH cs_row, c ORDER BY c.t DESC LIMIT 1 SET c.n = cs_row.`n`" in done.inner
+
+
+@pytest.mark.parametrize(
+    ("query", "inner"),
+    [
+        (
+            "MATCH (a) CALL (a) { SET a.x = $x }",
+            "MATCH (a) CALL (cs_row, a) { SET a.x = cs_row.`x` }",
+        ),
+        ("CALL () { CREATE (:A {x: $x}) }", "CALL (cs_row) { CREATE (:A {x: cs_row.`x`}) }"),
+        ("CALL (*) { CREATE (:A {x: $x}) }", "CALL (*) { CREATE (:A {x: cs_row.`x`}) }"),
+        ("CALL { CREATE (:A {x: $x}) }", "CALL { WITH cs_row CREATE (:A {x: cs_row.`x`}) }"),
+        (
+            "MATCH (a) CALL { WITH a SET a.x = $x }",
+            "MATCH (a) CALL { WITH cs_row, a SET a.x = cs_row.`x` }",
+        ),
+        (
+            "MATCH (a) CALL (a) { SET a.x = 1 UNION SET a.y = $y }",
+            "MATCH (a) CALL (cs_row, a) { SET a.x = 1 UNION SET a.y = cs_row.`y` }",
+        ),
+    ],
+)
+def test_subqueries_bring_the_row_into_scope(query: str, inner: str) -> None:
+    done = rewrite(query)
+
+    assert isinstance(done, Rewrite)
+    assert done.inner == inner
+
+
+@pytest.mark.parametrize(
+    ("query", "inner"),
+    [
+        ("CREATE (n:L $props)", "CREATE (n:L ) SET n = cs_row.`props`"),
+        (
+            "CREATE (:L $p) SET x.y = $y",
+            "CREATE (cs_v0:L ) SET cs_v0 = cs_row.`p` SET x.y = cs_row.`y`",
+        ),
+        (
+            "MATCH (a {id: $a}) CREATE (a)-[r:T $rel]->(b:B $node) RETURN r",
+            "MATCH (a {id: cs_row.`a`}) CREATE (a)-[r:T ]->(b:B ) SET r = cs_row.`rel` "
+            "SET b = cs_row.`node`",
+        ),
+        (
+            "FOREACH (x IN $xs | CREATE (n:L $p)) SET m.z = 1",
+            "FOREACH (x IN cs_row.`xs` | CREATE (n:L ) SET n = cs_row.`p` ) SET m.z = 1",
+        ),
+    ],
+)
+def test_a_property_map_parameter_of_create_becomes_a_set(query: str, inner: str) -> None:
+    done = rewrite(query)
+
+    assert isinstance(done, Rewrite)
+    assert " ".join(done.inner.split()) == inner
 
 
 def test_each_with_projection_keeps_the_row_in_scope_but_string_operators_stay() -> None:
@@ -46,7 +149,7 @@ def test_each_with_projection_keeps_the_row_in_scope_but_string_operators_stay()
         "MATCH (m) WHERE m.id ENDS WITH 'x' WITH m, count(n) AS c SET m.c = c + $x"
     )
 
-    assert done is not None
+    assert isinstance(done, Rewrite)
     assert "STARTS WITH cs_row.`p`" in done.inner and "ENDS WITH 'x'" in done.inner
     assert "WITH DISTINCT cs_row, n WITH * " in done.inner
     assert "WITH cs_row, m, count(n)" in done.inner
@@ -61,7 +164,7 @@ def test_each_with_projection_keeps_the_row_in_scope_but_string_operators_stay()
     ],
 )
 def test_names_that_look_like_keywords_do_not_stop_a_rewrite(query: str) -> None:
-    assert rewrite(query) is not None
+    assert isinstance(rewrite(query), Rewrite)
 
 
 def test_consecutive_writes_of_one_query_share_a_statement_in_order() -> None:
@@ -69,42 +172,45 @@ def test_consecutive_writes_of_one_query_share_a_statement_in_order() -> None:
 
     statements = group(writes)
 
-    assert [items for _, _, items in statements] == [[0, 1, 2], [3]]
-    assert statements[0][1] == {ROWS: [{"i": 0}, {"i": 1}, {"i": 2}]}
-    assert statements[1] == ("MATCH (n) RETURN n", {}, [3])
+    assert [s.items for s in statements] == [[0, 1, 2], [3]]
+    assert statements[0].params == {ROWS: [{"i": 0}, {"i": 1}, {"i": 2}]}
+    assert statements[0].kind == "unwind" and statements[0].unbatched is None
+    assert (statements[1].text, statements[1].params) == ("MATCH (n) RETURN n", {})
+    assert (statements[1].kind, statements[1].unbatched) == ("single", "return-value")
 
 
 def test_writes_of_different_queries_share_a_statement_and_each_row_names_its_query() -> None:
     writes = [(0, CREATE, {"i": 0}), (1, "CREATE (:B)", {}), (2, CREATE, {"i": 2})]
 
-    [(text, params, items)] = group(writes)
+    [statement] = group(writes)
 
-    assert items == [0, 1, 2]
-    rows = params[ROWS]
+    assert statement.items == [0, 1, 2]
+    rows = statement.params[ROWS]
+    assert isinstance(rows, list)
     assert [row[PARAMS_FIELD] for row in rows] == [{"i": 0}, {}, {"i": 2}]
     assert rows[0][QUERY_FIELD] == rows[2][QUERY_FIELD] != rows[1][QUERY_FIELD]
-    assert text.count("CALL {") == 3  # one per row, holding one per query
+    assert statement.text.count("CALL {") == 3  # one per row, holding one per query
 
 
 def test_one_set_of_queries_always_makes_the_same_statement_text() -> None:
     a, b = (0, CREATE, {"i": 0}), (1, "CREATE (:B)", {})
 
-    assert group([a, b])[0][0] == group([b, a])[0][0]
+    assert group([a, b])[0].text == group([b, a])[0].text
 
 
 def test_a_statement_holds_at_most_max_queries_distinct_queries() -> None:
     writes = [(n, f"CREATE (:L{n})", {}) for n in range(MAX_QUERIES + 1)]
 
-    assert [len(items) for _, _, items in group(writes)] == [MAX_QUERIES, 1]
+    assert [len(s.items) for s in group(writes)] == [MAX_QUERIES, 1]
 
 
 def test_a_write_missing_a_parameter_runs_alone_so_it_fails_as_it_would() -> None:
     statements = group([(0, CREATE, {"i": 0}), (1, CREATE, {}), (2, CREATE, {"i": 2})])
 
-    assert [(text, items) for text, _, items in statements] == [
-        (CREATE, [0]),
-        (CREATE, [1]),
-        (CREATE, [2]),
+    assert [(s.text, s.items, s.unbatched) for s in statements] == [
+        (CREATE, [0], None),
+        (CREATE, [1], "parameters-differ"),
+        (CREATE, [2], None),
     ]
 
 
@@ -112,6 +218,6 @@ def test_a_write_missing_a_parameter_runs_alone_so_it_fails_as_it_would() -> Non
 def test_grouping_keeps_every_write_once_and_in_order(queries: list[str]) -> None:
     writes = [(n, q, {"i": n, "j": n}) for n, q in enumerate(queries)]
 
-    items = [item for _, _, batch in group(writes) for item in batch]
+    items = [item for statement in group(writes) for item in statement.items]
 
     assert items == list(range(len(queries)))
