@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
+from cypherstream.drainer.events import DrainEvents
 from cypherstream.drainer.progress import ADVANCE, lock
 from cypherstream.drainer.unwind import group
 from cypherstream.shared.coalescing import Coalescer
@@ -56,14 +56,14 @@ class Applier:
         database: str | None,
         tx_timeout: float = 60.0,
         transactions: int = 2,
-        on_commit: Callable[[int, float], None] | None = None,
+        events: DrainEvents | None = None,
     ) -> None:
         self._driver = driver
         self._database = database
         # A server-side limit: a transaction of a stalled drainer (SIGSTOP, partition)
         # is ended by Neo4j, releasing the progress lock for the new owner.
         self._unit = unit_of_work(timeout=tx_timeout)
-        self._on_commit = on_commit  # (writes applied, seconds) of each batch transaction
+        self._events = events  # told of each statement and each commit
         self._commits: Coalescer[Batch, BatchResult] = Coalescer(
             self._apply_many, slots=transactions, name="cypherstream-commit"
         )
@@ -157,6 +157,10 @@ class Applier:
             # Runs of one query text go as one UNWIND statement where that is the same.
             for statement in group(todo):
                 await (await tx.run(statement.text, statement.params)).consume()
+                if self._events is not None:
+                    self._events.statement(
+                        statement.kind, len(statement.items), statement.unbatched
+                    )
                 for n, write in statement.items:
                     results[n].applied.append(write)
             advances = [
@@ -172,8 +176,8 @@ class Applier:
         async with self._driver.session(database=self._database) as session:
             results: list[BatchResult] = await session.execute_write(self._unit(work))
         applied = sum(len(result.applied) for result in results)
-        if applied and self._on_commit is not None:
-            self._on_commit(applied, time.perf_counter() - started)
+        if applied and self._events is not None:
+            self._events.committed(applied, time.perf_counter() - started)
         return results
 
 

@@ -18,6 +18,9 @@ class DrainerInfo:
     streams_owned: int
     last_heartbeat_age_seconds: float
     alive: bool
+    #: Writes it ran sharing an UNWIND statement, and alone, since it started.
+    writes_batched: int = 0
+    writes_single: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,14 @@ class Status:
     def live_drainers(self) -> int:
         return sum(1 for d in self.drainers if d.alive)
 
+    @property
+    def batched_share(self) -> float | None:
+        """Of the writes live drainers ran, the share that shared a statement (None:
+        none ran yet). Low means writes run one by one: see `unbatched_writes_total`."""
+        batched = sum(d.writes_batched for d in self.drainers if d.alive)
+        total = batched + sum(d.writes_single for d in self.drainers if d.alive)
+        return batched / total if total else None
+
     def to_json(self) -> dict[str, object]:
         return {
             "drainers": [asdict(d) for d in self.drainers],
@@ -54,6 +65,7 @@ class Status:
             },
             "sessions": [asdict(s) for s in self.sessions],
             "dead_letters": self.dead_letters,
+            "batched_share": self.batched_share,
             "redis_memory": {
                 "used_bytes": self.redis_memory.used,
                 "maxmemory_bytes": self.redis_memory.limit,
@@ -130,6 +142,8 @@ async def _drainers(redis: RedisClient, keys: Keyspace, now: int) -> list[Draine
                 streams_owned=int(text.get("streams_owned", 0)),
                 last_heartbeat_age_seconds=max(0.0, (now - heartbeat) / 1000) if heartbeat else -1,
                 alive=expires >= now,
+                writes_batched=int(text.get("writes_batched", 0)),
+                writes_single=int(text.get("writes_single", 0)),
             )
         )
     return drainers

@@ -26,6 +26,12 @@ class DrainEvents(Protocol):
     def committed(self, writes: int, seconds: float) -> None:
         """One batch transaction applied `writes` in `seconds`."""
 
+    def statement(
+        self, kind: Literal["unwind", "single"], writes: int, unbatched: str | None
+    ) -> None:
+        """One statement ran `writes` writes; a lone write that could not share one says
+        why in `unbatched` (None: it had nothing to share with)."""
+
     def rejected(self, reason: str) -> None:
         """An entry refused before it ran (signature, not-allowed, ...)."""
 

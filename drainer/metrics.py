@@ -3,6 +3,8 @@ drain path's events (`drainer.events.DrainEvents`) turned into series."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from cypherstream.drainer.backlog import Status
@@ -44,6 +46,22 @@ class Metrics:
             "Batch transactions committed (batches of sessions waiting at once share one)",
             registry=r,
         )
+        self.statements = Counter(
+            "cypherstream_statements",
+            "Statements run: unwind (writes sharing one) or single",
+            ["kind"],
+            registry=r,
+        )
+        self.unbatched_writes = Counter(
+            "cypherstream_unbatched_writes",
+            "Writes that ran alone though others were there to share with, by reason "
+            "(return-value, limit-parameter, procedure-call, schema, parameters-differ, ...)",
+            ["reason"],
+            registry=r,
+        )
+        #: Writes run sharing a statement, and alone, since start (`drainer status`).
+        self.batched_writes = 0
+        self.single_writes = 0
         self.batch_size = Histogram(
             "cypherstream_batch_size", "Writes per committed transaction",
             buckets=_BATCH_BUCKETS, registry=r,
@@ -105,6 +123,17 @@ class Metrics:
         self.transactions.inc()
         self.batch_size.observe(writes)
         self.commit_seconds.observe(seconds)
+
+    def statement(
+        self, kind: Literal["unwind", "single"], writes: int, unbatched: str | None
+    ) -> None:
+        self.statements.labels(kind).inc()
+        if kind == "unwind":
+            self.batched_writes += writes
+        else:
+            self.single_writes += writes
+        if unbatched is not None:
+            self.unbatched_writes.labels(unbatched).inc(writes)
 
     def rejected(self, reason: str) -> None:
         self.entries_rejected.labels(reason).inc()

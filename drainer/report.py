@@ -25,6 +25,13 @@ def print_status(status: Status, console: Console | None = None) -> None:
         f"oldest waiting {status.oldest_pending_age_seconds:.1f}s. "
         f"Dead letters: {status.dead_letters}."
     )
+    share = status.batched_share
+    if share is not None:
+        out.print(
+            f"Batched: {share:.0%} of the writes live drainers ran shared an UNWIND statement"
+            + ("" if share >= 0.5 else " (see cypherstream_unbatched_writes_total for why)")
+            + "."
+        )
     memory = status.redis_memory
     warn = memory.ratio >= WARN_RATIO
     note = " Producers wait for room while it is full; drainers free it." if warn else ""

@@ -142,7 +142,7 @@ class Drainer:
         stack.push_async_callback(driver.close)
         applier = Applier(
             driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
-            on_commit=self.metrics.committed,
+            events=self.metrics,
         )  # fmt: skip
         progress = ProgressRecords(driver, settings.neo4j.database, settings.tx_timeout)
         neo4j = await self._until_up(
@@ -375,6 +375,8 @@ class Drainer:
             "host", socket.gethostname(), "pid", os.getpid(),
             "streams_owned", len(self._active), "started", int(self._started),
             "signing", fingerprints_text(context.admission.signer),
+            "writes_batched", self.metrics.batched_writes,
+            "writes_single", self.metrics.single_writes,
         ]  # fmt: skip
         await self._upkeep.heartbeat(info)
         lost = await self._upkeep.renew(list(self._active)) if self._active else []

@@ -127,3 +127,29 @@ async def test_status_lists_live_drainers_and_renders_a_table(
     assert report["drainers"][0]["alive"] is True
     assert report["dead_letters"] == 0
     assert proc.drainer_id[:10] in table and "Backlog: 0 entries" in table
+
+
+async def test_metrics_and_status_say_how_many_writes_shared_a_statement(
+    start_drainer: Any, client: MemoryClient, graph: Any, env: dict[str, str]
+) -> None:
+    for i in range(10):  # queued before any drainer: they are read as one batch
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: $i}})", {"i": i})
+    for _ in range(3):
+        query = f"MATCH (n:{graph.label}) WITH n LIMIT $k SET n.seen = true"
+        await client.buffered.submit(query, {"k": 1})
+    drainer = await start_drainer(metrics_port=0, lease_ttl=1.5)
+    await client.flush()
+
+    _, text = await http_get(drainer.endpoints.port, "/metrics")
+    assert metric(text, 'cypherstream_statements_total\\{kind="unwind"\\}') >= 1
+    assert metric(text, 'cypherstream_unbatched_writes_total\\{reason="limit-parameter"\\}') == 3
+
+    async def reported() -> bool:  # drainers publish their counts with each heartbeat
+        _, out = await drainer_status(env, "--json")
+        return json.loads(out)["batched_share"] is not None
+
+    await wait_until(reported, timeout=10, what="status to report the batched share")
+    _, out = await drainer_status(env, "--json")
+    assert json.loads(out)["batched_share"] == 10 / 13
+    _, table = await drainer_status(env)
+    assert "Batched: 77%" in table

@@ -67,3 +67,43 @@ async def test_mixed_dependent_writes_end_as_one_by_one_execution(
         for seed in range(3):
             for label in (f"{one}{seed}", f"{grouped}{seed}"):
                 await neo4j.execute_query(f"MATCH (n:{label}) DETACH DELETE n")
+
+
+# Rewritten forms: a property-map parameter, scoped and unscoped subqueries, a literal
+# LIMIT and a dropped RETURN, each reading what the rows before it wrote.
+REWRITTEN = [
+    "CREATE (n:$L $props) WITH n MATCH (c:$L {id: 'c'}) SET c.log = c.log + [n.k]",
+    "MATCH (c:$L {id: 'c'}) CALL (c) { SET c.v = c.v + $d } RETURN c.v",
+    "MATCH (c:$L {id: 'c'}) CALL { WITH c SET c.log = c.log + [$d] }",
+    "MATCH (n:$L) WHERE n.k IS NOT NULL WITH n ORDER BY n.k DESC LIMIT 1 "
+    "SET n.seen = coalesce(n.seen, 0) + $d RETURN n.k AS k",
+]
+
+
+async def test_rewritten_forms_end_as_one_by_one_execution(neo4j: AsyncDriver, graph: Any) -> None:
+    rng = random.Random(7)
+    picks = [rng.choice(REWRITTEN) for _ in range(60)]
+
+    def writes(label: str) -> list[tuple[int, str, dict[str, Any]]]:
+        return [
+            (n, query.replace("$L", label), {"props": {"k": n, "s": f"s{n}"}, "d": n})
+            for n, query in enumerate(picks)
+        ]
+
+    one, grouped = f"{graph.label}_one", f"{graph.label}_grouped"
+    try:
+        expected = await _run(neo4j, one, [(q, p) for _, q, p in writes(one)])
+        statements = group(writes(grouped))
+        assert len(statements) == 1  # every form was rewritten
+        assert await _run(neo4j, grouped, [(s.text, s.params) for s in statements]) == expected
+        found, _, _ = await neo4j.execute_query(
+            f"MATCH (n:{grouped}) WHERE n.k IS NOT NULL RETURN n.s AS s, n.seen AS seen "
+            "ORDER BY n.k"
+        )
+        expected_nodes, _, _ = await neo4j.execute_query(
+            f"MATCH (n:{one}) WHERE n.k IS NOT NULL RETURN n.s AS s, n.seen AS seen ORDER BY n.k"
+        )
+        assert [r.data() for r in found] == [r.data() for r in expected_nodes]
+    finally:
+        for label in (one, grouped):
+            await neo4j.execute_query(f"MATCH (n:{label}) DETACH DELETE n")
