@@ -53,7 +53,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(SOURCES)
 	@mkdir -p $(LINT_VIEW)
 	@for part in producer drainer shared; do ln -sfn $(CURDIR)/$$part $(LINT_VIEW)/$$part; done
-	@for file in __init__.py py.typed; do ln -sfn $(CURDIR)/cypherstream/$$file $(LINT_VIEW)/$$file; done
+	@for file in $$(ls cypherstream); do ln -sfn $(CURDIR)/cypherstream/$$file $(LINT_VIEW)/$$file; done
 	cd $(LINT_VIEW)/.. && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml
 
 format: $(STAMP)

@@ -101,3 +101,15 @@ class RedisPermissionDenied(ConfigurationError):
 
 class NotReplicated(CypherstreamError):
     """A write reached the Redis primary, but too few replicas confirmed it in time."""
+
+
+class WriteFailed(CypherstreamError):
+    """A buffered write a drainer gave up on, as an exception: what neo4j-agent-memory's
+    `BufferedWriteError.error` holds for a write cypherstream applied (`code` is the
+    Neo4j error code, `reason` why it was given up, as in `BufferedWriteError`)."""
+
+    def __init__(self, code: str, message: str, *, reason: str, session_id: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.reason = reason
+        self.session_id = session_id
