@@ -48,3 +48,14 @@ async def test_the_buffered_writes_example_shows_each_behaviour_and_verifies(
     assert "invalid write: 1 in write_errors" in output
     assert "in Neo4j: 19 messages, 19 mentions (expected 19 of each)" in output
     assert output.rstrip().endswith("verified")
+
+
+async def test_the_agent_memory_example_records_both_conversations_in_order(
+    example_env: dict[str, str],
+) -> None:
+    pytest.importorskip("neo4j_agent_memory", reason="neo4j-agent-memory needs Python >= 3.11")
+    output = await _run("examples/agent-memory/example.py", "--turns", "5", env=example_env)
+
+    assert "in Neo4j (sync): 5 messages in order: True, 5 mentions" in output
+    assert "in Neo4j (buffered): 5 messages in order: True, 5 mentions" in output
+    assert output.rstrip().endswith("verified")
