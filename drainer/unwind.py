@@ -73,6 +73,19 @@ _UPDATING = frozenset({"CREATE", "MERGE", "SET", "DELETE", "REMOVE", "FOREACH"})
 _READING = frozenset({"WITH", "WHERE", "ORDER", "SKIP", "LIMIT", "OFFSET", "MATCH", "OPTIONAL",
                       "UNWIND"})  # fmt: skip
 _RETURN = _keywords("RETURN")
+# A function call in a dropped tail (a name before `(` that is not a keyword).
+_FUNCTION_CALL = re.compile(
+    r"(?<![.\w$:])(?!(?:NOT|AND|OR|XOR|IN|WHERE|MATCH|OPTIONAL|WITH|RETURN|UNWIND|AS|IS|"
+    r"WHEN|THEN|ELSE|CASE|ANY|ALL|NONE|SINGLE|EXISTS|COUNT|COLLECT)\s*\()"
+    r"([A-Za-z_][\w.]*)\s*\(",
+    re.IGNORECASE,
+)
+#: Functions a dropped RETURN may call: none of them can raise on any input.
+_SAFE_FUNCTIONS = frozenset({
+    "count", "collect", "size", "coalesce", "id", "elementid", "keys", "labels", "type",
+    "properties", "exists", "min", "max", "head", "last", "nodes", "relationships",
+    "length", "startnode", "endnode", "tostring", "isempty", "any", "all", "none", "single",
+})  # fmt: skip
 _UNION = _keywords("UNION")
 _SCOPED = re.compile(r"\bCALL\s*\([^()]*\)\s*$", re.IGNORECASE)
 _PAGING = _keywords("SKIP|LIMIT|OFFSET")
@@ -223,11 +236,23 @@ def _without_return(masked: str, levels: list[int]) -> int:
     for clause in reversed([m for m in top if m.start() < cut]):
         word = clause.group(1).upper()
         if word in _UPDATING or (word == "CALL" and _is_unit_subquery(masked, levels, clause)):
+            if _may_raise(masked[cut:]):
+                break  # a tail that can fail the write (`RETURN 1 / 0`) must still run
             return cut
         if word not in _READING:
             break
         cut = clause.start()
     raise _Refused("return-value")
+
+
+def _may_raise(tail: str) -> bool:
+    """Whether dropped clauses could raise an error, and so fail the write one by one:
+    arithmetic that can divide by zero or overflow, or a function outside those that
+    cannot fail."""
+    if re.search(r"[/%^]", tail):
+        return True
+    calls = {name.lower() for name in _FUNCTION_CALL.findall(tail)}
+    return not calls <= _SAFE_FUNCTIONS
 
 
 def _is_unit_subquery(masked: str, levels: list[int], call: re.Match[str]) -> bool:

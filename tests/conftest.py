@@ -115,6 +115,21 @@ def neo4j_target(neo4j_server: services.Neo4jServer | None) -> Iterator[Neo4jTar
             yield Neo4jTarget(container.get_connection_url(), "neo4j", container.password)
 
 
+@pytest.fixture(scope="session")
+def agent_memory_neo4j(tmp_services: Path, neo4j_target: Neo4jTarget) -> Iterator[Neo4jTarget]:
+    """A Neo4j of its own for neo4j-agent-memory's client, whose schema set-up (its
+    constraints and indexes on Message, Entity, ...) would otherwise change the schema
+    every other test relies on. An external Neo4j (NEO4J_URI) is shared."""
+    if os.environ.get("NEO4J_URI") or _docker_answers():
+        yield neo4j_target
+        return
+    server = services.Neo4jServer(tmp_services / "neo4j-agent-memory").start()
+    try:
+        yield Neo4jTarget(server.uri, "neo4j", server.password)
+    finally:
+        server.stop()
+
+
 @pytest_asyncio.fixture(scope="session")
 async def neo4j(neo4j_target: Neo4jTarget) -> AsyncIterator[AsyncDriver]:
     driver = AsyncGraphDatabase.driver(

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, AsyncGraphDatabase
 
+from cypherstream import Neo4jSettings
 from cypherstream.shared.errors import ClientClosed, WriteFailed
 from tests.helpers import wait_until
 
@@ -24,6 +25,31 @@ from cypherstream.agent_memory import AttachedWriter, attach
 from tests.agent_memory_app import agent_memory_settings, fake_embedder
 
 PRODUCER = Path(__file__).with_name("agent_memory_producer.py")
+
+
+# -- this module's Neo4j: the library's own (see `agent_memory_neo4j`) -----------------
+
+
+@pytest.fixture
+def neo4j_settings(agent_memory_neo4j: Any) -> Neo4jSettings:
+    target = agent_memory_neo4j
+    return Neo4jSettings(uri=target.uri, username=target.username, password=target.password)
+
+
+@pytest.fixture
+def env(env: dict[str, str], agent_memory_neo4j: Any) -> dict[str, str]:
+    return {**env, "NEO4J_URI": agent_memory_neo4j.uri,
+            "NEO4J_USERNAME": agent_memory_neo4j.username,
+            "NEO4J_PASSWORD": agent_memory_neo4j.password}  # fmt: skip
+
+
+@pytest.fixture
+async def neo4j(agent_memory_neo4j: Any) -> AsyncIterator[AsyncDriver]:
+    target = agent_memory_neo4j
+    async with AsyncGraphDatabase.driver(
+        target.uri, auth=(target.username, target.password), notifications_min_severity="OFF"
+    ) as driver:
+        yield driver
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,10 +52,15 @@ async def test_the_buffered_writes_example_shows_each_behaviour_and_verifies(
 
 
 async def test_the_agent_memory_example_records_both_conversations_in_order(
-    example_env: dict[str, str],
+    example_env: dict[str, str], agent_memory_neo4j: Any
 ) -> None:
     pytest.importorskip("neo4j_agent_memory", reason="neo4j-agent-memory needs Python >= 3.11")
-    output = await _run("examples/agent-memory/example.py", "--turns", "5", env=example_env)
+    target = agent_memory_neo4j
+    own = {"NEO4J_URI": target.uri, "NEO4J_USERNAME": target.username,
+           "NEO4J_PASSWORD": target.password}  # fmt: skip
+    output = await _run(
+        "examples/agent-memory/example.py", "--turns", "5", env={**example_env, **own}
+    )
 
     assert "in Neo4j (sync): 5 messages in order: True, 5 mentions" in output
     assert "in Neo4j (buffered): 5 messages in order: True, 5 mentions" in output

@@ -34,6 +34,8 @@ def test_parameters_become_row_fields_but_strings_and_comments_stay() -> None:
     [
         ("MATCH (n) RETURN n", "return-value"),
         ("CREATE (n) WITH n CALL (n) { RETURN n AS m } RETURN m", "return-value"),
+        ("MATCH (a) SET a.x = 1 WITH a WHERE a.ok IS NULL RETURN 1 / 0", "return-value"),
+        ("MATCH (a) SET a.x = 1 RETURN toInteger(a.y) AS y", "return-value"),
         ("MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS", "in-transactions"),
         ("CREATE INDEX i FOR (n:A) ON (n.x)", "schema"),
         ("CREATE CONSTRAINT c FOR (n:A) REQUIRE n.x IS UNIQUE", "schema"),
