@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from neo4j import AsyncDriver
 
+from cypherstream import Neo4jSettings
 from tests.helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +45,11 @@ async def _forget(neo4j: AsyncDriver, tag: str) -> None:
 def test_the_readme_shows_the_quick_start_the_typed_records_and_the_blocking_client() -> None:
     blocks = _blocks()
 
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     assert "client.buffered.submit" in blocks[0]
     assert "add_message" in blocks[1] and "ensure_schema" in blocks[1]
     assert "SyncMemoryClient" in blocks[2]
+    assert "attach(client)" in blocks[3]
 
 
 async def test_the_quick_start_runs_and_leaves_its_message_in_neo4j(
@@ -81,3 +84,23 @@ async def test_the_blocking_client_example_runs(
     finally:
         await _forget(neo4j, tag)
         await neo4j.execute_query(f"MATCH (t:{tag}) DELETE t")
+
+
+async def test_the_agent_memory_example_records_its_conversation(
+    env: dict[str, str], agent_memory_neo4j: Any, start_drainer: Any, tag: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("neo4j_agent_memory", reason="neo4j-agent-memory needs Python >= 3.11")
+    target = agent_memory_neo4j
+    own = Neo4jSettings(uri=target.uri, username=target.username, password=target.password)
+    await start_drainer(neo4j=own)
+    code = _blocks()[3].replace('"chat-7', f'"{tag}-chat-7')
+
+    await _run(code, {**env, "NEO4J_URI": target.uri, "NEO4J_PASSWORD": target.password},
+               tmp_path)  # fmt: skip
+
+    async with own.driver() as neo4j:
+        records, _, _ = await neo4j.execute_query(
+            "MATCH (:Conversation {id: $c})-[:FIRST_MESSAGE]->(m) RETURN m.content AS content",
+            c=f"{tag}-chat-7",
+        )
+    assert [r["content"] for r in records] == ["Hello"]
