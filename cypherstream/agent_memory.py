@@ -30,6 +30,7 @@ from typing import Any
 
 from neo4j_agent_memory import MemoryClient as AgentMemoryClient
 from neo4j_agent_memory.memory.buffered import BufferedWriteError as AgentWriteError
+from neo4j_agent_memory.memory.buffered import BufferedWriter
 
 from cypherstream.producer.client import MemoryClient
 from cypherstream.producer.settings import MemorySettings
@@ -55,7 +56,7 @@ class AttachedWriter:
     (each still in its own order).
     """
 
-    def __init__(self, previous: Any) -> None:
+    def __init__(self, previous: BufferedWriter) -> None:
         self._previous = previous  # sync mode runs through it, as before
         self._memory: MemoryClient | None = None  # cypherstream, in buffered mode
         self._session: contextvars.ContextVar[str | None] = contextvars.ContextVar(

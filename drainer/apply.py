@@ -10,10 +10,12 @@ again, and a stalled former owner that wakes up cannot apply anything twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
+from neo4j import AsyncDriver, AsyncManagedTransaction, Bookmarks, unit_of_work
 
 from cypherstream.drainer.events import DrainEvents
 from cypherstream.drainer.progress import ADVANCE, lock
@@ -23,6 +25,10 @@ from cypherstream.shared.codec import decode_params
 from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.entry import WriteEntry, id_key
 from cypherstream.shared.errors import MalformedEntry
+from cypherstream.shared.tracing import Attributes, span
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 
 class MalformedParams(MalformedEntry):
@@ -39,6 +45,9 @@ class BatchResult:
     stalled: tuple[WriteEntry, BaseException] | None = None
     """A write whose own failure may pass (`Disposition.RETRY_BUDGETED`), met while it
     ran alone; the writes after it were not tried."""
+    bookmarks: tuple[str, ...] = ()
+    """Neo4j bookmarks of the last transaction that applied these writes: a read given
+    them sees the writes, on any member of a cluster."""
 
 
 Batch = tuple[str, list[WriteEntry]]
@@ -134,7 +143,15 @@ class Applier:
                 continue
             result.applied += one.applied
             result.skipped += one.skipped
+            result.bookmarks = one.bookmarks
         return result
+
+    async def current_bookmarks(self) -> tuple[str, ...]:
+        """Bookmarks of everything committed so far (a transaction that writes nothing):
+        for a flush answered by a drainer that applied none of its session's writes."""
+        async with self._driver.session(database=self._database) as session:
+            await session.execute_write(_nothing)
+            return _bookmark_values(await session.last_bookmarks())
 
     async def _transaction(
         self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, object]]]]]
@@ -173,12 +190,44 @@ class Applier:
             return results
 
         started = time.perf_counter()
-        async with self._driver.session(database=self._database) as session:
-            results: list[BatchResult] = await session.execute_write(self._unit(work))
+        writes = [(stream, write) for stream, decoded in batches for write, _ in decoded]
+        with _transaction_span(writes) as traced:
+            async with self._driver.session(database=self._database) as session:
+                results: list[BatchResult] = await session.execute_write(self._unit(work))
+                bookmarks = _bookmark_values(await session.last_bookmarks())
+            if traced is not None:
+                traced.set_attribute("cypherstream.applied", sum(len(r.applied) for r in results))
+        for result in results:
+            result.bookmarks = bookmarks
         applied = sum(len(result.applied) for result in results)
         if applied and self._events is not None:
             self._events.committed(applied, time.perf_counter() - started)
         return results
+
+
+def _transaction_span(
+    writes: list[tuple[str, WriteEntry]],
+) -> contextlib.AbstractContextManager[Span | None]:
+    """The transaction's span, linked to the span each write was submitted in, with
+    its stream, entry id and lag (from submit to now) on the link."""
+    now_ms = time.time() * 1000
+    links: list[tuple[str, Attributes]] = [
+        (write.trace, {"cypherstream.stream": stream, "cypherstream.entry_id": write.entry_id,
+                       "cypherstream.lag_ms": max(0.0, now_ms - id_key(write.entry_id)[0])})
+        for stream, write in writes
+        if write.trace is not None
+    ]  # fmt: skip
+    attributes = {"cypherstream.writes": len(writes),
+                  "cypherstream.sessions": len({stream for stream, _ in writes})}  # fmt: skip
+    return span("cypherstream.transaction", attributes, links)
+
+
+async def _nothing(tx: AsyncManagedTransaction) -> None:
+    await (await tx.run("RETURN 1")).consume()
+
+
+def _bookmark_values(bookmarks: Bookmarks) -> tuple[str, ...]:
+    return tuple(sorted(bookmarks.raw_values))
 
 
 def _alone_failed(write: WriteEntry, exc: BaseException, kind: Disposition) -> BatchResult:

@@ -16,6 +16,7 @@ from cypherstream.shared.errors import (
 )
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts
+from cypherstream.shared.tracing import span
 from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,23 @@ async def dead_letter(
     both and quoted values out of the error message (they may be personal data).
     """
     report = failure_report(session_id, write, exc, drainer_id, redact)
+    links = [(write.trace, {"cypherstream.entry_id": write.entry_id})] if write.trace else []
+    attributes = {"cypherstream.session": session_id, "cypherstream.code": report.code,
+                  "cypherstream.reason": report.reason}  # fmt: skip
+    with span("cypherstream.dead_letter", attributes, links):
+        await _record(scripts, keys, session_id, write, report, drainer_id, error_ttl, redact)
+
+
+async def _record(
+    scripts: Scripts,
+    keys: Keyspace,
+    session_id: str,
+    write: WriteEntry,
+    report: BufferedWriteError,
+    drainer_id: str,
+    error_ttl: int,
+    redact: bool,
+) -> None:
     await scripts.record_failure(
         keys=[keys.errors(session_id, write.client_id)],
         args=[report.to_json(None if redact else write.params), error_ttl],

@@ -59,6 +59,8 @@ class SessionDrain:
         self._ended = False  # an end marker removed the session's keys
         # Writes that failed on their own: attempts so far, and the backoff between them.
         self._suspects: dict[str, tuple[int, Backoff]] = {}
+        # Bookmarks of the last transaction that applied this session's writes.
+        self._bookmarks: tuple[str, ...] = ()
 
     async def run(self, others_waiting: Callable[[], bool]) -> None:
         """Drain; `others_waiting()` says whether to yield the session after a long turn."""
@@ -156,6 +158,8 @@ class SessionDrain:
             result: BatchResult = await self._with_retry(apply, self._progress_id, chunk)
             if result.applied:
                 self._ctx.events.applied(result.applied, time.time() * 1000)
+            if result.bookmarks:
+                self._bookmarks = result.bookmarks
             for write, exc in result.failed:
                 await self._fail(write, exc)
             done = len(chunk)
@@ -222,12 +226,22 @@ class SessionDrain:
         )
 
     async def _acknowledge_flush(self, marker: FlushSentinel) -> None:
-        """Answer a flush sentinel: its client's errors go to the waiting flush."""
+        """Answer a flush sentinel: its client's errors, and the bookmarks a read needs
+        to see the writes before it, go to the waiting flush."""
+        bookmarks = await self._flushed_bookmarks()
         await self._redis(
             lambda: self._ctx.calls.answer_flush(
-                self.session_id, marker.entry_id, marker.token, marker.client_id
+                self.session_id, marker.entry_id, marker.token, marker.client_id, bookmarks
             )
         )
+
+    async def _flushed_bookmarks(self) -> tuple[str, ...]:
+        """This drain's last applying transaction's bookmarks; where it applied none (the
+        writes were applied before it took the session), a bookmark of everything
+        committed until now, which covers them."""
+        if not self._bookmarks:
+            self._bookmarks = await self._with_retry(self._ctx.applier.current_bookmarks)
+        return self._bookmarks
 
     async def _end(self, marker: EndMarker) -> None:
         """Forget the session (progress record, then keys) if nothing followed the marker.
@@ -238,11 +252,13 @@ class SessionDrain:
         """
         if int(await self._redis(lambda: self._ctx.redis.xlen(self._stream))) <= 1:
             await self._with_retry(self._ctx.progress.forget, self._progress_id)
+        bookmarks = await self._flushed_bookmarks()
         self._ended = await self._redis(
             lambda: self._ctx.calls.answer_flush(
-                self.session_id, marker.entry_id, marker.token, marker.client_id, ending=True
+                self.session_id, marker.entry_id, marker.token, marker.client_id, bookmarks,
+                ending=True,
             )
-        )
+        )  # fmt: skip
 
     async def _ack(self, entry_ids: list[str]) -> None:
         await self._redis(lambda: self._ctx.calls.ack(self.session_id, entry_ids))

@@ -9,6 +9,7 @@ it, and every method turns that into `LeaseLost`: one signal, one way.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Literal, cast
 
 from redis import exceptions as rx
@@ -87,11 +88,18 @@ class SessionScripts:
         await self._ack.call([self._keys.stream(session_id)], [GROUP, *entry_ids])
 
     async def answer_flush(
-        self, session_id: str, entry_id: str, token: str, client_id: str, *, ending: bool = False
+        self,
+        session_id: str,
+        entry_id: str,
+        token: str,
+        client_id: str,
+        bookmarks: tuple[str, ...],
+        *,
+        ending: bool = False,
     ) -> bool:
-        """Hand the client's errors to its flush and delete the sentinel. With `ending`
-        (an end marker), also drop the session's keys unless writes followed; whether
-        they were dropped."""
+        """Hand the client's errors, and the Neo4j `bookmarks` of the writes before the
+        sentinel, to its flush and delete the sentinel. With `ending` (an end marker),
+        also drop the session's keys unless writes followed; whether they were dropped."""
         keys = self._keys
         partition = keys.partition_of(session_id)
         script_keys = [
@@ -99,7 +107,9 @@ class SessionScripts:
             keys.errors(session_id, client_id),
             keys.ack(partition, token),
         ]
-        args: list[ScriptArg] = [GROUP, entry_id, FLUSH_REPLY_TTL_SECONDS, session_id]
+        args: list[ScriptArg] = [
+            GROUP, entry_id, FLUSH_REPLY_TTL_SECONDS, session_id, json.dumps(list(bookmarks))
+        ]  # fmt: skip
         if ending:
             script_keys += [keys.seen(session_id), keys.lease(session_id), keys.ready(partition)]
             args.append(self._owner)

@@ -8,6 +8,7 @@ async with MemoryClient(settings) as client:
 
 from cypherstream.producer.blocking import SyncBufferedWrites, SyncMemoryClient
 from cypherstream.producer.client import BufferedWrites, MemoryClient
+from cypherstream.producer.reads import FlushResult
 from cypherstream.producer.records import (
     SCHEMA,
     MemoryRecord,
@@ -27,6 +28,7 @@ from cypherstream.shared.errors import (
     InvalidWrite,
     Neo4jUnavailable,
     NotReplicated,
+    ReadFailed,
     RedisUnavailable,
     UnsupportedParameter,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "ClientClosed",
     "ConfigurationError",
     "CypherstreamError",
+    "FlushResult",
     "FlushTimeout",
     "InvalidSessionId",
     "InvalidWrite",
@@ -53,6 +56,7 @@ __all__ = [
     "Neo4jSettings",
     "Neo4jUnavailable",
     "NotReplicated",
+    "ReadFailed",
     "ReasoningStep",
     "RedisSettings",
     "RedisUnavailable",

@@ -31,8 +31,10 @@ class WriteBackend(Protocol):
         With `named`, `query` is the name of a query (`shared.queries`), not Cypher.
         """
 
-    async def flush(self, timeout: float) -> None:
-        """Return when every write submitted before the call is applied or reported."""
+    async def flush(self, timeout: float, sessions: set[str] | None = None) -> tuple[str, ...]:
+        """Return when every write submitted before the call is applied or reported: to
+        `sessions` by any process where the backend can tell (the streams), else this
+        client's. Returns Neo4j bookmarks under which a read sees them."""
 
     async def end(self, session_ids: set[str], timeout: float) -> None:
         """Flush these sessions, then let their bookkeeping go (see `end_session`)."""

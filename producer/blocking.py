@@ -14,10 +14,11 @@ import asyncio
 import concurrent.futures
 import threading
 import types
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import TypeVar
 
 from cypherstream.producer.client import BufferedWrites, ErrorCallback, MemoryClient
+from cypherstream.producer.reads import FlushResult
 from cypherstream.producer.records import (
     MemoryRecord,
     Mention,
@@ -167,11 +168,24 @@ class SyncMemoryClient:
         """Create the constraints the typed records rely on."""
         self._call(self._inner.ensure_schema())
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Block until every write submitted before this call is applied."""
-        self._call(self._inner.flush(timeout))
+    def flush(
+        self, timeout: float | None = None, *, session_ids: Iterable[str] | None = None
+    ) -> FlushResult:
+        """Block until every write submitted before this call is applied (to
+        `session_ids` by anyone, if given); see `MemoryClient.flush`."""
+        return self._call(self._inner.flush(timeout, session_ids=session_ids))
 
     wait_for_pending = flush
+
+    def read(
+        self,
+        query: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        after: FlushResult | None = None,
+    ) -> list[dict[str, object]]:
+        """Run a read that sees what `after` flushed; see `MemoryClient.read`."""
+        return self._call(self._inner.read(query, params, after=after))
 
     def end_session(self, *session_ids: str, timeout: float | None = None) -> None:
         """Finish sessions: flush them, then free their keys; see `MemoryClient.end_session`."""

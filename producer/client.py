@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import types
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from neo4j import AsyncDriver
@@ -13,6 +14,7 @@ from neo4j import AsyncDriver
 from cypherstream.producer.backend import WriteBackend
 from cypherstream.producer.embedded import EmbeddedBackend
 from cypherstream.producer.inline import InlineBackend, run_write
+from cypherstream.producer.reads import FlushResult, run_read
 from cypherstream.producer.records import (
     SCHEMA,
     MemoryRecord,
@@ -33,6 +35,7 @@ from cypherstream.shared.queries import BUILTIN_PREFIX, QueryBook
 from cypherstream.shared.schema import create_schema
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.signing import check_producer
+from cypherstream.shared.tracing import span
 from cypherstream.shared.write_errors import BufferedWriteError
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ class BufferedWrites:
     ) -> None:
         session = validate_session_id(session_id) if session_id else self._client.session_id
         await self._client._backend_for_writes().submit(query, params, session, named=named)
+        self._client._submitted[session] += 1
 
     async def pending(self) -> int:
         """Writes (and flush markers) still queued for the sessions this client wrote to."""
@@ -159,6 +163,8 @@ class MemoryClient:
         self._queries = QueryBook.load(self.settings.memory.queries)
         self._driver: AsyncDriver | None = None
         self._backend: WriteBackend | None = None
+        # Writes submitted per session since that session's last flush.
+        self._submitted: collections.Counter[str] = collections.Counter()
 
     async def __aenter__(self) -> MemoryClient:
         await self.open()
@@ -257,16 +263,46 @@ class MemoryClient:
         other clients doing it at the same moment; runs inline)."""
         await create_schema(self._neo4j(), self.settings.neo4j.database, SCHEMA)
 
-    async def flush(self, timeout: float | None = None) -> None:
+    async def flush(
+        self, timeout: float | None = None, *, session_ids: Iterable[str] | None = None
+    ) -> FlushResult:
         """Return once every write submitted before this call is applied in Neo4j.
 
-        Failed writes land in `write_errors`. Raises `FlushTimeout` when nothing
-        acknowledges in time, and at once when no drainer is alive.
+        By default the writes of this client; with `session_ids`, every write submitted
+        to those sessions by any process (with Redis: another process can wait for an
+        agent's conversation). Failed writes of this client land in `write_errors`.
+        Raises `FlushTimeout` when nothing acknowledges in time, and at once when no
+        drainer is alive. The result's bookmarks make `read(..., after=result)` see
+        every flushed write, on any member of a Neo4j cluster.
         """
         limit = timeout if timeout is not None else self.settings.memory.flush_timeout
-        await self._backend_for_writes().flush(limit)
+        chosen = None if session_ids is None else {validate_session_id(s) for s in session_ids}
+        before = len(self.write_errors)
+        with span("cypherstream.flush", {"cypherstream.client": self.client_id}) as traced:
+            bookmarks = await self._backend_for_writes().flush(limit, chosen)
+            failed = len(self.write_errors) - before
+            if traced is not None:
+                traced.set_attribute("cypherstream.failed", failed)
+        flushed = self._submitted if chosen is None else {s: self._submitted[s] for s in chosen}
+        applied = sum(flushed.values()) - failed
+        for session in list(flushed):
+            del self._submitted[session]
+        return FlushResult(max(applied, 0), failed, bookmarks)
 
     wait_for_pending = flush
+
+    async def read(
+        self,
+        query: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        after: FlushResult | None = None,
+    ) -> list[dict[str, object]]:
+        """Run a read query; with `after`, Neo4j runs it only once the server holds
+        every write that flush confirmed (bookmarks), so it sees them on any member of
+        a cluster. Records as dicts. Raises `ReadFailed` for a query Neo4j refuses."""
+        bookmarks = after.bookmarks if after is not None else ()
+        return await run_read(self._neo4j(), self.settings.neo4j.database, query, params, bookmarks)
 
     async def end_session(self, *session_ids: str, timeout: float | None = None) -> None:
         """Finish sessions (default: this client's): flush them, then free their keys.

@@ -54,6 +54,7 @@ class EmbeddedBackend:
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
         self._unapplied = 0
+        self._bookmarks: tuple[str, ...] = ()  # after the last write applied
 
     async def submit(
         self,
@@ -70,7 +71,8 @@ class EmbeddedBackend:
         await self._queue.put((text, checked, session_id, f"local-{next(self._ids)}"))
         self._unapplied += 1
 
-    async def flush(self, timeout: float) -> None:
+    async def flush(self, timeout: float, sessions: set[str] | None = None) -> tuple[str, ...]:
+        """Every queued write, of any session: there is one queue."""
         try:
             await asyncio.wait_for(self._queue.join(), timeout)
         except TimeoutError as exc:
@@ -78,6 +80,7 @@ class EmbeddedBackend:
                 f"{self._queue.qsize()} in-process writes were not applied within {timeout}s; "
                 "Neo4j may be unreachable (writes are retried until it answers)."
             ) from exc
+        return self._bookmarks
 
     async def end(self, session_ids: set[str], timeout: float) -> None:
         await self.flush(timeout)  # one queue for every session: nothing else to let go
@@ -115,7 +118,7 @@ class EmbeddedBackend:
             return kind is Disposition.RETRY
 
         try:
-            await call_with_retry(
+            self._bookmarks = await call_with_retry(
                 lambda: run_write(self._driver, self._database, query, params),
                 retryable=retryable,
                 backoff=Backoff,

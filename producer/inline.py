@@ -12,8 +12,9 @@ from cypherstream.shared.queries import QueryBook
 
 async def run_write(
     driver: AsyncDriver, database: str | None, query: str, params: dict[str, object]
-) -> None:
-    """Run one write in its own managed transaction (the driver retries transient errors)."""
+) -> tuple[str, ...]:
+    """Run one write in its own managed transaction (the driver retries transient
+    errors); the bookmarks after it."""
 
     async def work(tx: AsyncManagedTransaction) -> None:
         result = await tx.run(query, params)
@@ -21,6 +22,7 @@ async def run_write(
 
     async with driver.session(database=database) as session:
         await session.execute_write(work)
+        return tuple(sorted((await session.last_bookmarks()).raw_values))
 
 
 class InlineBackend:
@@ -32,6 +34,7 @@ class InlineBackend:
         self._driver = driver
         self._database = database
         self._queries = queries
+        self._bookmarks: tuple[str, ...] = ()  # after the last write
 
     async def submit(
         self,
@@ -43,10 +46,10 @@ class InlineBackend:
     ) -> None:
         checked = check_params(params)
         text = self._queries.cypher(query) if named else query
-        await run_write(self._driver, self._database, text, checked)
+        self._bookmarks = await run_write(self._driver, self._database, text, checked)
 
-    async def flush(self, timeout: float) -> None:
-        return None
+    async def flush(self, timeout: float, sessions: set[str] | None = None) -> tuple[str, ...]:
+        return self._bookmarks
 
     async def end(self, session_ids: set[str], timeout: float) -> None:
         return None

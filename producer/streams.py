@@ -36,6 +36,7 @@ from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.scripts import ScriptArg, Scripts, submit_call
 from cypherstream.shared.settings import RedisSettings
 from cypherstream.shared.signing import Signer, signed_write_fields
+from cypherstream.shared.tracing import current_trace_context
 from cypherstream.shared.write_errors import BufferedWriteError, ErrorJson
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,16 @@ _START_DRAINER = (
 )
 
 
-class _FlushReply(TypedDict):
-    """A drainer's answer to a flush: its session, and the errors of the client's writes."""
+class _FlushFields(TypedDict):
+    s: str  # session
+    e: list[ErrorJson]  # the errors of this client's writes
 
-    s: str
-    e: list[ErrorJson]
+
+class _FlushReply(_FlushFields, total=False):
+    """A drainer's answer to a flush: its session, the errors of the client's writes,
+    and the Neo4j bookmarks of the writes before the sentinel."""
+
+    b: list[str]
 
 
 class StreamBackend:
@@ -114,7 +120,8 @@ class StreamBackend:
         named: bool = False,
     ) -> None:
         packed = encode_params(params)
-        size = len(packed) + len(query.encode())
+        trace = current_trace_context()
+        size = len(packed) + len(query.encode()) + (len(trace) if trace else 0)
         if size > self._options.max_entry_bytes:
             raise InvalidWrite(
                 f"the write is {size} bytes encoded; the limit is "
@@ -123,8 +130,9 @@ class StreamBackend:
             )
         seq = next(self._seq)
         fields = signed_write_fields(
-            self._signer, session_id, query, packed, self._client_id, seq, named=named
-        )
+            self._signer, session_id, query, packed, self._client_id, seq, named=named,
+            trace=trace,
+        )  # fmt: skip
         if self._handoff is not None:
             await self._handoff.put(session_id, fields, seq)
         else:
@@ -235,19 +243,23 @@ class StreamBackend:
             else:
                 del self._locks[session_id]
 
-    async def flush(self, timeout: float) -> None:
-        sessions, self._unflushed = self._unflushed, set()
+    async def flush(self, timeout: float, sessions: set[str] | None = None) -> tuple[str, ...]:
+        """Sessions this client wrote to since its last flush, or `sessions`, written
+        to by anyone: a sentinel follows every write already in their streams."""
+        chosen = set(self._unflushed) if sessions is None else set(sessions)
+        mine = chosen & self._unflushed
+        self._unflushed -= mine
         try:
-            await self._flush(sessions, timeout)
+            return await self._flush(chosen, timeout)
         except BaseException:
-            self._unflushed |= sessions
+            self._unflushed |= mine
             raise
 
     async def _flush(
         self, sessions: set[str], timeout: float, marker: Marker = flush_fields
-    ) -> None:
+    ) -> tuple[str, ...]:
         if not sessions:
-            return
+            return ()
         deadline = asyncio.get_running_loop().time() + timeout
         if self._handoff is not None:  # what the buffer holds goes first
             await self._handoff.drained(timeout)
@@ -266,10 +278,13 @@ class StreamBackend:
             self._await_replies(self._keys.ack(partition, token), expected, deadline)
             for partition, expected in by_partition.items()
         ]
+        bookmarks: set[str] = set()
         for replies in await asyncio.gather(*waits):
             for reply in replies:
+                bookmarks.update(reply.get("b", ()))  # an older drainer sends none
                 for error in reply["e"]:
                     self._report(BufferedWriteError.from_json(error))
+        return tuple(sorted(bookmarks))
 
     async def _await_replies(
         self, key: str, expected: set[str], deadline: float

@@ -8,7 +8,8 @@ Field names are short because every queued write carries them. Version 1:
 * writes: ``q`` Cypher text, or ``a`` the name of a query the drainer knows
   (exactly one of the two); ``p`` parameters (see `shared.codec`); ``n`` the
   client's sequence number; ``s`` the HMAC signature when signing is on
-  (`shared.signing`)
+  (`shared.signing`); ``x`` the W3C `traceparent` of the span active at submit,
+  when there was one (`shared.tracing`)
 * sentinels and end markers: ``t`` the flush token the drainer replies to
 """
 
@@ -36,6 +37,8 @@ class WriteEntry:
     name: str | None = None
     """The query's name when submitted by name; `query` is then its text once resolved."""
     signature: bytes | None = None
+    trace: str | None = None
+    """The W3C traceparent of the span the write was submitted in, if any."""
 
     @property
     def wire_query(self) -> str:
@@ -72,6 +75,7 @@ def write_fields(
     *,
     named: bool = False,
     signature: bytes | None = None,
+    trace: str | None = None,
 ) -> list[bytes | str]:
     """Field/value pairs of a write, flat, in the order XADD takes them.
 
@@ -81,6 +85,8 @@ def write_fields(
     fields += [b"a" if named else b"q", query, b"p", params]
     if signature is not None:
         fields += [b"s", signature]
+    if trace is not None:
+        fields += [b"x", trace]
     return fields
 
 
@@ -128,7 +134,9 @@ def parse(entry_id: str, fields: dict[bytes, bytes]) -> Entry:
     seq = _text(fields, b"n")
     if not seq.isascii() or not seq.isdigit():
         raise MalformedEntry(f"sequence number {seq!r} is not a non-negative integer")
-    return WriteEntry(entry_id, query, params, client_id, int(seq), name, fields.get(b"s"))
+    trace = _text(fields, b"x") if b"x" in fields else None
+    signature = fields.get(b"s")
+    return WriteEntry(entry_id, query, params, client_id, int(seq), name, signature, trace)
 
 
 def id_key(entry_id: str) -> tuple[int, int]:

@@ -113,3 +113,7 @@ class WriteFailed(CypherstreamError):
         self.code = code
         self.reason = reason
         self.session_id = session_id
+
+
+class ReadFailed(CypherstreamError):
+    """`client.read()` was refused by Neo4j (a syntax error, a missing permission)."""

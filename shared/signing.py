@@ -39,10 +39,18 @@ def fingerprint(key: bytes) -> str:
 
 
 def canonical(
-    session_id: str, query: str, named: bool, params: bytes, client_id: str, seq: int
+    session_id: str,
+    query: str,
+    named: bool,
+    params: bytes,
+    client_id: str,
+    seq: int,
+    trace: str | None = None,
 ) -> bytes:
-    """The bytes a signature covers: every field that decides what a write does."""
-    packed: bytes = msgpack.packb([_DOMAIN, session_id, named, query, params, client_id, seq])
+    """The bytes a signature covers: every field that decides what a write does, and
+    its trace context when it carries one."""
+    fields: list[object] = [_DOMAIN, session_id, named, query, params, client_id, seq]
+    packed: bytes = msgpack.packb(fields if trace is None else [*fields, trace])
     return packed
 
 
@@ -71,9 +79,16 @@ class Signer:
         return [fingerprint(key) for key in self._keys]
 
     def sign(
-        self, session_id: str, query: str, named: bool, params: bytes, client_id: str, seq: int
+        self,
+        session_id: str,
+        query: str,
+        named: bool,
+        params: bytes,
+        client_id: str,
+        seq: int,
+        trace: str | None = None,
     ) -> bytes:
-        message = canonical(session_id, query, named, params, client_id, seq)
+        message = canonical(session_id, query, named, params, client_id, seq, trace)
         return hmac.new(self._keys[0], message, hashlib.sha256).digest()
 
     def verify(self, session_id: str, entry: WriteEntry) -> bool:
@@ -87,6 +102,7 @@ class Signer:
             entry.params,
             entry.client_id,
             entry.seq,
+            entry.trace,
         )
         return any(
             hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), entry.signature)
@@ -103,13 +119,16 @@ def signed_write_fields(
     seq: int,
     *,
     named: bool = False,
+    trace: str | None = None,
 ) -> list[bytes | str]:
     """The fields of a write entry, signed when `signer` is set: what `submit` appends,
     and what `drainer dlq replay` appends again."""
     signature = None
     if signer is not None:
-        signature = signer.sign(session_id, query, named, params, client_id, seq)
-    return write_fields(query, params, client_id, seq, named=named, signature=signature)
+        signature = signer.sign(session_id, query, named, params, client_id, seq, trace)
+    return write_fields(
+        query, params, client_id, seq, named=named, signature=signature, trace=trace
+    )
 
 
 def fingerprints_text(signer: Signer | None) -> str:

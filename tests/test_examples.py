@@ -36,6 +36,7 @@ async def test_the_agent_fleet_demo_applies_every_record_and_says_so(
     assert "messages    in Neo4j: 48 (expected 48)" in output
     assert "mentions    in Neo4j: 24 (expected 24)" in output
     assert "drainer status" in output
+    assert re.search(r"trace of the first turn of \S+: [0-9a-f]{32} ", output)
 
 
 async def test_the_buffered_writes_example_shows_each_behaviour_and_verifies(

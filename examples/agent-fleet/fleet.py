@@ -53,6 +53,7 @@ class Phase:
     waits: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    traced_turn: tuple[str, str] | None = None  # (session, trace id) of one turn
 
 
 @dataclass
@@ -112,6 +113,8 @@ async def run_agent(fleet: Fleet, phase: Phase, n: int) -> None:
             result = json.loads(payload)
             phase.waits += result["waits"]
             phase.errors += result["errors"]
+            if result.get("trace") and phase.traced_turn is None:
+                phase.traced_turn = (result["session"], result["trace"])
     if await proc.wait() != 0:
         raise RuntimeError(f"agent {n} exited with {proc.returncode}; its error is above")
 
@@ -232,6 +235,12 @@ def report(fleet: Fleet, found: dict[str, Any], lag: dict[str, Any], console: Co
     errors = sum(phase.errors for phase in fleet.phases.values())
     ok = errors == 0 and all(found.get(name) == count for name, count in expected.items())
     console.print("verified: all records are in Neo4j" if ok else "verification FAILED")
+    traced = fleet.phases["buffered"].traced_turn
+    if traced is not None:
+        console.print(
+            f"trace of the first turn of {traced[0]}: {traced[1]} (search your tracing "
+            "backend for it: the drainer's transaction span links to the turn)"
+        )
     return ok
 
 

@@ -374,6 +374,26 @@ async def handoff_cost(workload: Workload, run: str, samples: int = 2000) -> dic
     }
 
 
+async def tracing_cost(workload: Workload, run: str, samples: int = 2000) -> dict[str, float]:
+    """Submit latency with OpenTelemetry installed but no span active (nothing carried),
+    and inside an active span of the SDK (its trace context carried and signed)."""
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        return {}
+    prefix = f"bench-otel-{run}"
+    pool = await start_drainers(1, prefix)
+    async with MemoryClient(settings_for("redis", prefix)) as client:
+        plain = await timed_submits(client, workload, run + "-plain", samples)
+        with TracerProvider().get_tracer("bench").start_as_current_span("turn"):
+            traced = await timed_submits(client, workload, run + "-traced", samples)
+    pool.stop()
+    return {
+        "p50_ms_no_span": _quantile(plain, 0.5) * 1000,
+        "p50_ms_in_span": _quantile(traced, 0.5) * 1000,
+    }
+
+
 async def unwind_floor(workload: Workload, run: str) -> float:
     """Writes per second when all rows go in one UNWIND, one transaction."""
     rows = [workload.params(run + "-unwind", i) for i in range(workload.writes)]
@@ -459,6 +479,7 @@ async def run_all(scale: int, only: str | None = None) -> dict[str, Any]:
         refs["memory_vs_backlog"] = await memory_vs_backlog(loads[0], run)
         refs["wait_cost"] = await wait_cost(loads[0], run)
         refs["handoff_cost"] = await handoff_cost(loads[0], run)
+        refs["tracing_cost"] = await tracing_cost(loads[0], run)
         progress.advance(task)
         for workload in loads:
             for mode, drainers, args in plan:
@@ -537,6 +558,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"- local hand-off (CYPHERSTREAM_HANDOFF=local): submit p50 {handoff['p50_ms']:.4f} "
             f"ms, p99 {handoff['p99_ms']:.4f} ms; asyncio.Queue.put p50 "
             f"{handoff['queue_put_p50_ms']:.4f} ms, p99 {handoff['queue_put_p99_ms']:.4f} ms"
+        )
+    tracing = refs.get("tracing_cost")
+    if tracing:
+        lines.append(
+            f"- tracing: submit p50 {tracing['p50_ms_no_span']:.3f} ms with no span active "
+            f"(nothing carried), {tracing['p50_ms_in_span']:.3f} ms inside an OpenTelemetry "
+            "span (trace context carried)"
         )
     for key, value in refs.items():
         if key.startswith("unwind_wps:"):
