@@ -21,11 +21,12 @@ The outer CALL is what keeps entry order: with the filtered CALLs directly under
 the UNWIND, Cypher's clause-by-clause semantics would run every A row before any
 B row (tests/test_unwind_neo4j.py shows the difference on a real Neo4j).
 
-A query is only rewritten when that is certain to be safe: it returns nothing,
-commits nothing on its own, changes no schema, and has no subquery or UNION of its
-own (whose scope would not see the row). Each WITH gets the row variable added, so
-parameters stay readable after it. Anything else (or anything the scanner below is
-unsure of) runs as it is, one statement per write.
+A query is only rewritten where that is certain to change nothing: a trailing
+RETURN that cannot raise is dropped (a buffered write's result is never read), a
+CALL subquery gets the row in scope, each WITH keeps the row, and a CREATE pattern's
+property-map parameter becomes a SET. Anything else (schema, IN TRANSACTIONS,
+procedures, LIMIT $n, or anything the scanner below is unsure of) runs as it is, one
+statement per write, and says why (`Unbatched.reason`, a metric label).
 """
 
 from __future__ import annotations
