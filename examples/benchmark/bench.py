@@ -56,7 +56,8 @@ class Workload:
         if self.embedding:
             params["vector"] = [((i * 31 + k) % 1000) / 1000.0 for k in range(384)]
         if self.message:
-            params |= {"conversation_id": f"{run}-c{session}", "id": f"{run}-m{i}",
+            # Every mode of a run writes its own messages (message ids are unique).
+            params |= {"conversation_id": f"{run}-c{session}", "id": uuid.uuid4().hex,
                        "role": "user", "content": f"turn {i}", "embedding": None,
                        "metadata": None}  # fmt: skip
         return params
@@ -431,12 +432,15 @@ async def cleanup(run: str) -> None:
     """Delete this run's nodes, in batches (CALL IN TRANSACTIONS needs an auto-commit run)."""
     driver = MemorySettings().neo4j.driver()
     async with driver, driver.session() as session:
-        for label, key in (("BenchItem", "run"), ("BenchChain", "run"), ("BenchVector", "run"),
-                           ("Conversation", "id"), ("Message", "id")):  # fmt: skip
+        matches = [f"MATCH (n:{label}) WHERE n.run STARTS WITH $run"
+                   for label in ("BenchItem", "BenchChain", "BenchVector")]  # fmt: skip
+        matches += [  # the messages of this run's conversations, then the conversations
+            "MATCH (c:Conversation)-[:HAS_MESSAGE]->(n) WHERE c.id STARTS WITH $run",
+            "MATCH (n:Conversation) WHERE n.id STARTS WITH $run",
+        ]
+        for match in matches:
             result = await session.run(
-                f"MATCH (n:{label}) WHERE n.{key} STARTS WITH $run "
-                "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
-                run=run,
+                f"{match} CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS", run=run
             )
             await result.consume()
 
