@@ -8,12 +8,14 @@ rule is (or will be) there, so both count as success here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from neo4j import AsyncDriver, AsyncManagedTransaction
 from neo4j import exceptions as nx
 
 from cypherstream.shared.dispositions import Disposition, classify
+from cypherstream.shared.errors import ConfigurationError
 from cypherstream.shared.retry import Backoff, call_with_retry
 
 # Another process created the same rule between our check and our commit.
@@ -26,6 +28,20 @@ _ALREADY_THERE = frozenset(
         "Neo.ClientError.Schema.IndexWithNameAlreadyExists",
     }
 )
+# `FOR (n:Label) REQUIRE n.prop IS UNIQUE`: a single-property uniqueness constraint.
+_UNIQUE = re.compile(
+    r"FOR\s*\(\s*\w+\s*:\s*`?(\w+)`?\s*\)\s*REQUIRE\s+\w+\.`?(\w+)`?\s+IS\s+UNIQUE",
+    re.IGNORECASE,
+)
+_CONSTRAINTS = (
+    "SHOW CONSTRAINTS YIELD type, labelsOrTypes AS labels, properties "
+    "WHERE type IN ['UNIQUENESS', 'NODE_KEY'] RETURN labels, properties"
+)
+_BLOCKING = (
+    "SHOW INDEXES YIELD name, labelsOrTypes, properties, owningConstraint "
+    "WHERE owningConstraint IS NULL AND $label IN labelsOrTypes AND properties = [$prop] "
+    "RETURN name"
+)
 #: Seconds one schema statement may keep losing races (deadlocks) before it fails.
 _RACE_WINDOW = 10.0
 
@@ -34,9 +50,32 @@ async def create_schema(
     driver: AsyncDriver, database: str | None, statements: Iterable[str]
 ) -> None:
     """Run `CREATE CONSTRAINT|INDEX ... IF NOT EXISTS` statements, one transaction each;
-    "already exists" counts as done and a lost race is tried again."""
+    "already exists" counts as done and a lost race is tried again. Raises
+    `ConfigurationError` when a uniqueness constraint is still missing afterwards: an
+    index on the same property (another library's schema) keeps Neo4j from creating it."""
+    statements = list(statements)
     for statement in statements:
         await _create(driver, database, statement)
+    await _check_unique(driver, database, statements)
+
+
+async def _check_unique(driver: AsyncDriver, database: str | None, statements: list[str]) -> None:
+    wanted = {(m.group(1), m.group(2)) for text in statements if (m := _UNIQUE.search(text))}
+    if not wanted:
+        return
+    constraints, _, _ = await driver.execute_query(_CONSTRAINTS, database_=database)
+    have = {(r["labels"][0], r["properties"][0]) for r in constraints if len(r["properties"]) == 1}
+    for label, prop in sorted(wanted - have):
+        indexes, _, _ = await driver.execute_query(
+            _BLOCKING, label=label, prop=prop, database_=database
+        )
+        blocking = ", ".join(repr(r["name"]) for r in indexes) or "an index"
+        raise ConfigurationError(
+            f"Neo4j has no uniqueness constraint on :{label}({prop}) because {blocking} on "
+            f"the same property is in the way (another library's schema?). Drop it (DROP "
+            f"INDEX <name>) and run ensure_schema() again, or create the constraint yourself; "
+            f"until then :{label}.{prop} is not unique."
+        )
 
 
 async def _create(driver: AsyncDriver, database: str | None, statement: str) -> None:
