@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "local"))
 
 import services  # noqa: E402
 
-from cypherstream import MemoryClient, MemorySettings  # noqa: E402
+from cypherstream import CypherstreamError, MemoryClient, MemorySettings  # noqa: E402
 from cypherstream.drainer.backlog import snapshot  # noqa: E402
 from cypherstream.shared.settings import StreamSettings  # noqa: E402
 
@@ -280,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.drainers} drainers",
         soft_wrap=True,
     )
-    asyncio.run(create_schema())
+    try:
+        asyncio.run(create_schema())
+    except CypherstreamError as exc:
+        console.print(f"the fleet cannot start: {exc}")
+        return 2
     try:
         with services.Drainers(args.drainers, fleet.env, name=fleet.prefix) as drainers:
             fleet.metrics_ports = drainers.ports

@@ -1,7 +1,8 @@
 """The seed's 50-turn comparison, run with neo4j-agent-memory's own client: its
 `write_mode="sync"` against the same client with cypherstream attached.
 
-Starts local Redis and Neo4j unless REDIS_URL and NEO4J_URI are set, and one
+Starts local Redis unless REDIS_URL is set, a Neo4j of its own unless NEO4J_URI is
+(neo4j-agent-memory's schema set-up would change the shared local one), and one
 `drainer run` process. Each turn records a message with the library's own
 CREATE_MESSAGE and links it to an entity with LINK_MESSAGE_TO_ENTITY, through
 `client.buffered.submit`, the call its users already make. The only new line is
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +136,31 @@ async def main(turns: int) -> bool:
     return ok
 
 
+@contextlib.contextmanager
+def own_neo4j() -> Iterator[None]:
+    """Without NEO4J_URI, a local Neo4j of the example's own: neo4j-agent-memory sets up
+    its schema on connect (an index on Entity.name, among others), which would stand
+    in the way of the typed records' schema in the shared local Neo4j."""
+    if os.environ.get("NEO4J_URI"):
+        yield
+        return
+    server = services.Neo4jServer(services.STATE_DIR / "neo4j-agent-memory").start()
+    os.environ |= {"NEO4J_URI": server.uri, "NEO4J_USERNAME": "neo4j",
+                   "NEO4J_PASSWORD": server.password}  # fmt: skip
+    try:
+        yield
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=50)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    services.up_and_export()
-    os.environ.setdefault("CYPHERSTREAM_KEY_PREFIX", f"example-{uuid.uuid4().hex[:6]}")
-    with services.Drainers(1, dict(os.environ), name="example"):
-        ok = asyncio.run(main(args.turns))
+    with own_neo4j():
+        services.up_and_export()  # Redis (and Neo4j only where none is set)
+        os.environ.setdefault("CYPHERSTREAM_KEY_PREFIX", f"example-{uuid.uuid4().hex[:6]}")
+        with services.Drainers(1, dict(os.environ), name="example"):
+            ok = asyncio.run(main(args.turns))
     sys.exit(0 if ok else 1)
