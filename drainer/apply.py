@@ -20,6 +20,7 @@ from neo4j import AsyncDriver, AsyncManagedTransaction, Bookmarks, unit_of_work
 from cypherstream.drainer.events import DrainEvents
 from cypherstream.drainer.progress import ADVANCE, lock
 from cypherstream.drainer.unwind import group
+from cypherstream.shared import tracing
 from cypherstream.shared.coalescing import Coalescer
 from cypherstream.shared.codec import decode_params
 from cypherstream.shared.dispositions import Disposition, classify
@@ -190,8 +191,7 @@ class Applier:
             return results
 
         started = time.perf_counter()
-        writes = [(stream, write) for stream, decoded in batches for write, _ in decoded]
-        with _transaction_span(writes) as traced:
+        with _transaction_span(batches) as traced:
             async with self._driver.session(database=self._database) as session:
                 results: list[BatchResult] = await session.execute_write(self._unit(work))
                 bookmarks = _bookmark_values(await session.last_bookmarks())
@@ -206,10 +206,13 @@ class Applier:
 
 
 def _transaction_span(
-    writes: list[tuple[str, WriteEntry]],
+    batches: list[tuple[str, list[tuple[WriteEntry, dict[str, object]]]]],
 ) -> contextlib.AbstractContextManager[Span | None]:
     """The transaction's span, linked to the span each write was submitted in, with
     its stream, entry id and lag (from submit to now) on the link."""
+    if not tracing.available():
+        return contextlib.nullcontext()  # nothing to build links for, per transaction
+    writes = [(stream, write) for stream, decoded in batches for write, _ in decoded]
     now_ms = time.time() * 1000
     links: list[tuple[str, Attributes]] = [
         (write.trace, {"cypherstream.stream": stream, "cypherstream.entry_id": write.entry_id,

@@ -302,7 +302,7 @@ class MemoryClient:
         every write that flush confirmed (bookmarks), so it sees them on any member of
         a cluster. Records as dicts. Raises `ReadFailed` for a query Neo4j refuses."""
         bookmarks = after.bookmarks if after is not None else ()
-        return await run_read(self._neo4j(), self.settings.neo4j.database, query, params, bookmarks)
+        return await run_read(self._neo4j(), self.settings.neo4j, query, params, bookmarks)
 
     async def end_session(self, *session_ids: str, timeout: float | None = None) -> None:
         """Finish sessions (default: this client's): flush them, then free their keys.

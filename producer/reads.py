@@ -17,8 +17,10 @@ from neo4j import READ_ACCESS, AsyncDriver, AsyncManagedTransaction, Bookmarks
 from neo4j import exceptions as nx
 
 from cypherstream.shared.codec import check_params
+from cypherstream.shared.connection import neo4j_unreachable
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
-from cypherstream.shared.errors import Neo4jUnavailable, ReadFailed
+from cypherstream.shared.errors import ReadFailed
+from cypherstream.shared.settings import Neo4jSettings
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class FlushResult:
 
 async def run_read(
     driver: AsyncDriver,
-    database: str | None,
+    settings: Neo4jSettings,
     query: str,
     params: Mapping[str, object] | None,
     bookmarks: tuple[str, ...],
@@ -51,7 +53,7 @@ async def run_read(
         return [record.data() async for record in await tx.run(query, checked)]
 
     session = driver.session(
-        database=database,
+        database=settings.database,
         default_access_mode=READ_ACCESS,
         bookmarks=Bookmarks.from_raw_values(bookmarks),
     )
@@ -60,11 +62,8 @@ async def run_read(
             return await session.execute_read(work)
     except nx.Neo4jError as exc:
         if classify(exc) is Disposition.RETRY:
-            raise Neo4jUnavailable(f"Neo4j could not run the read: {error_message(exc)}") from exc
+            raise neo4j_unreachable(settings, exc) from exc
         message = " ".join(error_message(exc).split())  # one line
         raise ReadFailed(f"the read failed: {error_code(exc)}: {message}. Fix the query.") from exc
     except nx.DriverError as exc:
-        raise Neo4jUnavailable(
-            f"cannot reach Neo4j for the read: {error_message(exc)}. Check NEO4J_URI and "
-            "that Neo4j is running."
-        ) from exc
+        raise neo4j_unreachable(settings, exc) from exc

@@ -28,6 +28,11 @@ Attributes = Mapping[str, str | int | float | bool]
 SCOPE = "cypherstream"
 
 
+def available() -> bool:
+    """Whether OpenTelemetry is installed: without it spans cost nothing to skip."""
+    return _otel is not None
+
+
 def current_trace_context() -> str | None:
     """The active span's `traceparent`, for a submit to carry; None without one."""
     if _otel is None or not _otel.get_current_span().get_span_context().is_valid:
