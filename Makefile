@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SERVICES := $(BIN)/python deploy/local/services.py
 
-.PHONY: demo test bench bench-scale lint format services services-down prereqs clean help
+.PHONY: demo test bench bench-scale image lint format services services-down prereqs clean help
 
 help:
 	@echo "make demo           run the main job: services, drainers, producers, verify in Neo4j"
 	@echo "make test           the whole suite against real Redis and Neo4j"
 	@echo "make bench          every way of writing, side by side (examples/benchmark/)"
 	@echo "make bench-scale    100,000 sessions, 1/2/4 drainers, single Redis vs cluster"
+	@echo "make image          build the drainer image (podman or docker; deploy/local/images.py)"
 	@echo "make lint           ruff and mypy"
 	@echo "make services       start local Redis and Neo4j, print export lines"
 	@echo "make services-down  stop them"
@@ -42,6 +43,11 @@ bench: prereqs $(BENCH_STAMP)
 
 bench-scale: prereqs $(BENCH_STAMP)
 	$(BIN)/python examples/benchmark/many_sessions.py $(BENCH_ARGS)
+
+# Podman where installed (from Debian when root), else docker; builds a stand-in base
+# image from the Debian mirror where no registry answers.
+image:
+	@$(PYTHON) deploy/local/images.py drainer
 
 SOURCES := cypherstream producer drainer shared tests examples deploy
 # mypy cannot follow the editable install's mapping of producer/, drainer/ and shared/

@@ -1,7 +1,8 @@
 """Servers for the suite: real Redis and real Neo4j over the network.
 
 Taken in this order: REDIS_URL / NEO4J_URI from the environment; testcontainers
-when a Docker daemon answers; otherwise local processes from deploy/local/,
+when a Docker API answers (images redis:7 and neo4j:5, or CYPHERSTREAM_TEST_REDIS_IMAGE /
+CYPHERSTREAM_TEST_NEO4J_IMAGE); otherwise local processes from deploy/local/,
 started once per test session on free ports and stopped at the end. Tests
 isolate by unique key prefixes and graph labels, never by restarting servers.
 """
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -45,11 +44,15 @@ class Neo4jTarget:
 
 
 def _docker_answers() -> bool:
-    if not shutil.which("docker"):
+    """Whether a Docker API answers (DOCKER_HOST, or the default socket): Docker's own,
+    or podman's `podman system service`."""
+    if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+        import docker  # testcontainers' client
+
+        return bool(docker.from_env(timeout=10).ping())
+    except Exception:  # any failure means: no usable Docker API
         return False
 
 
@@ -78,9 +81,11 @@ def redis_url(redis_server: services.RedisServer | None) -> Iterator[str]:
     elif os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
     else:
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.redis import RedisContainer
 
-        with RedisContainer("redis:7") as container:
+        with RedisContainer(
+            os.environ.get("CYPHERSTREAM_TEST_REDIS_IMAGE", "redis:7")
+        ) as container:
             host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
             yield f"redis://{host}:{port}/0"
 
@@ -109,9 +114,10 @@ def neo4j_target(neo4j_server: services.Neo4jServer | None) -> Iterator[Neo4jTar
             os.environ.get("NEO4J_PASSWORD", ""),
         )
     else:
-        from testcontainers.neo4j import Neo4jContainer
+        from testcontainers.community.neo4j import Neo4jContainer
 
-        with Neo4jContainer("neo4j:5") as container:
+        image = os.environ.get("CYPHERSTREAM_TEST_NEO4J_IMAGE", "neo4j:5")
+        with Neo4jContainer(image) as container:
             yield Neo4jTarget(container.get_connection_url(), "neo4j", container.password)
 
 

@@ -254,6 +254,11 @@ async def audit(graph: Graph, submitted: dict[str, int]) -> Audit:
     return result
 
 
+def assert_exactly_once_in_order(result: Audit) -> None:
+    assert (result.duplicated, result.out_of_order, result.lost) == (0, 0, 0), str(result)
+    assert result.applied == result.submitted
+
+
 async def http_get(port: int, path: str) -> tuple[int, str]:
     """GET from a local port: (status code, body)."""
     import urllib.error

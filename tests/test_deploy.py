@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-OVERLAYS = ["dev", "prod"]
+OVERLAYS = ["dev", "local", "prod"]
 
 
 def render(overlay: str) -> list[dict[str, Any]]:

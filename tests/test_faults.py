@@ -20,8 +20,8 @@ from redis import asyncio as aioredis
 
 from cypherstream import MemoryClient
 from tests.helpers import (
-    Audit,
     Graph,
+    assert_exactly_once_in_order,
     audit,
     submit_killing_drainers,
     submit_sequenced,
@@ -37,11 +37,6 @@ FAST_TAKEOVER = ("--lease-ttl", "2", "--tx-timeout", "5")
 async def off_loop(func: Any, *args: Any) -> Any:
     """Start or stop a server without blocking the loop the producers and drainers run on."""
     return await asyncio.to_thread(func, *args)
-
-
-def assert_exactly_once_in_order(result: Audit) -> None:
-    assert (result.duplicated, result.out_of_order, result.lost) == (0, 0, 0), str(result)
-    assert result.applied == result.submitted
 
 
 async def test_drainers_killed_mid_drain_and_restarted_lose_and_repeat_nothing(
@@ -72,7 +67,10 @@ async def test_neo4j_stopped_for_ten_seconds_mid_run(
     )
     graph = Graph(driver, tag)
     try:
-        drainer = await spawn_drainer("--tx-timeout", "5", NEO4J_URI=neo4j.uri)
+        drainer = await spawn_drainer(
+            "--tx-timeout", "5",
+            NEO4J_URI=neo4j.uri, NEO4J_USERNAME="neo4j", NEO4J_PASSWORD=neo4j.password,
+        )  # fmt: skip
         settings = make_settings("redis", flush_timeout=180)
         async with MemoryClient(settings) as client:
             writer = asyncio.create_task(submit_sequenced(client, tag, sessions=20, writes=100))

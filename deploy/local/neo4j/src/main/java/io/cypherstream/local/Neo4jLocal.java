@@ -21,7 +21,8 @@ import org.neo4j.dbms.api.DatabaseManagementServiceBuilder;
  * <p>Usage: {@code Neo4jLocal --data DIR --port PORT [--host 127.0.0.1] [--password PW]}.
  * With a password, auth is on and user {@code neo4j} gets that password; without
  * one, auth is off. Prints {@code BOLT READY bolt://host:port} once Bolt accepts
- * connections, and shuts the database down cleanly on SIGTERM or SIGINT.
+ * connections (and, as Neo4j's server does, {@code Remote interface available at ...}),
+ * and shuts the database down cleanly on SIGTERM or SIGINT.
  */
 public final class Neo4jLocal {
     private Neo4jLocal() {}
@@ -59,6 +60,8 @@ public final class Neo4jLocal {
             System.exit(1); // runs the shutdown hook; never linger half-started
         }
         System.out.println("BOLT READY bolt://" + host + ":" + port);
+        // Neo4j's own server says this when Bolt is up; tools (testcontainers) wait for it.
+        System.out.println("Remote interface available at bolt://" + host + ":" + port + "/");
         System.out.flush();
         stopped.await();
     }
