@@ -85,7 +85,11 @@ class SessionScripts:
 
     async def ack(self, session_id: str, entry_ids: list[str]) -> None:
         """Acknowledge applied entries and delete them, so XLEN is what remains."""
-        await self._ack.call([self._keys.stream(session_id)], [GROUP, *entry_ids])
+        keys = self._keys
+        await self._ack.call(
+            [keys.stream(session_id), keys.wants_room(session_id)],
+            [GROUP, keys.room_channel, session_id, *entry_ids],
+        )
 
     async def answer_flush(
         self,

@@ -29,7 +29,7 @@ class DrainerSettings(BaseSettings):
         description="unique id of this worker (default host-pid-random)",
     )
     concurrency: int = Field(default=16, ge=1, le=4096, description="sessions drained at once")
-    batch_size: int = Field(default=100, ge=1, le=10000, description="entries per transaction")
+    batch_size: int = Field(default=500, ge=1, le=10000, description="entries per transaction")
     transactions: int = Field(
         default=2,
         ge=1,

@@ -17,6 +17,7 @@ from redis import exceptions as rx
 
 from cypherstream.producer.backend import Report
 from cypherstream.producer.handoff import Handoff
+from cypherstream.producer.room import RoomSignal
 from cypherstream.producer.settings import MemoryOptions
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.connection import REDIS_DOWN, RedisClient, transient, unreachable
@@ -98,6 +99,7 @@ class StreamBackend:
         self._submit = ScriptPipeline(redis, self._scripts.submit, wait)
         self._keys = keyspace
         self._options = options
+        self._room = RoomSignal(redis, keyspace.room_channel)
         self._client_id = client_id
         self._report = report
         self._seq = itertools.count(1)
@@ -171,14 +173,25 @@ class StreamBackend:
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + self._options.backpressure_timeout
+        # A full stream is announced as it drains (room.py); a full Redis is polled.
         backoff = Backoff(first=0.001, cap=0.05)
-        while True:
-            await backoff.wait()
-            appended, full_redis = await self._offer(script_keys, args)
-            if appended:
-                return
-            if loop.time() >= deadline:
-                raise await self._no_room(session_id, limit, full_redis)
+        try:
+            while True:
+                if full_redis:
+                    await backoff.wait()
+                else:
+                    room = await self._room.watch(session_id)
+                    appended, full_redis = await self._offer(script_keys, args)
+                    if appended:
+                        return
+                    await self._room.wait(room, deadline - loop.time())
+                appended, full_redis = await self._offer(script_keys, args)
+                if appended:
+                    return
+                if loop.time() >= deadline:
+                    raise await self._no_room(session_id, limit, full_redis)
+        finally:
+            self._room.done(session_id)
 
     async def _offer(self, keys: list[str], args: list[ScriptArg]) -> tuple[bool, bool]:
         """One try of the submit script: (appended, refused because Redis is full)."""
@@ -368,6 +381,7 @@ class StreamBackend:
     async def close(self) -> None:
         if self._handoff is not None:
             await self._handoff.close()
+        await self._room.close()
         await self._redis.aclose()
 
 

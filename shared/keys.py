@@ -66,6 +66,16 @@ class Keyspace:
         """Hash of client id to the highest sequence number appended (idempotent retries)."""
         return f"{self._session(session_id)}:seen"
 
+    def wants_room(self, session_id: str) -> str:
+        """Set while a submit waits for room in the session; the drainer's next
+        acknowledgement of it then publishes the session id on `room_channel`."""
+        return f"{self._session(session_id)}:wants-room"
+
+    @property
+    def room_channel(self) -> str:
+        """Pub/sub channel on which drainers announce room in a session (its id)."""
+        return self._shared("room")
+
     def errors(self, session_id: str, client_id: str) -> str:
         """Failures of one client's writes in a session, handed over at its next flush."""
         return f"{self._session(session_id)}:errors:{client_id}"

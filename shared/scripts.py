@@ -47,7 +47,10 @@ def submit_call(
     `limit` 0 appends even to a full stream; `seq` 0 skips the idempotency check.
     """
     partition = keys.partition_of(session_id)
-    script_keys = [keys.stream(session_id), keys.ready(partition), keys.seen(session_id)]
+    script_keys = [
+        keys.stream(session_id), keys.ready(partition), keys.seen(session_id),
+        keys.wants_room(session_id),
+    ]  # fmt: skip
     return script_keys, [limit, session_id, GROUP, client_id, seq, seen_ttl, *fields]
 
 

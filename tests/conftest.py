@@ -255,7 +255,7 @@ def secure_redis(tmp_services: Path) -> Iterator[SecureRedis]:
     acl.write_text(
         "user default on nopass -@all +ping\n"
         f"user producer on >{ACL_USERS['producer']} resetkeys "
-        f"~{{{p}:p* ~{{{p}}}:* +@all -@dangerous -@admin\n"
+        f"~{{{p}:p* ~{{{p}}}:* resetchannels &{{{p}}}:room +@all -@dangerous -@admin\n"
         f"user drainer on >{ACL_USERS['drainer']} ~* &* +@all\n"
         f"user outsider on >{ACL_USERS['outsider']} resetkeys ~other:* +@all -@dangerous\n"
     )

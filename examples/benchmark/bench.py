@@ -49,10 +49,13 @@ class Workload:
     embedding: bool = False
     chained: bool = False
     message: bool = False  # neo4j-agent-memory's message parameters
+    keyed: bool = False  # an `id` unique to the run (a MERGE key)
 
     def params(self, run: str, i: int) -> dict[str, Any]:
         session = i % self.sessions
         params: dict[str, Any] = {"run": run, "session": session, "i": i}
+        if self.keyed:
+            params["id"] = f"{run}:{i}"
         if self.embedding:
             params["vector"] = [((i * 31 + k) % 1000) / 1000.0 for k in range(384)]
         if self.message:
@@ -142,6 +145,14 @@ class Drainers:
             *args,
         ]
         self.procs = [subprocess.Popen(command, env=env) for _ in range(count)]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the drainers have used so far (user + system)."""
+        total = 0.0
+        for proc in self.procs:
+            times = psutil.Process(proc.pid).cpu_times()
+            total += times.user + times.system
+        return total
 
     def stop(self) -> tuple[float, float]:
         """Stop them; return total CPU seconds and the largest peak RSS (MB)."""
@@ -433,7 +444,7 @@ async def cleanup(run: str) -> None:
     driver = MemorySettings().neo4j.driver()
     async with driver, driver.session() as session:
         matches = [f"MATCH (n:{label}) WHERE n.run STARTS WITH $run"
-                   for label in ("BenchItem", "BenchChain", "BenchVector")]  # fmt: skip
+                   for label in ("BenchItem", "BenchChain", "BenchVector", "BenchMsg")]  # fmt: skip
         matches += [  # the messages of this run's conversations, then the conversations
             "MATCH (c:Conversation)-[:HAS_MESSAGE]->(n) WHERE c.id STARTS WITH $run",
             "MATCH (n:Conversation) WHERE n.id STARTS WITH $run",
@@ -448,6 +459,8 @@ async def cleanup(run: str) -> None:
 SCHEMA = (
     "CREATE INDEX bench_item IF NOT EXISTS FOR (n:BenchItem) ON (n.run, n.session, n.i)",
     "CREATE INDEX bench_chain IF NOT EXISTS FOR (n:BenchChain) ON (n.run)",
+    "CREATE INDEX bench_msg IF NOT EXISTS FOR (m:BenchMsg) ON (m.id)",
+    "CREATE INDEX bench_msg_run IF NOT EXISTS FOR (m:BenchMsg) ON (m.run)",
     # neo4j-agent-memory's own constraint (its name too), which it creates on connect.
     "CREATE CONSTRAINT conversation_id IF NOT EXISTS FOR (c:Conversation) REQUIRE c.id IS UNIQUE",
 )
@@ -462,9 +475,15 @@ async def ensure_schema() -> None:
         await driver.execute_query("CALL db.awaitIndexes(60)")
 
 
-async def run_all(scale: int, only: str | None = None) -> dict[str, Any]:
+async def run_all(scale: int, only: str | None = None, part: str = "all") -> dict[str, Any]:
+    import targets
+
     run = uuid.uuid4().hex[:8]
     await ensure_schema()
+    measured = {"targets": await targets.run_targets(run)}
+    if part == "targets":
+        await cleanup(run)
+        return {**_header(run, scale), "references": {}, "rows": [], **measured}
     rows: list[Row] = []
     plan = [
         ("sync", 0, ()),
@@ -501,18 +520,29 @@ async def run_all(scale: int, only: str | None = None) -> dict[str, Any]:
             progress.advance(task)
     await cleanup(run)
     return {
+        **_header(run, scale),
+        "references": refs,
+        "rows": [asdict(r) for r in rows],
+        **measured,
+    }
+
+
+def _header(run: str, scale: int) -> dict[str, Any]:
+    return {
         "run": run,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
         "scale": scale,
-        "references": refs,
-        "rows": [asdict(row) for row in rows],
     }  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
+    import targets
+
     refs = result["references"]
+    if not result["rows"]:
+        return targets.markdown(result["targets"])
     lines = [
         f"Redis PING round trip: p50 {refs['ping_p50_ms']:.3f} ms, "
         f"p99 {refs['ping_p99_ms']:.3f} ms",
@@ -577,7 +607,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"- Redis memory per queued write, {key.split(':', 1)[1]}: {value:.0f} bytes"
             )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n" + targets.markdown(result["targets"])
 
 
 def loads_name(result: dict[str, Any]) -> str:
@@ -617,14 +647,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="multiply every workload's size")
     parser.add_argument("--workload", help="run only workloads whose name contains this")
+    parser.add_argument(
+        "--part", choices=["all", "targets"], default="all",
+        help="targets: only the figures issue 19 sets targets for (targets.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     services.up_and_export()
-    result = asyncio.run(run_all(args.scale, args.workload))
+    result = asyncio.run(run_all(args.scale, args.workload, args.part))
     RESULTS.mkdir(exist_ok=True)
     stamp = result["when"].replace(":", "")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
-    chart(result, RESULTS / "latest.png")
+    if result["rows"]:
+        chart(result, RESULTS / "latest.png")
     print(markdown(result))
     print(f"\nJSON: {RESULTS / 'latest.json'}  chart: {RESULTS / 'latest.png'}")
 

@@ -4,12 +4,13 @@
 -- Append one entry to a session stream unless the stream is full, and mark the
 -- session ready for drainers, atomically.
 -- KEYS[1] session stream, KEYS[2] partition ready set, KEYS[3] the session's
--- per-client high-water marks (idempotency)
+-- per-client high-water marks (idempotency), KEYS[4] the session's wants-room flag
 -- ARGV[1] max pending entries (0: no limit), ARGV[2] session id, ARGV[3] group,
 -- ARGV[4] client id, ARGV[5] the client's sequence number (0: no idempotency check),
 -- ARGV[6] seconds the high-water mark is kept, ARGV[7..] the entry's field/value pairs.
 -- Returns the new entry id; 'DUP' when this client's sequence number was already
--- appended (a retry after the reply was lost); false when the stream is full.
+-- appended (a retry after the reply was lost); false when the stream is full, after
+-- raising the wants-room flag so the drainer's next acknowledgement announces room.
 local stream = KEYS[1]
 local limit = tonumber(ARGV[1])
 local seq = tonumber(ARGV[5])
@@ -25,6 +26,7 @@ end
 if redis.call('EXISTS', stream) == 0 then
   redis.call('XGROUP', 'CREATE', stream, ARGV[3], '0', 'MKSTREAM')
 elseif limit > 0 and redis.call('XLEN', stream) >= limit then
+  redis.call('SET', KEYS[4], '1', 'EX', 60)
   return false
 end
 local id = redis.call('XADD', stream, '*', unpack(ARGV, 7))

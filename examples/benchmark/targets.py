@@ -1,0 +1,310 @@
+"""The figures issue #19 sets targets for, measured side by side in one run.
+
+- submit latency against the Redis PING round trip measured just before, with a
+  drainer running, and end-to-end writes/s against neo4j-agent-memory's own
+  in-process `BufferedWriter` on the same Neo4j (one session, `max_pending` 200);
+- CPU microseconds per write: the producer's per submit, the drainer's per applied write;
+- the back-pressure wake-up: from a drainer's acknowledgement making room to the
+  waiting submit returning;
+- drain only (a backlog queued with no drainer, timed from the drainer's start to
+  `flush()`), for 100 sessions x 20 writes and 1 session x 2,000, at several batch sizes,
+  against the same rows written by one UNWIND in one transaction;
+- the hottest frames of the producer's submit (pyinstrument) and of the drainer's
+  drain (py-spy), so a regression shows where it came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import bench
+
+from cypherstream import MemoryClient, MemorySettings
+from cypherstream.drainer.unwind import ROWS, Rewrite, rewrite
+from cypherstream.shared.scripts import Scripts
+
+#: The issue's workload: a keyed MERGE with an index on the key.
+MSG_QUERY = "MERGE (m:BenchMsg {id: $id}) SET m.run = $run, m.session = $session, m.i = $i"
+#: Writes in the end-to-end comparison, and the bound on queued writes on both sides.
+ANCHOR_WRITES = 3000
+ANCHOR_MAX_PENDING = 200
+#: Batch sizes the drain-only measurement tries.
+BATCH_SIZES = (100, 250, 500, 1000)
+#: (sessions, writes per session) shapes of the drain-only backlog.
+SHAPES = ((100, 20), (1, 2000))
+
+
+def msg_workload(sessions: int, writes: int) -> bench.Workload:
+    return bench.Workload(f"BenchMsg, {sessions} x {writes}", sessions, writes, MSG_QUERY,
+                          keyed=True)  # fmt: skip
+
+
+async def versus_agent_memory(run: str) -> dict[str, float]:
+    """One session, one sequential producer, `max_pending` 200: neo4j-agent-memory's
+    BufferedWriter, then cypherstream with one drainer; PING measured just before."""
+    from neo4j_agent_memory.config.settings import Neo4jConfig
+    from neo4j_agent_memory.graph.client import Neo4jClient
+    from neo4j_agent_memory.memory.buffered import BufferedWriter
+
+    workload = msg_workload(1, ANCHOR_WRITES)
+    settings = MemorySettings()
+    theirs_client = Neo4jClient(Neo4jConfig(
+        uri=settings.neo4j.uri, username=settings.neo4j.username,
+        password=settings.neo4j.password.get_secret_value() if settings.neo4j.password else "",
+    ))  # fmt: skip
+    await theirs_client.connect()
+    writer = BufferedWriter(theirs_client, write_mode="buffered", max_pending=ANCHOR_MAX_PENDING)
+    started = time.perf_counter()
+    for i in range(workload.writes):
+        await writer.submit(workload.query, workload.params(run + "-theirs", i))
+    await writer.flush()
+    theirs = workload.writes / (time.perf_counter() - started)
+    await writer.stop()
+    await theirs_client.close()
+
+    ping_p50, ping_p99 = await bench.ping_floor()
+    prefix = f"bench-anchor-{run}"
+    ours_settings = bench.settings_for("redis", prefix)
+    ours_settings.memory.max_pending = ANCHOR_MAX_PENDING
+    pool = await bench.start_drainers(1, prefix)
+    async with MemoryClient(ours_settings) as client:
+        drainer_cpu, cpu = pool.cpu_seconds(), time.process_time()
+        started = time.perf_counter()
+        latencies = await bench.timed_submits(client, workload, run + "-ours", workload.writes)
+        submit_cpu = time.process_time() - cpu
+        await client.flush()
+        ours = workload.writes / (time.perf_counter() - started)
+        drainer_cpu = pool.cpu_seconds() - drainer_cpu
+    pool.stop()
+    p50, p99 = bench._quantile(latencies, 0.5) * 1000, bench._quantile(latencies, 0.99) * 1000
+    return {
+        "writes": workload.writes,
+        "ping_p50_ms": ping_p50, "ping_p99_ms": ping_p99,
+        "submit_p50_ms": p50, "submit_p99_ms": p99, "submit_p50_over_ping": p50 / ping_p50,
+        "agent_memory_wps": theirs, "cypherstream_wps": ours, "end_to_end_ratio": ours / theirs,
+        "producer_cpu_us_per_submit": submit_cpu / workload.writes * 1e6,
+        "drainer_cpu_us_per_write": drainer_cpu / workload.writes * 1e6,
+    }  # fmt: skip
+
+
+async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
+    """A session holds its one allowed entry; a submit waits for room; the drainer's
+    acknowledgement script (ack.lua, as a drainer runs it) deletes the entry. Timed from
+    sending that acknowledgement to the waiting submit returning."""
+    prefix = f"bench-wake-{run}"
+    settings = bench.settings_for("redis", prefix)
+    settings.memory.max_pending = 1
+    keys = settings.streams.keyspace()
+    redis = settings.redis.client()
+    scripts = Scripts(redis)
+    delays: list[float] = []
+    async with MemoryClient(settings) as client:
+        await client.buffered.submit(MSG_QUERY, {"id": 0}, session_id="w")
+        for i in range(1, samples + 1):
+            waiting = asyncio.create_task(
+                client.buffered.submit(MSG_QUERY, {"id": i}, session_id="w")
+            )
+            for _ in range(10_000):  # until the submit was refused (its flag is up)
+                if await redis.exists(keys.wants_room("w")):
+                    break
+                await asyncio.sleep(0.001)
+            [(entry_id, _)] = await redis.xrange(keys.stream("w"), count=1)
+            t0 = time.perf_counter()
+            await scripts.ack(
+                keys=[keys.stream("w"), keys.wants_room("w")],
+                args=["drainers", keys.room_channel, "w", entry_id],
+            )
+            await waiting
+            delays.append(time.perf_counter() - t0)
+        await redis.delete(keys.stream("w"))  # nothing to apply: the entries are dummies
+        pool = await bench.start_drainers(1, prefix)  # to answer the closing flush
+    pool.stop()
+    await redis.aclose()
+    return {
+        "samples": samples,
+        "p50_ms": bench._quantile(delays, 0.5) * 1000,
+        "p99_ms": bench._quantile(delays, 0.99) * 1000,
+    }
+
+
+async def floor_wps(workload: bench.Workload, run: str, repeats: int = 3) -> float:
+    """The same rows in one UNWIND, one transaction, planned first; best of `repeats`."""
+    form = rewrite(workload.query)
+    assert isinstance(form, Rewrite), form
+    best = 0.0
+    driver = MemorySettings().neo4j.driver()
+    async with driver:
+        warm = [workload.params(f"{run}-warm", i) for i in range(20)]
+        await driver.execute_query(form.text, parameters_={ROWS: warm})
+        for attempt in range(repeats):
+            rows = [workload.params(f"{run}-floor{attempt}", i) for i in range(workload.writes)]
+            t0 = time.perf_counter()
+            await driver.execute_query(form.text, parameters_={ROWS: rows})
+            best = max(best, workload.writes / (time.perf_counter() - t0))
+    return best
+
+
+async def drain_only(workload: bench.Workload, run: str, *args: str) -> tuple[float, float]:
+    """(writes/s, drainer CPU us per write) for a backlog drained from the drainer's start."""
+    prefix = f"bench-drain-{run}-{uuid.uuid4().hex[:6]}"
+    async with MemoryClient(bench.settings_for("redis", prefix)) as client:
+        for i in range(workload.writes):
+            params = workload.params(f"{run}-{prefix}", i)
+            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+        pool = await bench.start_drainers(1, prefix, *args, ready=1)
+        cpu = pool.cpu_seconds()
+        started = time.perf_counter()
+        await client.flush()
+        elapsed = time.perf_counter() - started
+        cpu = pool.cpu_seconds() - cpu
+    pool.stop()
+    return workload.writes / elapsed, cpu / workload.writes * 1e6
+
+
+async def drain_sweep(run: str) -> list[dict[str, float | str]]:
+    rows: list[dict[str, float | str]] = []
+    for sessions, per_session in SHAPES:
+        workload = msg_workload(sessions, sessions * per_session)
+        floor = await floor_wps(workload, run)
+        for size in BATCH_SIZES:
+            wps, cpu = await drain_only(workload, run, "--batch-size", str(size))
+            rows.append({
+                "shape": f"{sessions} x {per_session}", "batch_size": size, "drain_wps": wps,
+                "floor_wps": floor, "share_of_floor": wps / floor,
+                "drainer_cpu_us_per_write": cpu,
+            })  # fmt: skip
+    return rows
+
+
+def _top(counts: dict[str, float], n: int = 12) -> list[dict[str, float | str]]:
+    total = sum(counts.values()) or 1.0
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:n]
+    return [{"frame": frame, "share": round(value / total, 4)} for frame, value in ranked]
+
+
+async def producer_profile(run: str, writes: int = 3000) -> dict[str, Any]:
+    """pyinstrument over sequential submits with a drainer running: the frames with the
+    most time of their own, and our own frames with the most time in all."""
+    from pyinstrument import Profiler
+
+    prefix = f"bench-prof-{run}"
+    pool = await bench.start_drainers(1, prefix)
+    workload = msg_workload(1, writes)
+    async with MemoryClient(bench.settings_for("redis", prefix)) as client:
+        profiler = Profiler(interval=0.0005, async_mode="disabled")
+        profiler.start()
+        await bench.timed_submits(client, workload, run + "-prof", writes)
+        session = profiler.stop()
+    pool.stop()
+    own: dict[str, float] = collections.Counter()
+    inclusive: dict[str, float] = collections.Counter()
+
+    def walk(frame: Any) -> None:
+        name = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
+        own[name] += frame.total_self_time
+        if "cypherstream" in (frame.file_path or "") or "/work/" in (frame.file_path or ""):
+            inclusive[name] += frame.time
+        for child in frame.children:
+            walk(child)
+
+    root = session.root_frame()
+    if root is not None:
+        walk(root)
+    return {"self": _top(own), "ours_inclusive": _top(inclusive)}
+
+
+def _py_spy() -> str | None:
+    found = shutil.which("py-spy") or str(Path(bench.sys.executable).parent / "py-spy")
+    return found if Path(found).exists() else None
+
+
+async def drainer_profile(run: str) -> dict[str, Any]:
+    """py-spy over a drainer draining 100 sessions x 20 writes: leaf frames (own time)
+    and our own frames (inclusive). Empty where py-spy cannot attach."""
+    spy = _py_spy()
+    if spy is None:
+        return {}
+    workload = msg_workload(100, 2000)
+    prefix = f"bench-spy-{run}"
+    out = Path(tempfile.mkdtemp(prefix="cypherstream-spy-")) / "drainer.txt"
+    async with MemoryClient(bench.settings_for("redis", prefix)) as client:
+        for i in range(workload.writes):
+            params = workload.params(f"{run}-spy", i)
+            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+        pool = await bench.start_drainers(1, prefix, ready=1)
+        recorder = await asyncio.create_subprocess_exec(
+            spy, "record", "--pid", str(pool.procs[0].pid), "--format", "raw", "--rate", "1000",
+            "--nonblocking", "--output", str(out),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await client.flush()
+        recorder.send_signal(signal.SIGINT)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(recorder.wait(), 30)
+    pool.stop()
+    if not out.exists():
+        return {}
+    leaves: dict[str, float] = collections.Counter()
+    ours: dict[str, float] = collections.Counter()
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        leaves[frames[-1]] += int(count)
+        for frame in {f for f in frames if "cypherstream" in f or "/work/" in f}:
+            ours[frame] += int(count)
+    return {"self": _top(leaves), "ours_inclusive": _top(ours)}
+
+
+async def run_targets(run: str) -> dict[str, Any]:
+    return {
+        "versus_agent_memory": await versus_agent_memory(run),
+        "wake_delay": await wake_delay(run),
+        "drain_sweep": await drain_sweep(run),
+        "producer_profile": await producer_profile(run),
+        "drainer_profile": await drainer_profile(run),
+    }
+
+
+def markdown(targets: dict[str, Any]) -> str:
+    anchor = targets["versus_agent_memory"]
+    wake = targets["wake_delay"]
+    lines = [
+        "",
+        f"Targets (issue 19), {anchor['writes']} keyed MERGEs, one session, max_pending "
+        f"{ANCHOR_MAX_PENDING}, one drainer running:",
+        f"- submit p50 {anchor['submit_p50_ms']:.3f} ms = {anchor['submit_p50_over_ping']:.2f}x "
+        f"PING p50 ({anchor['ping_p50_ms']:.3f} ms); submit p99 {anchor['submit_p99_ms']:.3f} ms",
+        f"- end to end {anchor['cypherstream_wps']:.0f} writes/s vs neo4j-agent-memory "
+        f"BufferedWriter {anchor['agent_memory_wps']:.0f} writes/s = "
+        f"{anchor['end_to_end_ratio']:.1f}x",
+        f"- CPU per write: producer {anchor['producer_cpu_us_per_submit']:.0f} us per submit, "
+        f"drainer {anchor['drainer_cpu_us_per_write']:.0f} us per applied write",
+        f"- back-pressure wake-up (acknowledgement sent to waiting submit returned): p50 "
+        f"{wake['p50_ms']:.3f} ms, p99 {wake['p99_ms']:.3f} ms",
+        "",
+        "| drain-only backlog | batch size | writes/s | single-UNWIND floor | share | "
+        "drainer CPU us/write |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in targets["drain_sweep"]:
+        lines.append(
+            f"| {row['shape']} | {row['batch_size']} | {row['drain_wps']:.0f} | "
+            f"{row['floor_wps']:.0f} | {row['share_of_floor']:.0%} | "
+            f"{row['drainer_cpu_us_per_write']:.0f} |"
+        )
+    for side in ("producer_profile", "drainer_profile"):
+        top = targets.get(side, {}).get("self", [])[:5]
+        if top:
+            frames = "; ".join(f"{f['frame']} {f['share']:.0%}" for f in top)
+            lines.append(f"- {side.replace('_', ' ')}, most own time: {frames}")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Back-pressure wakes on room: a drainer's acknowledgement announces it to the waiting submit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from cypherstream import MemoryClient
+from cypherstream.producer.room import RoomSignal
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.settings import StreamSettings
+from tests.helpers import Graph, assert_exactly_once_in_order, audit, wait_until
+
+LIMIT = 5
+
+
+def keyspace(streams: StreamSettings) -> Keyspace:
+    return Keyspace(streams.key_prefix, streams.partitions)
+
+
+async def announced(signal: RoomSignal, room: asyncio.Event, within: float) -> bool:
+    """Whether the session is announced within `within` seconds (each wait is capped)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if await signal.wait(room, deadline - loop.time()):
+            return True
+    return False
+
+
+async def test_a_refused_submit_raises_the_sessions_wants_room_flag(
+    redis: Any, streams: StreamSettings
+) -> None:
+    keys = keyspace(streams)
+    scripts = Scripts(redis)
+    for seq in range(LIMIT + 1):
+        script_keys, args = submit_call(
+            keys, "s", [b"q", b"x"], limit=LIMIT, client_id="c", seq=seq + 1
+        )
+        reply = await scripts.submit(keys=script_keys, args=args)
+
+    assert reply is None  # the sixth is refused: the stream holds LIMIT entries
+    assert await redis.exists(keys.wants_room("s")) == 1
+    assert 0 < await redis.ttl(keys.wants_room("s")) <= 60
+
+
+async def test_the_drainers_acknowledgement_announces_room_to_a_waiting_submit(
+    redis: Any, streams: StreamSettings, make_settings: Any, start_drainer: Any, graph: Graph
+) -> None:
+    keys = keyspace(streams)
+    signal = RoomSignal(redis, keys.room_channel)
+    query = (
+        f"MERGE (s:{graph.label} {{session: $session}}) SET s.seqs = coalesce(s.seqs, []) + $seq"
+    )
+    try:
+        async with MemoryClient(make_settings("redis", max_pending=LIMIT)) as client:
+            for seq in range(LIMIT):
+                await client.buffered.submit(query, {"session": "s", "seq": seq}, session_id="s")
+            waiting = asyncio.create_task(
+                client.buffered.submit(query, {"session": "s", "seq": LIMIT}, session_id="s")
+            )
+
+            async def flag_raised() -> bool:
+                return bool(await redis.exists(keys.wants_room("s")))
+
+            await wait_until(flag_raised, timeout=30, what="the refused submit's flag")
+            room = await signal.watch("s")
+            await start_drainer()
+
+            assert await announced(signal, room, within=60)
+            await asyncio.wait_for(waiting, 30)
+            await client.flush()
+    finally:
+        await signal.close()
+
+    assert_exactly_once_in_order(await audit(graph, {"s": LIMIT + 1}))
+    assert await redis.exists(keys.wants_room("s")) == 0
+
+
+async def test_without_an_announcement_a_wait_ends_at_its_timeout(
+    redis: Any, streams: StreamSettings
+) -> None:
+    signal = RoomSignal(redis, keyspace(streams).room_channel)
+    try:
+        room = await signal.watch("quiet")
+        assert await signal.wait(room, timeout=0.01) is False
+    finally:
+        await signal.close()
