@@ -71,11 +71,13 @@ class RoomSignal:
         """Deliver announcements until closed; resubscribe after a failure."""
         while True:
             try:
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self._redis.pubsub()
                 await self._pubsub.subscribe(self._channel)
-                self._subscribed = True
-                self._ready.set()
+                # Subscribed once Redis confirms (an ACL refusal arrives instead).
                 async for message in self._pubsub.listen():
+                    if message and message.get("type") == "subscribe":
+                        self._subscribed = True
+                        self._ready.set()
                     self._deliver(message)
             except asyncio.CancelledError:
                 raise

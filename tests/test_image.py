@@ -185,6 +185,30 @@ async def test_stop_with_writes_in_flight_exits_0_and_loses_nothing(
     assert_exactly_once_in_order(await audit(graph, submitted))
 
 
+def test_sigterm_while_waiting_for_a_late_neo4j_exits_0_without_sigkill(
+    engine: images.Engine, drainer_image: str, env: dict[str, str]
+) -> None:
+    name = f"cs-{uuid.uuid4().hex[:10]}"
+    nothing_there = f"bolt://{HOST_LOOPBACK}:{services.free_port()}"
+    engine.run(
+        "run", "--detach", "--name", name, "--read-only",
+        "--network=slirp4netns:allow_host_loopback=true",
+        f"--env=REDIS_URL={seen_from_container(env['REDIS_URL'])}",
+        f"--env=NEO4J_URI={nothing_there}", "--env=NEO4J_PASSWORD=unused",
+        drainer_image,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "is not reachable yet" not in (logs := engine.run("logs", name)).stderr + logs.stdout:
+            assert time.monotonic() < deadline, "the drainer never started waiting for Neo4j"
+            time.sleep(0.05)
+        engine.run("stop", "--time=10", name, timeout=60)
+        # 0: it exited on SIGTERM; podman's SIGKILL after the 10 s would leave 137.
+        assert engine.run("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    finally:
+        engine.run("rm", "--force", "--time=0", name, check=False)
+
+
 @pytest.fixture
 def local_deployment(
     engine: images.Engine, drainer_image: str, env: dict[str, str], tmp_path: Path

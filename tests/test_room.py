@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from cypherstream import MemoryClient
 from cypherstream.producer.room import RoomSignal
 from cypherstream.shared.keys import Keyspace
@@ -87,3 +89,60 @@ async def test_without_an_announcement_a_wait_ends_at_its_timeout(
         assert await signal.wait(room, timeout=0.01) is False
     finally:
         await signal.close()
+
+
+async def refuse_then_acknowledge(redis: Any, keys: Keyspace, session: str) -> None:
+    """Fill `session` to a limit of 1, have a submit refused (raising its flag), then
+    run the drainer's acknowledgement of the queued entry."""
+    scripts = Scripts(redis)
+    for seq in (1, 2):
+        script_keys, args = submit_call(
+            keys, session, [b"q", b"x"], limit=1, client_id="c", seq=seq
+        )
+        await scripts.submit(keys=script_keys, args=args)
+    [(entry_id, _)] = await redis.xrange(keys.stream(session), count=1)
+    await scripts.ack(
+        keys=[keys.stream(session), keys.wants_room(session)],
+        args=["drainers", keys.room_channel, session, entry_id],
+    )
+
+
+async def test_on_a_redis_cluster_the_acknowledgement_announces_room_too(
+    cluster: Any, streams: StreamSettings
+) -> None:
+    keys = keyspace(streams)
+    signal = RoomSignal(cluster, keys.room_channel)
+    try:
+        # Sessions on different masters: PUBLISH reaches a subscriber on any node.
+        for session in ("a", "b", "c", "d"):
+            room = await signal.watch(session)
+            await refuse_then_acknowledge(cluster, keys, session)
+            assert await announced(signal, room, within=30), session
+            signal.done(session)
+    finally:
+        await signal.close()
+
+
+async def test_a_user_without_the_room_channel_is_told_once_and_waits_by_polling(
+    secure_redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = secure_redis.settings("drainer").client()
+    await admin.acl_setuser(
+        "nochannel", enabled=True, passwords=["+nochannel-pass"],
+        keys=["{secure:p*", "{secure}:*"], commands=["+@all"], reset_channels=True,
+    )  # fmt: skip
+    limited = secure_redis.settings("nochannel", password="nochannel-pass").client()
+    signal = RoomSignal(limited, Keyspace(secure_redis.prefix, 4).room_channel)
+    try:
+        room = await signal.watch("s")
+
+        async def told() -> bool:
+            return "may not subscribe" in caplog.text
+
+        await wait_until(told, timeout=30, what="the warning about the room channel")
+        assert await signal.wait(room, timeout=0.01) is False  # a timed retry, no error
+    finally:
+        await signal.close()
+        await limited.aclose()
+        await admin.acl_deluser("nochannel")
+        await admin.aclose()

@@ -338,10 +338,14 @@ def split_secrets(
         if doc.get("kind") != "Secret":
             rest.append(doc)
             continue
-        values = {k: base64.b64decode(v).decode() for k, v in dict(doc.get("data") or {}).items()}
-        values.update(dict(doc.get("stringData") or {}))
+        data, string_data = doc.get("data") or {}, doc.get("stringData") or {}
+        assert isinstance(data, dict) and isinstance(string_data, dict)
+        values = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        values.update(string_data)
         encoded = {k: base64.b64encode(str(v).encode()).decode() for k, v in values.items()}
-        secrets[str(dict(doc["metadata"])["name"])] = json.dumps(encoded)  # type: ignore[call-overload]
+        metadata = doc.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        secrets[str(name)] = json.dumps(encoded)
     return rest, secrets
 
 
@@ -354,7 +358,7 @@ def kube_play(engine: Engine, manifest: Path, secrets: dict[str, str]) -> None:
     """Run Kubernetes YAML with ``podman kube play``, its Secrets created first."""
     for name, data in secrets.items():
         engine.run("secret", "rm", name, check=False)
-        engine.run("secret", "create", name, "-", input=data.encode())
+        engine.run("secret", "create", name, "-", stdin=data)
     engine.run("kube", "play", f"--network={KUBE_NETWORK}", str(manifest), timeout=300)
 
 

@@ -211,7 +211,8 @@ async def producer_profile(run: str, writes: int = 3000) -> dict[str, Any]:
 
     def walk(frame: Any) -> None:
         name = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
-        own[name] += frame.total_self_time
+        if frame.file_path:  # not pyinstrument's synthetic frames ([self], [await])
+            own[name] += frame.total_self_time
         if "cypherstream" in (frame.file_path or "") or "/work/" in (frame.file_path or ""):
             inclusive[name] += frame.time
         for child in frame.children:
