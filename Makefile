@@ -61,6 +61,7 @@ lint: $(STAMP)
 	@for part in producer drainer shared; do ln -sfn $(CURDIR)/$$part $(LINT_VIEW)/$$part; done
 	@for file in $$(ls cypherstream); do ln -sfn $(CURDIR)/cypherstream/$$file $(LINT_VIEW)/$$file; done
 	cd $(LINT_VIEW)/.. && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml
+	cd deploy/local && $(CURDIR)/$(BIN)/mypy --strict --ignore-missing-imports services.py images.py
 
 format: $(STAMP)
 	$(BIN)/ruff format $(SOURCES)

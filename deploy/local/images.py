@@ -103,11 +103,11 @@ class Engine:
         *args: str,
         check: bool = True,
         timeout: float | None = None,
-        input: bytes | None = None,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             self.command(*args), env=self.env, capture_output=True, timeout=timeout,
-            input=input.decode() if input is not None else None, text=True,
+            input=stdin, text=True,
         )  # fmt: skip
         if check and result.returncode != 0:
             raise ImageError(
