@@ -400,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ImageError, services.MissingPrerequisite) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except subprocess.TimeoutExpired as exc:
+        print(
+            f"error: {shlex.join(map(str, exc.cmd))} took over {exc.timeout:.0f}s", file=sys.stderr
+        )
+        return 1
     return 0
 
 
