@@ -20,10 +20,16 @@ from cypherstream.drainer.unwind import (
 CREATE = "CREATE (:A {i: $i})"
 
 
-def test_parameters_become_row_fields_but_strings_and_comments_stay() -> None:
-    done = rewrite("MERGE (n {id: $id}) SET n.s = '$no', n.t = \"$no\" // $no\nSET n.v = $v")
+def rewritten(query: str) -> Rewrite:
+    """`rewrite(query)`, which must batch it."""
+    done = rewrite(query)
+    assert isinstance(done, Rewrite), done
+    return done
 
-    assert isinstance(done, Rewrite)
+
+def test_parameters_become_row_fields_but_strings_and_comments_stay() -> None:
+    done = rewritten("MERGE (n {id: $id}) SET n.s = '$no', n.t = \"$no\" // $no\nSET n.v = $v")
+
     assert "cs_row.`id`" in done.text and "cs_row.`v`" in done.text
     assert "'$no'" in done.text and '"$no"' in done.text and "// $no\n" in done.text
     assert done.params == {"id", "v"}
@@ -79,16 +85,14 @@ def test_queries_that_could_behave_differently_are_never_wrapped(query: str, rea
     ],
 )
 def test_a_trailing_return_and_the_reads_before_it_are_dropped(query: str, inner: str) -> None:
-    done = rewrite(query)
+    done = rewritten(query)
 
-    assert isinstance(done, Rewrite)
     assert done.inner == inner
 
 
 def test_a_literal_limit_stays_and_applies_per_row() -> None:
-    done = rewrite("MATCH (c {id: $c}) WITH c ORDER BY c.t DESC LIMIT 1 SET c.n = $n")
+    done = rewritten("MATCH (c {id: $c}) WITH c ORDER BY c.t DESC LIMIT 1 SET c.n = $n")
 
-    assert isinstance(done, Rewrite)
     assert "WITH cs_row, c ORDER BY c.t DESC LIMIT 1 SET c.n = cs_row.`n`" in done.inner
 
 
@@ -113,9 +117,8 @@ def test_a_literal_limit_stays_and_applies_per_row() -> None:
     ],
 )
 def test_subqueries_bring_the_row_into_scope(query: str, inner: str) -> None:
-    done = rewrite(query)
+    done = rewritten(query)
 
-    assert isinstance(done, Rewrite)
     assert done.inner == inner
 
 
@@ -139,19 +142,17 @@ def test_subqueries_bring_the_row_into_scope(query: str, inner: str) -> None:
     ],
 )
 def test_a_property_map_parameter_of_create_becomes_a_set(query: str, inner: str) -> None:
-    done = rewrite(query)
+    done = rewritten(query)
 
-    assert isinstance(done, Rewrite)
     assert " ".join(done.inner.split()) == inner
 
 
 def test_each_with_projection_keeps_the_row_in_scope_but_string_operators_stay() -> None:
-    done = rewrite(
+    done = rewritten(
         "MATCH (n) WHERE n.id STARTS WITH $p WITH DISTINCT n WITH * "
         "MATCH (m) WHERE m.id ENDS WITH 'x' WITH m, count(n) AS c SET m.c = c + $x"
     )
 
-    assert isinstance(done, Rewrite)
     assert "STARTS WITH cs_row.`p`" in done.inner and "ENDS WITH 'x'" in done.inner
     assert "WITH DISTINCT cs_row, n WITH * " in done.inner
     assert "WITH cs_row, m, count(n)" in done.inner
