@@ -134,9 +134,7 @@ def test_the_image_is_small_labelled_and_runs_as_a_non_root_user(
     engine: images.Engine, drainer_image: str
 ) -> None:
     size = engine.image_size(drainer_image)
-    labels = json.loads(
-        engine.run("image", "inspect", "--format", "{{json .Config.Labels}}", drainer_image).stdout
-    )
+    labels = engine.labels(drainer_image)
     user = engine.run(
         "image", "inspect", "--format", "{{.Config.User}}", drainer_image
     ).stdout.strip()

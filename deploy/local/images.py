@@ -118,9 +118,9 @@ class Engine:
     def has_image(self, image: str) -> bool:
         return self.run("image", "inspect", image, check=False).returncode == 0
 
-    def label(self, image: str, name: str) -> str:
+    def labels(self, image: str) -> dict[str, str]:
         out = self.run("image", "inspect", "--format", "{{json .Config.Labels}}", image).stdout
-        return str((json.loads(out) or {}).get(name, ""))
+        return dict(json.loads(out) or {})
 
     def image_size(self, image: str) -> int:
         return int(self.run("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
@@ -261,7 +261,7 @@ def ensure_stand_in(engine: Engine, stand_in: StandIn) -> str:
     recipe = stand_in.recipe()
     if (
         engine.has_image(stand_in.tag)
-        and engine.label(stand_in.tag, "cypherstream.recipe") == recipe
+        and engine.labels(stand_in.tag).get("cypherstream.recipe") == recipe
     ):
         return stand_in.tag
     mmdebstrap = shutil.which("mmdebstrap")

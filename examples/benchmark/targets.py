@@ -23,14 +23,12 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import bench
 
 from cypherstream import MemoryClient, MemorySettings
-from cypherstream.drainer.unwind import ROWS, Rewrite, rewrite
 from cypherstream.shared.scripts import Scripts
 
 #: The issue's workload: a keyed MERGE with an index on the key.
@@ -137,51 +135,18 @@ async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
     }
 
 
-async def floor_wps(workload: bench.Workload, run: str, repeats: int = 3) -> float:
-    """The same rows in one UNWIND, one transaction, planned first; best of `repeats`."""
-    form = rewrite(workload.query)
-    assert isinstance(form, Rewrite), form
-    best = 0.0
-    driver = MemorySettings().neo4j.driver()
-    async with driver:
-        warm = [workload.params(f"{run}-warm", i) for i in range(20)]
-        await driver.execute_query(form.text, parameters_={ROWS: warm})
-        for attempt in range(repeats):
-            rows = [workload.params(f"{run}-floor{attempt}", i) for i in range(workload.writes)]
-            t0 = time.perf_counter()
-            await driver.execute_query(form.text, parameters_={ROWS: rows})
-            best = max(best, workload.writes / (time.perf_counter() - t0))
-    return best
-
-
-async def drain_only(workload: bench.Workload, run: str, *args: str) -> tuple[float, float]:
-    """(writes/s, drainer CPU us per write) for a backlog drained from the drainer's start."""
-    prefix = f"bench-drain-{run}-{uuid.uuid4().hex[:6]}"
-    async with MemoryClient(bench.settings_for("redis", prefix)) as client:
-        for i in range(workload.writes):
-            params = workload.params(f"{run}-{prefix}", i)
-            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
-        pool = await bench.start_drainers(1, prefix, *args, ready=1)
-        cpu = pool.cpu_seconds()
-        started = time.perf_counter()
-        await client.flush()
-        elapsed = time.perf_counter() - started
-        cpu = pool.cpu_seconds() - cpu
-    pool.stop()
-    return workload.writes / elapsed, cpu / workload.writes * 1e6
-
-
 async def drain_sweep(run: str) -> list[dict[str, float | str]]:
     rows: list[dict[str, float | str]] = []
     for sessions, per_session in SHAPES:
         workload = msg_workload(sessions, sessions * per_session)
-        floor = await floor_wps(workload, run)
+        floor = await bench.unwind_floor(workload, run, repeats=3)
         for size in BATCH_SIZES:
-            wps, cpu = await drain_only(workload, run, "--batch-size", str(size))
+            drained = await bench.drain_only(workload, run, 1, "--batch-size", str(size))
             rows.append({
-                "shape": f"{sessions} x {per_session}", "batch_size": size, "drain_wps": wps,
-                "floor_wps": floor, "share_of_floor": wps / floor,
-                "drainer_cpu_us_per_write": cpu,
+                "shape": f"{sessions} x {per_session}", "batch_size": size,
+                "drain_wps": drained.writes_per_s, "floor_wps": floor,
+                "share_of_floor": drained.writes_per_s / floor,
+                "drainer_cpu_us_per_write": drained.drainer_cpu_us_per_write,
             })  # fmt: skip
     return rows
 
@@ -239,9 +204,7 @@ async def drainer_profile(run: str) -> dict[str, Any]:
     prefix = f"bench-spy-{run}"
     out = Path(tempfile.mkdtemp(prefix="cypherstream-spy-")) / "drainer.txt"
     async with MemoryClient(bench.settings_for("redis", prefix)) as client:
-        for i in range(workload.writes):
-            params = workload.params(f"{run}-spy", i)
-            await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
+        await bench.queue_backlog(client, workload, f"{run}-spy")
         pool = await bench.start_drainers(1, prefix, ready=1)
         recorder = await asyncio.create_subprocess_exec(
             spy, "record", "--pid", str(pool.procs[0].pid), "--format", "raw", "--rate", "1000",
