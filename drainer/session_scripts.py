@@ -55,6 +55,11 @@ class SessionScripts:
         self._flush_ack = ScriptPipeline(redis, scripts.flush_ack)
         self._release = ScriptPipeline(redis, scripts.release)
 
+    async def close(self) -> None:
+        """Give the scripts' connections back to the pool."""
+        for pipeline in (self._takeover, self._read, self._ack, self._flush_ack, self._release):
+            await pipeline.close()
+
     async def take_over(self, session_id: str) -> int:
         """Claim every entry a former owner left pending; how many were claimed."""
         keys = [self._keys.lease(session_id), self._keys.stream(session_id)]

@@ -158,6 +158,7 @@ class Drainer:
             lease_ms=lease_ms,
             idle_ms=int(settings.idle_session_ttl * 1000),
         )  # fmt: skip
+        stack.push_async_callback(calls.close)
         context = DrainContext(
             redis, scripts, calls, self.keys, applier, progress, settings, self._stopping,
             self.metrics, admission,

@@ -382,6 +382,7 @@ class StreamBackend:
         if self._handoff is not None:
             await self._handoff.close()
         await self._room.close()
+        await self._submit.close()
         await self._redis.aclose()
 
 

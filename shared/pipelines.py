@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from redis import exceptions as rx
 from redis.asyncio import Redis
@@ -16,6 +16,7 @@ from redis.commands.core import AsyncScript
 from cypherstream.shared.coalescing import Coalescer
 from cypherstream.shared.connection import REDIS_DOWN
 from cypherstream.shared.errors import NotReplicated
+from cypherstream.shared.lane import Command, Lane
 from cypherstream.shared.scripts import ScriptArg, ScriptReply, reply_int
 
 if TYPE_CHECKING:
@@ -52,13 +53,15 @@ class ScriptPipeline:
 
     Order: a caller that needs its calls in order (the producer for a session's writes,
     a drain for its session) keeps one in flight, and a pipeline keeps the order it
-    was given.
+    was given. On a single Redis the calls go over a connection of their own (`Lane`):
+    one batch is in flight at a time, so one connection serves them all.
     """
 
     def __init__(self, redis: RedisClient, script: AsyncScript, wait: Wait | None = None) -> None:
         self._redis = redis
         self._script = script
         self._wait = wait
+        self._lane = None if isinstance(redis, RedisCluster) else Lane(redis)
         self._calls: Coalescer[Call, ScriptReply] = Coalescer(
             self._send, name="cypherstream-script"
         )
@@ -72,14 +75,38 @@ class ScriptPipeline:
         """Run the script with `keys` and `args`; its reply, or the error it raised."""
         return await self._calls.call((keys, args))
 
+    async def close(self) -> None:
+        """Give its connection back to the pool."""
+        if self._lane is not None:
+            await self._lane.close()
+
     async def _send(self, calls: Calls) -> list[Outcome]:
-        if len(calls) == 1 and self._wait is None:  # the lone call: no pipeline to build
-            keys, args = calls[0]
-            try:
-                return [await self._script(keys=keys, args=args)]
-            except Exception as exc:
-                return [exc]
-        return await run_many(self._redis, self._script, calls, self._wait)
+        if self._lane is None:
+            return await run_many(self._redis, self._script, calls, self._wait)
+        return await _on_lane(self._lane, self._script, calls, self._wait)
+
+
+async def _on_lane(
+    lane: Lane, script: AsyncScript, calls: Calls, wait: Wait | None, *, reload: bool = True
+) -> list[Outcome]:
+    """EVALSHA for each call, and WAIT behind them, in one write on the lane's connection.
+
+    Calls that met a script Redis lost (restart, failover, SCRIPT FLUSH) go again, once,
+    after loading it; the others ran and keep their replies.
+    """
+    commands: list[Command] = [
+        ("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls
+    ]
+    if wait is not None:
+        commands.append(("WAIT", wait.replicas, wait.timeout_ms))
+    replies: list[Outcome] = _judged(list(await lane.run(commands)), wait)
+    lost = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
+    if lost and reload:
+        await lane.run([("SCRIPT", "LOAD", cast("str", script.script))])  # our own text
+        again = await _on_lane(lane, script, [calls[i] for i in lost], wait, reload=False)
+        for i, reply in zip(lost, again, strict=True):
+            replies[i] = reply
+    return replies
 
 
 async def run_many(

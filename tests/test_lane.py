@@ -1,0 +1,73 @@
+"""A script pipeline's own connection (`shared/lane.py`): replies in step, errors in
+place, and a connection out of step never reused."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis import exceptions as rx
+from redis.asyncio import Redis
+
+from cypherstream.shared.entry import flush_fields
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.lane import Lane
+from cypherstream.shared.pipelines import ScriptPipeline
+from cypherstream.shared.scripts import Scripts, submit_call
+from cypherstream.shared.settings import StreamSettings
+
+
+async def test_replies_come_in_order_with_error_replies_in_their_place(redis: Any) -> None:
+    lane = Lane(redis)
+    try:
+        replies = await lane.run([("ECHO", "a"), ("NOSUCHCOMMAND",), ("ECHO", "b")])
+    finally:
+        await lane.close()
+    assert replies[0] == b"a" and replies[2] == b"b"
+    assert isinstance(replies[1], rx.ResponseError)
+
+
+async def test_a_batch_cancelled_before_its_replies_leaves_the_next_batch_in_step(
+    redis: Any,
+) -> None:
+    lane = Lane(redis)
+    try:
+        # BLPOP on a key nobody fills: the reply is still unread when the batch is cancelled.
+        blocked = asyncio.ensure_future(lane.run([("BLPOP", "cypherstream-test-nothing", 5)]))
+        await asyncio.sleep(0.1)
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        assert await lane.run([("ECHO", "after")]) == [b"after"]
+    finally:
+        await lane.close()
+
+
+async def test_a_redis_that_does_not_answer_in_time_raises_redis_timeout(redis_url: str) -> None:
+    slow = Redis.from_url(redis_url, socket_timeout=0.2)
+    lane = Lane(slow)
+    try:
+        with pytest.raises(rx.TimeoutError, match=r"did not answer within 0\.2s"):
+            await lane.run([("BLPOP", "cypherstream-test-nothing", 2)])
+        assert await lane.run([("ECHO", "again")]) == [b"again"]
+    finally:
+        await lane.close()
+        await slow.aclose()
+
+
+async def test_a_script_redis_lost_is_loaded_again_and_runs_once(
+    redis: Any, streams: StreamSettings
+) -> None:
+    keys = Keyspace(streams.key_prefix, streams.partitions)
+    pipeline = ScriptPipeline(redis, Scripts(redis).submit)
+    try:
+        for _ in range(2):
+            await redis.script_flush()
+            script_keys, args = submit_call(
+                keys, "lost", flush_fields("t", "c"), limit=0, client_id="c"
+            )
+            assert await pipeline.call(script_keys, args) is not None
+    finally:
+        await pipeline.close()
+    assert await redis.xlen(keys.stream("lost")) == 2
