@@ -151,6 +151,68 @@ async def drain_sweep(run: str) -> list[dict[str, float | str]]:
     return rows
 
 
+async def submit_steps(run: str, samples: int = 3000) -> dict[str, float]:
+    """CPU microseconds of each step of a submit, one coroutine, no drainer: the steps
+    without I/O alone, then the script's round trip, the whole call and a PING."""
+    from cypherstream.shared.codec import encode_params
+    from cypherstream.shared.keys import validate_session_id
+    from cypherstream.shared.pipelines import ScriptPipeline
+    from cypherstream.shared.scripts import submit_call
+    from cypherstream.shared.signing import signed_write_fields
+    from cypherstream.shared.tracing import current_trace_context
+
+    workload = msg_workload(1, samples)
+    settings = bench.settings_for("redis", f"bench-steps-{run}")
+    settings.memory.max_pending = 1_000_000  # nothing drains here
+    keys = settings.streams.keyspace()
+    params = workload.params(run, 0)
+    packed = encode_params(params)
+    fields = signed_write_fields(None, "s0", MSG_QUERY, packed, "c", 1)
+
+    def cpu_us(step: Any) -> float:
+        started = time.process_time()
+        for i in range(samples):
+            step(i)
+        return (time.process_time() - started) / samples * 1e6
+
+    steps = {
+        "session id check": cpu_us(lambda i: validate_session_id("s0")),
+        "parameters checked and encoded": cpu_us(lambda i: encode_params(params)),
+        "trace context": cpu_us(lambda i: current_trace_context()),
+        "entry fields": cpu_us(
+            lambda i: signed_write_fields(None, "s0", MSG_QUERY, packed, "c", i)
+        ),
+        "script keys and arguments": cpu_us(
+            lambda i: submit_call(keys, "s0", fields, limit=0, client_id="c", seq=i, seen_ttl=60)
+        ),
+    }  # fmt: skip
+    redis = settings.redis.client()
+    pipeline = ScriptPipeline(redis, Scripts(redis).submit)
+    script_keys, args = submit_call(keys, "s0", fields, limit=0, client_id="c")
+    started = time.process_time()
+    for _ in range(samples):
+        await pipeline.call(script_keys, args)
+    steps["submit.lua, one round trip"] = (time.process_time() - started) / samples * 1e6
+    started = time.process_time()
+    for _ in range(samples):
+        await redis.ping()
+    steps["redis-py PING, for comparison"] = (time.process_time() - started) / samples * 1e6
+    await pipeline.close()
+    async with MemoryClient(settings) as client:
+        started = time.process_time()
+        await bench.timed_submits(client, workload, run + "-steps", samples)
+        whole = (time.process_time() - started) / samples * 1e6
+        await redis.delete(keys.stream("s0"))
+        for session_id in client._backend._sessions:  # type: ignore[union-attr]
+            await redis.delete(keys.stream(session_id))
+        client._backend._unflushed.clear()  # type: ignore[union-attr]
+    await redis.aclose()
+    parts = sum(v for k, v in steps.items() if "PING" not in k)
+    steps["lock, retry wrapper and the rest"] = whole - parts
+    steps["client.buffered.submit, whole"] = whole
+    return steps
+
+
 def _top(counts: dict[str, float], n: int = 12) -> list[dict[str, float | str]]:
     total = sum(counts.values()) or 1.0
     ranked = sorted(counts.items(), key=lambda item: -item[1])[:n]
@@ -234,6 +296,7 @@ async def run_targets(run: str) -> dict[str, Any]:
         "versus_agent_memory": await versus_agent_memory(run),
         "wake_delay": await wake_delay(run),
         "drain_sweep": await drain_sweep(run),
+        "submit_steps": await submit_steps(run),
         "producer_profile": await producer_profile(run),
         "drainer_profile": await drainer_profile(run),
     }
@@ -266,6 +329,10 @@ def markdown(targets: dict[str, Any]) -> str:
             f"{row['floor_wps']:.0f} | {row['share_of_floor']:.0%} | "
             f"{row['drainer_cpu_us_per_write']:.0f} |"
         )
+    steps = targets.get("submit_steps", {})
+    if steps:
+        lines += ["", "| submit step (one coroutine, no drainer) | CPU us per call |", "|---|---:|"]
+        lines += [f"| {step} | {us:.1f} |" for step, us in steps.items()]
     for side in ("producer_profile", "drainer_profile"):
         top = targets.get(side, {}).get("self", [])[:5]
         if top:
