@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from neo4j import AsyncDriver, AsyncManagedTransaction, Bookmarks, unit_of_work
 
 from cypherstream.drainer.events import DrainEvents
-from cypherstream.drainer.progress import ADVANCE, lock
+from cypherstream.drainer.progress import lock_and_advance
 from cypherstream.drainer.unwind import group
 from cypherstream.shared import tracing
 from cypherstream.shared.coalescing import Coalescer
@@ -157,18 +157,19 @@ class Applier:
     async def _transaction(
         self, batches: list[tuple[str, list[tuple[WriteEntry, dict[str, object]]]]]
     ) -> list[BatchResult]:
-        """Lock every session's progress record (in sorted order, so two transactions
-        never wait on each other's), run the writes not applied yet, session after
-        session and each in entry order, and move the records forward; one commit."""
+        """Lock every session's progress record and move it to its batch's last entry,
+        run the writes not applied yet, session after session and each in entry order;
+        one commit, so the records move only with the writes."""
 
         async def work(tx: AsyncManagedTransaction) -> list[BatchResult]:
-            streams = sorted({stream for stream, _ in batches})
-            last = await lock(tx, streams)
+            last_ids = {stream: decoded[-1][0].entry_id for stream, decoded in batches if decoded}
+            last = await lock_and_advance(tx, last_ids)
             results = [BatchResult() for _ in batches]
             todo = []
             for n, (stream, decoded) in enumerate(batches):
+                applied_up_to = id_key(last[stream]) if stream in last else None
                 for write, params in decoded:
-                    if stream in last and id_key(write.entry_id) <= id_key(last[stream]):
+                    if applied_up_to is not None and id_key(write.entry_id) <= applied_up_to:
                         results[n].skipped.append(write)
                     else:
                         todo.append(((n, write), write.query, params))
@@ -181,13 +182,6 @@ class Applier:
                     )
                 for n, write in statement.items:
                     results[n].applied.append(write)
-            advances = [
-                {"stream": stream, "last_id": result.applied[-1].entry_id}
-                for (stream, _), result in zip(batches, results, strict=True)
-                if result.applied
-            ]
-            if advances:
-                await (await tx.run(ADVANCE, rows=advances)).consume()
             return results
 
         started = time.perf_counter()

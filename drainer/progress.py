@@ -28,6 +28,20 @@ _LOCK = (
     "SET p.transactions = coalesce(p.transactions, 0) + 1 "
     "RETURN stream, p.last_id AS last_id"
 )
+# Lock and advance in one statement, before the writes run: the record moves to the
+# batch's last entry unless it is already past it (ids compare as (ms, seq)); the
+# previous value says which writes an earlier delivery applied. Should a write fail,
+# the whole transaction rolls back, the advance with it.
+_LOCK_AND_ADVANCE = (
+    f"UNWIND $rows AS row MERGE (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
+    "WITH p, row, p.last_id AS last, "
+    "[x IN split(row.last_id, '-') | toInteger(x)] AS new, "
+    "[x IN split(coalesce(p.last_id, '0-0'), '-') | toInteger(x)] AS old "
+    "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime(), "
+    "p.last_id = CASE WHEN new[0] > old[0] OR (new[0] = old[0] AND new[1] > old[1]) "
+    "THEN row.last_id ELSE last END "
+    "RETURN row.stream AS stream, last AS last_id"
+)
 ADVANCE = (
     f"UNWIND $rows AS row MATCH (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
     "SET p.last_id = row.last_id, p.updated_at = datetime()"
@@ -102,6 +116,15 @@ async def _run_statement(tx: AsyncManagedTransaction, statement: str, /, **param
 async def _run_idle(tx: AsyncManagedTransaction, prefix: str, idle: float, limit: int) -> list[str]:
     result = await tx.run(_IDLE, prefix=prefix, idle=idle, limit=limit)
     return [record["stream"] async for record in result]
+
+
+async def lock_and_advance(tx: AsyncManagedTransaction, last_ids: dict[str, str]) -> dict[str, str]:
+    """Lock the progress records of the streams in `last_ids` (in sorted order, so two
+    transactions never wait on each other's) and move each to its given entry id
+    unless it is past it already; the last entry id each had applied before."""
+    rows = [{"stream": stream, "last_id": last_ids[stream]} for stream in sorted(last_ids)]
+    result = await tx.run(_LOCK_AND_ADVANCE, rows=rows)
+    return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
 
 
 async def lock(tx: AsyncManagedTransaction, streams: list[str]) -> dict[str, str]:

@@ -1,0 +1,61 @@
+#!lua flags=allow-oom
+-- What a drain does in Redis after applying entries, in one round trip:
+-- 1. acknowledge and delete the applied entries (ARGV[10..]), so XLEN is what remains;
+-- 2. answer a flush sentinel when one is given (ARGV[7]): the errors its client met
+--    since its previous flush, and the Neo4j bookmarks of the writes before it, go
+--    to the waiting flush, and the sentinel is deleted;
+-- 3. where something was deleted and a submit waits for room in this session (its
+--    flag is set), announce the room;
+-- 4. give up the lease when asked (ARGV[5]): 'idle' only when the stream is empty,
+--    leaving the ready set in the same step (so a concurrent submit either lands
+--    before, and the stream is not empty, or marks it ready again) and setting the
+--    empty stream's expiry (ARGV[6] ms, 0: none; `submit.lua` removes it with each
+--    append); 'yield' always, keeping the session ready but at the back of the queue.
+-- KEYS[1] stream, KEYS[2] the session's wants-room flag, KEYS[3] lease, KEYS[4] ready
+-- set, KEYS[5] the sentinel's client's error list and KEYS[6] the flush's reply list
+-- (both the stream again when no sentinel is answered)
+-- ARGV[1] group, ARGV[2] room channel, ARGV[3] session id, ARGV[4] owner, ARGV[5] ''
+-- (keep the lease), 'idle' or 'yield', ARGV[6] idle ttl ms, ARGV[7] the sentinel's
+-- entry id ('' for none), ARGV[8] reply ttl seconds, ARGV[9] the bookmarks (a JSON
+-- list), ARGV[10..] entry ids
+-- Returns the entries left; a LEASELOST error, after steps 1-3, when asked to give up
+-- a lease the caller no longer holds.
+local deleted = 0
+if #ARGV >= 10 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 10))
+  deleted = redis.call('XDEL', KEYS[1], unpack(ARGV, 10))
+end
+if ARGV[7] ~= '' then
+  local errors = redis.call('LRANGE', KEYS[5], 0, -1)
+  redis.call('DEL', KEYS[5])
+  local reply = '{"s":' .. cjson.encode(ARGV[3]) .. ',"b":' .. ARGV[9] .. ',"e":['
+    .. table.concat(errors, ',') .. ']}'
+  redis.call('RPUSH', KEYS[6], reply)
+  redis.call('EXPIRE', KEYS[6], ARGV[8])
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[7])
+  deleted = deleted + redis.call('XDEL', KEYS[1], ARGV[7])
+end
+if deleted > 0 and redis.call('DEL', KEYS[2]) == 1 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+local left = redis.call('XLEN', KEYS[1])
+if ARGV[5] == '' then
+  return left
+end
+if redis.call('GET', KEYS[3]) ~= ARGV[4] then
+  return redis.error_reply('LEASELOST lease of ' .. KEYS[1] .. ' is not held by ' .. ARGV[4])
+end
+if left == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+  redis.call('DEL', KEYS[3])
+  if tonumber(ARGV[6]) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  end
+  return 0
+end
+if ARGV[5] == 'yield' then
+  local now = redis.call('TIME')
+  redis.call('ZADD', KEYS[4], 'XX', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000), ARGV[3])
+  redis.call('DEL', KEYS[3])
+end
+return left
