@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,13 @@ from cypherstream.drainer.apply import Applier, BatchResult
 from cypherstream.drainer.deadletter import dead_letter
 from cypherstream.drainer.events import DrainEvents, RetryTarget
 from cypherstream.drainer.progress import ProgressRecords
-from cypherstream.drainer.session_scripts import LeaseLost, Read, SessionScripts
+from cypherstream.drainer.session_scripts import (
+    FlushAnswer,
+    LeaseLost,
+    Read,
+    Release,
+    SessionScripts,
+)
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.connection import RedisClient, transient
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
@@ -61,6 +68,14 @@ class SessionDrain:
         self._suspects: dict[str, tuple[int, Backoff]] = {}
         # Bookmarks of the last transaction that applied this session's writes.
         self._bookmarks: tuple[str, ...] = ()
+        # Entries applied (or given up) but not yet acknowledged, and a flush sentinel
+        # met after them: `_settle` sends both with the drain's next Redis call.
+        self._done: list[str] = []
+        self._sentinel: FlushSentinel | None = None
+        # The next batch, read while this one is applied; the acknowledgement of the
+        # last full batch, on its way while the next one is applied.
+        self._prefetched: asyncio.Task[Read] | None = None
+        self._behind: asyncio.Future[None] | None = None
 
     async def run(self, others_waiting: Callable[[], bool]) -> None:
         """Drain; `others_waiting()` says whether to yield the session after a long turn."""
@@ -69,18 +84,22 @@ class SessionDrain:
         except LeaseLost:
             self.lost = True
             log.warning("lease lost", extra={"session_id": self.session_id})
+        finally:
+            await self._drop_prefetch()
+            await self._settled()
 
     async def _run(self, others_waiting: Callable[[], bool]) -> None:
-        await self._take_over()
         start: Literal["0", ">"] = "0"
+        claim = True  # a former owner's pending entries come first
         batches, unreadable = 0, 0
         size = self._ctx.settings.batch_size
         while not self._ctx.stopping.is_set() and not self.lost:
-            entries = await self._read(start)
+            entries = await self._next(start, claim)
+            claim = False
             if len(entries) < size:
                 start = ">"  # no more pending entries of its own: new ones from now on
             if not entries:
-                if await self._release("idle") == 0:
+                if await self._settle("idle") == 0:
                     return
                 # Entries remain that '>' did not return: new ones that just arrived, or
                 # ones pending under another consumer. Claim them once; if still nothing
@@ -88,39 +107,70 @@ class SessionDrain:
                 unreadable += 1
                 if unreadable > 2:
                     break
-                await self._take_over()
-                start = "0"
+                claim, start = True, "0"
                 continue
             unreadable = 0
+            batches += 1
+            last_turn = batches >= self._ctx.settings.turn_batches and others_waiting()
+            if start == ">" and len(entries) == size and not last_turn:
+                self._prefetch(size)  # read the next batch while this one is applied
             await self._process(entries)
             if self._ended:
                 return  # nothing left to release: the keys are gone
-            if len(entries) < size and await self._release("idle") == 0:
-                return  # a short batch was most likely the last: no empty read to learn so
-            batches += 1
-            if batches >= self._ctx.settings.turn_batches and others_waiting():
+            if len(entries) < size:
+                # A short batch was most likely the last: no empty read to learn so.
+                if await self._settle("idle") == 0:
+                    return
+            elif self._sentinel is not None:
+                await self._settle("")  # its flush waits no longer than its batch
+            else:
+                self._settle_behind()  # acknowledged while the next batch is applied
+            if last_turn:
                 break
-        await self._release("yield")
+        await self._settle("yield")
 
-    async def _take_over(self) -> None:
-        """Move a former owner's pending entries to this drainer, to apply them first."""
-        claimed = await self._redis(lambda: self._ctx.calls.take_over(self.session_id))
+    async def _next(self, start: Literal["0", ">"], claim: bool) -> Read:
+        """The prefetched batch where there is one, else a read."""
+        if start == "0":  # own pending entries: those being acknowledged are not
+            await self._settled()
+        if self._prefetched is not None:
+            task, self._prefetched = self._prefetched, None
+            return await task
+        size = self._ctx.settings.batch_size
+        claimed, entries = await self._redis(
+            lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
+        )
         if claimed:
             self._ctx.events.took_over(claimed)
             log.info(
                 "took over pending entries",
                 extra={"session_id": self.session_id, "entries": claimed},
             )
+        return entries
 
-    async def _read(self, start: Literal["0", ">"]) -> Read:
-        size = self._ctx.settings.batch_size
-        return await self._redis(lambda: self._ctx.calls.read(self.session_id, size, start))
+    def _prefetch(self, size: int) -> None:
+        async def read() -> Read:
+            _, entries = await self._redis(lambda: self._ctx.calls.read(self.session_id, size, ">"))
+            return entries
+
+        self._prefetched = asyncio.ensure_future(read())
+
+    async def _drop_prefetch(self) -> None:
+        """A batch read ahead but not applied stays pending for this session's next
+        owner (or this drainer's next turn), which claims it first."""
+        task, self._prefetched = self._prefetched, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def _process(self, entries: Read) -> None:
         run: list[WriteEntry] = []
         for entry_id, fields in entries:
+            if self._sentinel is not None:  # answered before anything after it runs
+                await self._settle("")
             if fields is None:  # deleted after an earlier delivery applied it
-                await self._ack([entry_id])
+                self._done.append(entry_id)
                 continue
             try:
                 entry = parse(entry_id, fields)
@@ -131,12 +181,11 @@ class SessionDrain:
                 run = []
                 self._ctx.events.rejected(exc.reason)
                 await self._fail(_as_write(entry_id, fields), exc)
-                await self._ack([entry_id])
                 continue
             if isinstance(entry, FlushSentinel):
                 await self._apply_run(run)
                 run = []
-                await self._acknowledge_flush(entry)
+                self._sentinel = entry  # answered with the acknowledgements (`_settle`)
             elif isinstance(entry, EndMarker):
                 await self._apply_run(run)
                 run = []
@@ -168,8 +217,7 @@ class SessionDrain:
                 done = chunk.index(write) + await self._gave_up(write, exc)
             elif suspect:
                 del self._suspects[chunk[0].entry_id]
-            if done:
-                await self._ack([w.entry_id for w in writes[:done]])
+            self._done += [w.entry_id for w in writes[:done]]
             writes = writes[done:]
 
     async def _gave_up(self, write: WriteEntry, exc: BaseException) -> bool:
@@ -186,6 +234,7 @@ class SessionDrain:
             raise LeaseLost
         backoff = backoff or Backoff(cap=self._ctx.settings.retry_max_delay)
         self._suspects[write.entry_id] = (attempts, backoff)
+        await self._settle("")  # what applied before it makes room while it waits
         self._ctx.events.retried("write")
         log.warning(
             "write failed on its own, retrying it alone",
@@ -213,6 +262,7 @@ class SessionDrain:
             )
         )  # fmt: skip
         await self._with_retry(self._ctx.progress.consume, self._progress_id, write)
+        self._done.append(write.entry_id)
 
     async def _with_retry(self, func: Callable[..., Awaitable[T]], *args: object) -> T:
         """Neo4j calls: passing failures are retried with capped backoff, never dropped.
@@ -225,15 +275,39 @@ class SessionDrain:
             on_retry=self._retrying("neo4j"),
         )
 
-    async def _acknowledge_flush(self, marker: FlushSentinel) -> None:
-        """Answer a flush sentinel: its client's errors, and the bookmarks a read needs
-        to see the writes before it, go to the waiting flush."""
-        bookmarks = await self._flushed_bookmarks()
-        await self._redis(
-            lambda: self._ctx.calls.answer_flush(
-                self.session_id, marker.entry_id, marker.token, marker.client_id, bookmarks
-            )
+    async def _settle(self, release: Release) -> int:
+        """Acknowledge what was applied, answer the flush sentinel met after it, and give
+        the lease up as `release` says, in one round trip; the entries left."""
+        await self._settled()
+        done, self._done = self._done, []
+        sentinel, self._sentinel = self._sentinel, None
+        flush = None
+        if sentinel is not None:
+            flush = FlushAnswer(
+                sentinel.entry_id, sentinel.token, sentinel.client_id,
+                await self._flushed_bookmarks(),
+            )  # fmt: skip
+        return await self._redis(
+            lambda: self._ctx.calls.settle(self.session_id, done, flush, release)
         )
+
+    def _settle_behind(self) -> None:
+        """Acknowledge what was applied so far without waiting for it, after any earlier
+        such acknowledgement; `_settle` and the end of the drain wait for it."""
+        earlier, done, self._done = self._behind, self._done, []
+
+        async def settle() -> None:
+            if earlier is not None:
+                await earlier
+            await self._redis(lambda: self._ctx.calls.settle(self.session_id, done))
+
+        self._behind = asyncio.ensure_future(settle())
+
+    async def _settled(self) -> None:
+        """Wait for the acknowledgement sent behind a batch, if one is on its way."""
+        task, self._behind = self._behind, None
+        if task is not None:
+            await task
 
     async def _flushed_bookmarks(self) -> tuple[str, ...]:
         """This drain's last applying transaction's bookmarks; where it applied none (the
@@ -250,21 +324,12 @@ class SessionDrain:
         delivered again, and forgetting twice is harmless. Should a write arrive in
         between, it starts a fresh record, which is right: everything before it is done.
         """
-        if int(await self._redis(lambda: self._ctx.redis.xlen(self._stream))) <= 1:
+        if await self._settle("") <= 1:  # only the marker is left
             await self._with_retry(self._ctx.progress.forget, self._progress_id)
-        bookmarks = await self._flushed_bookmarks()
-        self._ended = await self._redis(
-            lambda: self._ctx.calls.answer_flush(
-                self.session_id, marker.entry_id, marker.token, marker.client_id, bookmarks,
-                ending=True,
-            )
-        )  # fmt: skip
-
-    async def _ack(self, entry_ids: list[str]) -> None:
-        await self._redis(lambda: self._ctx.calls.ack(self.session_id, entry_ids))
-
-    async def _release(self, mode: Literal["idle", "yield"]) -> int:
-        return await self._redis(lambda: self._ctx.calls.release(self.session_id, mode))
+        answer = FlushAnswer(
+            marker.entry_id, marker.token, marker.client_id, await self._flushed_bookmarks()
+        )
+        self._ended = await self._redis(lambda: self._ctx.calls.answer_end(self.session_id, answer))
 
     async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:
         """Redis calls: retried while Redis is unreachable; a lost lease ends the drain."""

@@ -10,6 +10,7 @@ it, and every method turns that into `LeaseLost`: one signal, one way.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
 from redis import exceptions as rx
@@ -33,6 +34,22 @@ class LeaseLost(Exception):
     """Another drainer owns the session now; stop without touching it further."""
 
 
+@dataclass(frozen=True)
+class FlushAnswer:
+    """A flush sentinel to answer: its entry, its flush's token and client, and the Neo4j
+    bookmarks of the writes before it."""
+
+    entry_id: str
+    token: str
+    client_id: str
+    bookmarks: tuple[str, ...]
+
+
+Release = Literal["", "idle", "yield"]
+"""Whether `settle` gives the lease up: "" keeps it; "idle" only if the stream is
+empty; "yield" always, sending the session to the back of the queue."""
+
+
 class SessionScripts:
     """The drain's scripts for one worker (`owner`), with its lease and idle TTLs."""
 
@@ -49,93 +66,90 @@ class SessionScripts:
         self._owner = owner
         self._lease_ms = lease_ms
         self._idle_ms = idle_ms
-        self._takeover = ScriptPipeline(redis, scripts.takeover)
         self._read = ScriptPipeline(redis, scripts.read)
-        self._ack = ScriptPipeline(redis, scripts.ack)
-        self._flush_ack = ScriptPipeline(redis, scripts.flush_ack)
-        self._release = ScriptPipeline(redis, scripts.release)
+        self._settle = ScriptPipeline(redis, scripts.settle)
+        self._end = ScriptPipeline(redis, scripts.end)
 
     async def close(self) -> None:
         """Give the scripts' connections back to the pool."""
-        for pipeline in (self._takeover, self._read, self._ack, self._flush_ack, self._release):
+        for pipeline in (self._read, self._settle, self._end):
             await pipeline.close()
 
-    async def take_over(self, session_id: str) -> int:
-        """Claim every entry a former owner left pending; how many were claimed."""
-        keys = [self._keys.lease(session_id), self._keys.stream(session_id)]
-        return reply_int(await _leased(self._takeover, keys, [self._owner, GROUP, self._owner]))
+    async def read(
+        self, session_id: str, count: int, start: Literal["0", ">"], *, claim: bool = False
+    ) -> tuple[int, Read]:
+        """Up to `count` entries: own pending ones first (`start` "0"), else new ones.
 
-    async def read(self, session_id: str, count: int, start: Literal["0", ">"]) -> Read:
-        """Up to `count` entries: own pending ones first (`start` "0"), else new ones."""
+        With `claim` (on taking the lease), every entry a former owner left pending is
+        first moved to this drainer, to be read first. Returns (entries claimed, read).
+        """
         keys = [self._keys.lease(session_id), self._keys.stream(session_id)]
-        args: list[ScriptArg] = [self._owner, GROUP, self._owner, count, start, self._lease_ms]
+        args: list[ScriptArg] = [
+            self._owner, GROUP, self._owner, count, "0" if claim else start, self._lease_ms,
+            int(claim),
+        ]  # fmt: skip
         try:
             reply = await _leased(self._read, keys, args)
         except rx.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted by hand
-                return []
+                return 0, []
             raise
-        if not reply:
-            return []
+        claimed, streams = cast("tuple[int, ScriptReply]", reply)
+        if not streams:
+            return claimed, []
         # XREADGROUP's reply: [[stream, [[id, [field, value, ...] or nil], ...]]]
-        streams = cast("list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]]", reply)
-        entries = streams[0][1]
-        return [
+        read = cast("list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]]", streams)
+        return claimed, [
             (
                 reply_text(entry_id),
                 dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None,
             )
-            for entry_id, fields in entries
+            for entry_id, fields in read[0][1]
         ]
 
-    async def ack(self, session_id: str, entry_ids: list[str]) -> None:
-        """Acknowledge applied entries and delete them, so XLEN is what remains."""
-        keys = self._keys
-        await self._ack.call(
-            [keys.stream(session_id), keys.wants_room(session_id)],
-            [GROUP, keys.room_channel, session_id, *entry_ids],
-        )
-
-    async def answer_flush(
+    async def settle(
         self,
         session_id: str,
-        entry_id: str,
-        token: str,
-        client_id: str,
-        bookmarks: tuple[str, ...],
-        *,
-        ending: bool = False,
-    ) -> bool:
-        """Hand the client's errors, and the Neo4j `bookmarks` of the writes before the
-        sentinel, to its flush and delete the sentinel. With `ending` (an end marker),
-        also drop the session's keys unless writes followed; whether they were dropped."""
+        entry_ids: list[str],
+        flush: FlushAnswer | None = None,
+        release: Release = "",
+    ) -> int:
+        """After applying, in one round trip: acknowledge and delete `entry_ids`, answer
+        `flush`, announce room to a waiting submit, and give the lease up as `release`
+        says. Returns the entries left."""
+        keys = self._keys
+        partition = keys.partition_of(session_id)
+        stream = keys.stream(session_id)
+        answer: list[str] = [stream, stream]  # no sentinel: keys the script leaves alone
+        sentinel: list[ScriptArg] = ["", 0, "[]"]
+        if flush is not None:
+            answer = [keys.errors(session_id, flush.client_id), keys.ack(partition, flush.token)]
+            sentinel = [flush.entry_id, FLUSH_REPLY_TTL_SECONDS, json.dumps(list(flush.bookmarks))]
+        script_keys = [
+            stream, keys.wants_room(session_id), keys.lease(session_id), keys.ready(partition),
+            *answer,
+        ]  # fmt: skip
+        args: list[ScriptArg] = [
+            GROUP, keys.room_channel, session_id, self._owner, release, self._idle_ms,
+            *sentinel, *entry_ids,
+        ]  # fmt: skip
+        return reply_int(await _leased(self._settle, script_keys, args))
+
+    async def answer_end(self, session_id: str, marker: FlushAnswer) -> bool:
+        """Answer an end marker like a flush sentinel, then drop the session's keys
+        unless writes followed it; whether they were dropped."""
         keys = self._keys
         partition = keys.partition_of(session_id)
         script_keys = [
-            keys.stream(session_id),
-            keys.errors(session_id, client_id),
-            keys.ack(partition, token),
-        ]
-        args: list[ScriptArg] = [
-            GROUP, entry_id, FLUSH_REPLY_TTL_SECONDS, session_id, json.dumps(list(bookmarks))
+            keys.stream(session_id), keys.errors(session_id, marker.client_id),
+            keys.ack(partition, marker.token), keys.seen(session_id), keys.lease(session_id),
+            keys.ready(partition),
         ]  # fmt: skip
-        if ending:
-            script_keys += [keys.seen(session_id), keys.lease(session_id), keys.ready(partition)]
-            args.append(self._owner)
-        return bool(await _leased(self._flush_ack, script_keys, args)) and ending
-
-    async def release(self, session_id: str, mode: Literal["idle", "yield"]) -> int:
-        """Give the lease up (`idle`: only if the stream is empty; `yield`: always, to
-        the back of the queue); the entries left."""
-        partition = self._keys.partition_of(session_id)
-        keys = [
-            self._keys.lease(session_id),
-            self._keys.stream(session_id),
-            self._keys.ready(partition),
-        ]
-        return reply_int(
-            await _leased(self._release, keys, [self._owner, session_id, mode, self._idle_ms])
-        )
+        args: list[ScriptArg] = [
+            GROUP, marker.entry_id, FLUSH_REPLY_TTL_SECONDS, session_id,
+            json.dumps(list(marker.bookmarks)), self._owner,
+        ]  # fmt: skip
+        return bool(await _leased(self._end, script_keys, args))
 
 
 async def _leased(pipeline: ScriptPipeline, keys: list[str], args: list[ScriptArg]) -> ScriptReply:

@@ -27,7 +27,7 @@ ScriptReply: TypeAlias = "bytes | int | list[ScriptReply] | None"
 """What a script returns (Lua tables become lists, nil None; bytes unless decoded)."""
 
 _NAMES = (
-    "submit", "read", "takeover", "ack", "flush_ack", "release", "renew", "heartbeat",
+    "submit", "read", "settle", "end", "renew", "heartbeat",
     "live", "sweep", "acquire", "partitions", "record_failure", "dead_letter",
 )  # fmt: skip
 
@@ -88,10 +88,8 @@ class Scripts:
 
     submit: AsyncScript
     read: AsyncScript
-    takeover: AsyncScript
-    ack: AsyncScript
-    flush_ack: AsyncScript
-    release: AsyncScript
+    settle: AsyncScript
+    end: AsyncScript
     renew: AsyncScript
     heartbeat: AsyncScript
     live: AsyncScript

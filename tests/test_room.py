@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cypherstream import MemoryClient
+from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.producer.room import RoomSignal
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts, submit_call
@@ -93,7 +94,7 @@ async def test_without_an_announcement_a_wait_ends_at_its_timeout(
 
 async def refuse_then_acknowledge(redis: Any, keys: Keyspace, session: str) -> None:
     """Fill `session` to a limit of 1, have a submit refused (raising its flag), then
-    run the drainer's acknowledgement of the queued entry."""
+    acknowledge the queued entry as a drainer does."""
     scripts = Scripts(redis)
     for seq in (1, 2):
         script_keys, args = submit_call(
@@ -101,10 +102,11 @@ async def refuse_then_acknowledge(redis: Any, keys: Keyspace, session: str) -> N
         )
         await scripts.submit(keys=script_keys, args=args)
     [(entry_id, _)] = await redis.xrange(keys.stream(session), count=1)
-    await scripts.ack(
-        keys=[keys.stream(session), keys.wants_room(session)],
-        args=["drainers", keys.room_channel, session, entry_id],
-    )
+    drain = SessionScripts(redis, scripts, keys, "d", lease_ms=10_000, idle_ms=0)
+    try:
+        await drain.settle(session, [entry_id.decode()])
+    finally:
+        await drain.close()
 
 
 async def test_on_a_redis_cluster_the_acknowledgement_announces_room_too(

@@ -29,6 +29,7 @@ from typing import Any
 import bench
 
 from cypherstream import MemoryClient, MemorySettings
+from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.shared.scripts import Scripts
 
 #: The issue's workload: a keyed MERGE with an index on the key.
@@ -97,14 +98,14 @@ async def versus_agent_memory(run: str) -> dict[str, float]:
 
 async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
     """A session holds its one allowed entry; a submit waits for room; the drainer's
-    acknowledgement script (ack.lua, as a drainer runs it) deletes the entry. Timed from
+    acknowledgement (`settle`, as a drainer runs it) deletes the entry. Timed from
     sending that acknowledgement to the waiting submit returning."""
     prefix = f"bench-wake-{run}"
     settings = bench.settings_for("redis", prefix)
     settings.memory.max_pending = 1
     keys = settings.streams.keyspace()
     redis = settings.redis.client()
-    scripts = Scripts(redis)
+    drain = SessionScripts(redis, Scripts(redis), keys, "bench", lease_ms=10_000, idle_ms=0)
     delays: list[float] = []
     async with MemoryClient(settings) as client:
         await client.buffered.submit(MSG_QUERY, {"id": 0}, session_id="w")
@@ -118,15 +119,13 @@ async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
                 await asyncio.sleep(0.001)
             [(entry_id, _)] = await redis.xrange(keys.stream("w"), count=1)
             t0 = time.perf_counter()
-            await scripts.ack(
-                keys=[keys.stream("w"), keys.wants_room("w")],
-                args=["drainers", keys.room_channel, "w", entry_id],
-            )
+            await drain.settle("w", [entry_id.decode()])
             await waiting
             delays.append(time.perf_counter() - t0)
         await redis.delete(keys.stream("w"))  # nothing to apply: the entries are dummies
         pool = await bench.start_drainers(1, prefix)  # to answer the closing flush
     pool.stop()
+    await drain.close()
     await redis.aclose()
     return {
         "samples": samples,
