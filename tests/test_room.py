@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from cypherstream import MemoryClient
-from cypherstream.drainer.session_scripts import SessionScripts
+from cypherstream.drainer.session_scripts import FlushAnswer, SessionScripts
 from cypherstream.producer.room import RoomSignal
+from cypherstream.shared.entry import flush_fields
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts, submit_call
 from cypherstream.shared.settings import StreamSettings
@@ -90,6 +91,29 @@ async def test_without_an_announcement_a_wait_ends_at_its_timeout(
         assert await signal.wait(room, timeout=0.01) is False
     finally:
         await signal.close()
+
+
+async def test_answering_a_flush_announces_the_room_its_sentinel_held(
+    redis: Any, streams: StreamSettings
+) -> None:
+    keys = keyspace(streams)
+    scripts = Scripts(redis)
+    for seq in (1, 2):  # a sentinel fills a stream of one; the write after it is refused
+        fields = flush_fields("token", "c") if seq == 1 else [b"q", b"x"]
+        script_keys, args = submit_call(keys, "f", fields, limit=1, client_id="c", seq=seq)
+        await scripts.submit(keys=script_keys, args=args)
+    [(sentinel_id, _)] = await redis.xrange(keys.stream("f"), count=1)
+    signal = RoomSignal(redis, keys.room_channel)
+    drain = SessionScripts(redis, scripts, keys, "d", lease_ms=10_000, idle_ms=0)
+    try:
+        room = await signal.watch("f")
+        answer = FlushAnswer(sentinel_id.decode(), "token", "c", bookmarks=())
+        await drain.settle("f", [], answer)
+        assert await announced(signal, room, within=30)
+    finally:
+        await drain.close()
+        await signal.close()
+    assert await redis.xlen(keys.stream("f")) == 0
 
 
 async def refuse_then_acknowledge(redis: Any, keys: Keyspace, session: str) -> None:
