@@ -28,7 +28,9 @@ class DrainerSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9._:@-]{1,128}$",
         description="unique id of this worker (default host-pid-random)",
     )
-    concurrency: int = Field(default=16, ge=1, le=4096, description="sessions drained at once")
+    #: 64 from the drain sweep: 100 sessions x 20 writes drained 33% of the single-UNWIND
+    #: floor at 16, 40% at 32, 47% at 64 and 38% at 128 (best of 3 each).
+    concurrency: int = Field(default=64, ge=1, le=4096, description="sessions drained at once")
     batch_size: int = Field(default=500, ge=1, le=10000, description="entries per transaction")
     transactions: int = Field(
         default=2,

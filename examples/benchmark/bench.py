@@ -140,8 +140,6 @@ class Drainers:
             "-m",
             "cypherstream.drainer",
             "run",
-            "--concurrency",
-            "32",
             *args,
         ]
         self.procs = [subprocess.Popen(command, env=env) for _ in range(count)]
