@@ -60,7 +60,6 @@ class SessionDrain:
         self.session_id = session_id
         self.lost = False
         self._ctx = context
-        self._stream = context.keys.stream(session_id)
         self._progress_id = context.keys.progress_id(session_id)
         self._me = context.settings.drainer_id
         self._ended = False  # an end marker removed the session's keys
@@ -86,7 +85,8 @@ class SessionDrain:
             log.warning("lease lost", extra={"session_id": self.session_id})
         finally:
             await self._drop_prefetch()
-            await self._settled()
+            with contextlib.suppress(LeaseLost):  # acknowledgements need no lease, but a
+                await self._settled()  # retry after the lease went stops early
 
     async def _run(self, others_waiting: Callable[[], bool]) -> None:
         start: Literal["0", ">"] = "0"
@@ -127,6 +127,7 @@ class SessionDrain:
                 self._settle_behind()  # acknowledged while the next batch is applied
             if last_turn:
                 break
+        await self._drop_prefetch()  # before the lease goes
         await self._settle("yield")
 
     async def _next(self, start: Literal["0", ">"], claim: bool) -> Read:
@@ -156,13 +157,18 @@ class SessionDrain:
         self._prefetched = asyncio.ensure_future(read())
 
     async def _drop_prefetch(self) -> None:
-        """A batch read ahead but not applied stays pending for this session's next
-        owner (or this drainer's next turn), which claims it first."""
+        """Let a read ahead land, unused: its entries stay pending for the session's next
+        owner (or this drainer's next turn), which claims them first.
+
+        Waited for, not cancelled: a read cancelled while queued for its round trip
+        would still run, perhaps after the lease was given up and taken again, and
+        leave entries pending that the new drain reads past.
+        """
         task, self._prefetched = self._prefetched, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: a failed read ahead changes nothing
 
     async def _process(self, entries: Read) -> None:
         run: list[WriteEntry] = []
