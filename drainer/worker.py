@@ -32,6 +32,7 @@ from cypherstream.drainer.session import DrainContext, SessionDrain
 from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.drainer.worker_scripts import WorkerScripts
+from cypherstream.shared.channel import Channel
 from cypherstream.shared.connection import (
     REDIS_DOWN,
     RedisClient,
@@ -225,11 +226,18 @@ class Drainer:
             background.append(
                 _every(settings.stats_interval, lambda: self._backlog_stats(context), "stats")
             )
+        # Submits announce sessions that became ready: look at once, not at the next poll.
+        announcements = Channel(
+            context.redis, self.keys.ready_channel, self._announced,
+            refused="drainers find new sessions every --poll-interval",
+        )  # fmt: skip
+        announcements.start()
         log.info("drainer started", extra=_effective(settings))
         self.ready.set()
         try:
             await self._schedule(context)
         finally:
+            await announcements.close()
             await self._shutdown(context)
             for task in background:
                 task.cancel()
@@ -323,6 +331,7 @@ class Drainer:
         """Take ready sessions while there are free slots; wait when there is nothing."""
         while not self._stopping.is_set():
             self._last_tick = time.monotonic()
+            self._wake.clear()  # what wakes it from here on is news for the next look
             free = self.settings.concurrency - len(self._active)
             started = 0
             try:
@@ -343,13 +352,17 @@ class Drainer:
                 else:
                     log.exception("looking for work failed", extra={"error": repr(exc)})
             if started == 0:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
     async def _ready_sessions(self, context: DrainContext, limit: int) -> list[str]:
         ready = await ready_sessions(context.redis, self.keys, per_partition=limit)
         return [session for session, _ in ready[:limit]]
+
+    def _announced(self, session_id: str) -> None:
+        """A session became ready: look for work now, if a slot is free to take it."""
+        if len(self._active) < self.settings.concurrency:
+            self._wake.set()
 
     def _start(self, context: DrainContext, session_id: str) -> None:
         drain = SessionDrain(context, session_id)

@@ -76,6 +76,12 @@ class Keyspace:
         """Pub/sub channel on which drainers announce room in a session (its id)."""
         return self._shared("room")
 
+    @property
+    def ready_channel(self) -> str:
+        """Pub/sub channel on which submits announce a session that became ready (its
+        id), so idle drainers look for work at once instead of at their next poll."""
+        return self._shared("ready")
+
     def errors(self, session_id: str, client_id: str) -> str:
         """Failures of one client's writes in a session, handed over at its next flush."""
         return f"{self._session(session_id)}:errors:{client_id}"

@@ -51,7 +51,8 @@ def submit_call(
         keys.stream(session_id), keys.ready(partition), keys.seen(session_id),
         keys.wants_room(session_id),
     ]  # fmt: skip
-    return script_keys, [limit, session_id, GROUP, client_id, seq, seen_ttl, *fields]
+    channel = keys.ready_channel
+    return script_keys, [limit, session_id, GROUP, client_id, seq, seen_ttl, channel, *fields]
 
 
 @functools.cache

@@ -7,7 +7,8 @@
 -- per-client high-water marks (idempotency), KEYS[4] the session's wants-room flag
 -- ARGV[1] max pending entries (0: no limit), ARGV[2] session id, ARGV[3] group,
 -- ARGV[4] client id, ARGV[5] the client's sequence number (0: no idempotency check),
--- ARGV[6] seconds the high-water mark is kept, ARGV[7..] the entry's field/value pairs.
+-- ARGV[6] seconds the high-water mark is kept, ARGV[7] the channel on which a session
+-- that became ready is announced to drainers, ARGV[8..] the entry's field/value pairs.
 -- Returns the new entry id; 'DUP' when this client's sequence number was already
 -- appended (a retry after the reply was lost); false when the stream is full, after
 -- raising the wants-room flag so the drainer's next acknowledgement announces room.
@@ -29,9 +30,13 @@ elseif limit > 0 and redis.call('XLEN', stream) >= limit then
   redis.call('SET', KEYS[4], '1', 'EX', 60)
   return false
 end
-local id = redis.call('XADD', stream, '*', unpack(ARGV, 7))
-redis.call('PERSIST', stream)  -- an idle session's expiry (release.lua) ends here
-redis.call('ZADD', KEYS[2], 'NX', tonumber(string.match(id, '^(%d+)')), ARGV[2])
+local id = redis.call('XADD', stream, '*', unpack(ARGV, 8))
+redis.call('PERSIST', stream)  -- an idle session's expiry (settle.lua) ends here
+if redis.call('ZADD', KEYS[2], 'NX', tonumber(string.match(id, '^(%d+)')), ARGV[2]) == 1
+    and redis.acl_check_cmd('PUBLISH', ARGV[7], ARGV[2]) then
+  -- A hint, where the user's ACL allows the channel: drainers poll the ready sets too.
+  redis.call('PUBLISH', ARGV[7], ARGV[2])
+end
 if seq > 0 then
   redis.call('HSET', KEYS[3], ARGV[4], seq)
   redis.call('EXPIRE', KEYS[3], ARGV[6])
