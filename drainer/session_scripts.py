@@ -68,11 +68,10 @@ class SessionScripts:
         self._idle_ms = idle_ms
         self._read = ScriptPipeline(redis, scripts.read)
         self._settle = ScriptPipeline(redis, scripts.settle)
-        self._end = ScriptPipeline(redis, scripts.end)
 
     async def close(self) -> None:
         """Give the scripts' connections back to the pool."""
-        for pipeline in (self._read, self._settle, self._end):
+        for pipeline in (self._read, self._settle):
             await pipeline.close()
 
     async def read(
@@ -117,6 +116,20 @@ class SessionScripts:
         """After applying, in one round trip: acknowledge and delete `entry_ids`, answer
         `flush`, announce room to a waiting submit, and give the lease up as `release`
         says. Returns the entries left."""
+        return await self._settle_call(session_id, entry_ids, flush, release)
+
+    async def answer_end(self, session_id: str, marker: FlushAnswer) -> bool:
+        """Answer an end marker like a flush sentinel, then drop the session's keys
+        unless writes followed it; whether they were dropped."""
+        return await self._settle_call(session_id, [], marker, "end") == 0
+
+    async def _settle_call(
+        self,
+        session_id: str,
+        entry_ids: list[str],
+        flush: FlushAnswer | None,
+        release: Release | Literal["end"],
+    ) -> int:
         keys = self._keys
         partition = keys.partition_of(session_id)
         stream = keys.stream(session_id)
@@ -127,29 +140,13 @@ class SessionScripts:
             sentinel = [flush.entry_id, FLUSH_REPLY_TTL_SECONDS, json.dumps(list(flush.bookmarks))]
         script_keys = [
             stream, keys.wants_room(session_id), keys.lease(session_id), keys.ready(partition),
-            *answer,
+            *answer, keys.seen(session_id) if release == "end" else stream,
         ]  # fmt: skip
         args: list[ScriptArg] = [
             GROUP, keys.room_channel, session_id, self._owner, release, self._idle_ms,
             *sentinel, *entry_ids,
         ]  # fmt: skip
         return reply_int(await _leased(self._settle, script_keys, args))
-
-    async def answer_end(self, session_id: str, marker: FlushAnswer) -> bool:
-        """Answer an end marker like a flush sentinel, then drop the session's keys
-        unless writes followed it; whether they were dropped."""
-        keys = self._keys
-        partition = keys.partition_of(session_id)
-        script_keys = [
-            keys.stream(session_id), keys.errors(session_id, marker.client_id),
-            keys.ack(partition, marker.token), keys.seen(session_id), keys.lease(session_id),
-            keys.ready(partition),
-        ]  # fmt: skip
-        args: list[ScriptArg] = [
-            GROUP, marker.entry_id, FLUSH_REPLY_TTL_SECONDS, session_id,
-            json.dumps(list(marker.bookmarks)), self._owner,
-        ]  # fmt: skip
-        return bool(await _leased(self._end, script_keys, args))
 
 
 async def _leased(pipeline: ScriptPipeline, keys: list[str], args: list[ScriptArg]) -> ScriptReply:

@@ -27,7 +27,7 @@ ScriptReply: TypeAlias = "bytes | int | list[ScriptReply] | None"
 """What a script returns (Lua tables become lists, nil None; bytes unless decoded)."""
 
 _NAMES = (
-    "submit", "read", "settle", "end", "renew", "heartbeat",
+    "submit", "read", "settle", "renew", "heartbeat",
     "live", "sweep", "acquire", "partitions", "record_failure", "dead_letter",
 )  # fmt: skip
 
@@ -90,7 +90,6 @@ class Scripts:
     submit: AsyncScript
     read: AsyncScript
     settle: AsyncScript
-    end: AsyncScript
     renew: AsyncScript
     heartbeat: AsyncScript
     live: AsyncScript

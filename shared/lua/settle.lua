@@ -10,12 +10,15 @@
 --    leaving the ready set in the same step (so a concurrent submit either lands
 --    before, and the stream is not empty, or marks it ready again) and setting the
 --    empty stream's expiry (ARGV[6] ms, 0: none; `submit.lua` removes it with each
---    append); 'yield' always, keeping the session ready but at the back of the queue.
+--    append); 'yield' always, keeping the session ready but at the back of the queue;
+--    'end' (the sentinel answered was the end marker of `client.end_session()`) like
+--    'idle', but an empty stream goes at once, with the rest of the session's keys.
 -- KEYS[1] stream, KEYS[2] the session's wants-room flag, KEYS[3] lease, KEYS[4] ready
 -- set, KEYS[5] the sentinel's client's error list and KEYS[6] the flush's reply list
--- (both the stream again when no sentinel is answered)
+-- (both the stream again when no sentinel is answered), KEYS[7] the session's
+-- idempotency marks (for 'end'; else the stream again)
 -- ARGV[1] group, ARGV[2] room channel, ARGV[3] session id, ARGV[4] owner, ARGV[5] ''
--- (keep the lease), 'idle' or 'yield', ARGV[6] idle ttl ms, ARGV[7] the sentinel's
+-- (keep the lease), 'idle', 'yield' or 'end', ARGV[6] idle ttl ms, ARGV[7] the sentinel's
 -- entry id ('' for none), ARGV[8] reply ttl seconds, ARGV[9] the bookmarks (a JSON
 -- list), ARGV[10..] entry ids
 -- Returns the entries left; a LEASELOST error, after steps 1-3, when asked to give up
@@ -48,7 +51,9 @@ end
 if left == 0 then
   redis.call('ZREM', KEYS[4], ARGV[3])
   redis.call('DEL', KEYS[3])
-  if tonumber(ARGV[6]) > 0 then
+  if ARGV[5] == 'end' then
+    redis.call('DEL', KEYS[1], KEYS[7])
+  elseif tonumber(ARGV[6]) > 0 then
     redis.call('PEXPIRE', KEYS[1], ARGV[6])
   end
   return 0
