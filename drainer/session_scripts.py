@@ -1,10 +1,12 @@
 """The Redis side of draining one session: one typed method per Lua script a drain
 runs, which builds the script's KEYS and ARGV and reads its reply (streaq's model).
 
-Each script is auto-batched across the sessions a worker drains at once (a drain has
-one call in flight, so its own calls keep their order). Scripts that need the
-session's lease refuse with a `LEASELOST` error reply when the caller no longer holds
-it, and every method turns that into `LeaseLost`: one signal, one way.
+Each script is auto-batched across the sessions a worker drains at once. A drain has
+at most one call of each script in flight (a read ahead and a settle behind may
+overlap; neither depends on the other), so its calls of one script keep their order.
+Scripts that need the session's lease refuse with a `LEASELOST` error reply when the
+caller no longer holds it, and every method turns that into `LeaseLost`: one signal,
+one way.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class SessionScripts:
         self._settle = ScriptPipeline(redis, scripts.settle)
 
     async def close(self) -> None:
-        """Give the scripts' connections back to the pool."""
+        """Close the scripts' connections."""
         for pipeline in (self._read, self._settle):
             await pipeline.close()
 

@@ -76,7 +76,7 @@ class ScriptPipeline:
         return await self._calls.call((keys, args))
 
     async def close(self) -> None:
-        """Give its connection back to the pool."""
+        """Close its connection."""
         if self._lane is not None:
             await self._lane.close()
 

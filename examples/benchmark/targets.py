@@ -221,7 +221,7 @@ async def submit_steps(run: str, samples: int = 3000) -> dict[str, float]:
         client._backend._unflushed.clear()  # type: ignore[union-attr]
     await redis.aclose()
     parts = sum(v for k, v in steps.items() if "PING" not in k)
-    steps["lock, retry wrapper and the rest"] = whole - parts
+    steps["the rest (session lock, coroutine layers, retry wrapper, this loop)"] = whole - parts
     steps["client.buffered.submit, whole"] = whole
     return steps
 
