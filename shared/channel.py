@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between attempts to subscribe again after the connection was lost.
 RESUBSCRIBE_SECONDS = 0.05
+#: Longest one read waits for a message, so a closed channel's listener ends this soon.
+_READ_SECONDS = 1.0
 
 
 class Channel:
@@ -46,6 +48,7 @@ class Channel:
         self._listener: asyncio.Task[None] | None = None
         self.subscribed = False
         """Whether Redis confirmed the subscription and it still stands."""
+        self._closed = False
         self._settled = asyncio.Event()  # subscribed, or known not to be possible
 
     def start(self) -> None:
@@ -59,13 +62,15 @@ class Channel:
             await asyncio.wait_for(self._settled.wait(), timeout)
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 self._pubsub = self._redis.pubsub()
                 await self._pubsub.subscribe(self.name)
-                # Subscribed once Redis confirms (an ACL refusal arrives instead).
-                async for message in self._pubsub.listen():
-                    self._receive(message)
+                # Subscribed once Redis confirms (an ACL refusal arrives instead). Reads
+                # end every second to look at `_closed`: redis-py can swallow a
+                # cancellation that meets its own read timeout (seen on Python 3.11).
+                while not self._closed:
+                    self._receive(await self._pubsub.get_message(timeout=_READ_SECONDS))
             except asyncio.CancelledError:
                 raise
             except rx.NoPermissionError as exc:
@@ -103,10 +108,12 @@ class Channel:
                 await pubsub.aclose()
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening (within about a second, whatever the connection does)."""
+        self._closed = True
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await listener
+            await asyncio.wait([listener], timeout=2 * _READ_SECONDS)
+            if listener.done() and not listener.cancelled():
+                listener.exception()  # retrieved: it ended the way it was told to
         await self._close_pubsub()
