@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias, cast
 
@@ -83,13 +84,18 @@ class ScriptPipeline:
     async def _send(self, calls: Calls) -> list[Outcome]:
         if self._lane is None:
             return await run_many(self._redis, self._script, calls, self._wait)
-        return await _on_lane(self._lane, self._script, calls, self._wait)
+        return await _evalsha(self._lane.run, self._script, calls, self._wait)
 
 
-async def _on_lane(
-    lane: Lane, script: AsyncScript, calls: Calls, wait: Wait | None, *, reload: bool = True
+Send: TypeAlias = "Callable[[list[Command]], Awaitable[Sequence[Outcome]]]"
+"""Sends commands in one write on one connection; their replies in order, errors in place."""
+
+
+async def _evalsha(
+    send: Send, script: AsyncScript, calls: Calls, wait: Wait | None, *, reload: bool = True
 ) -> list[Outcome]:
-    """EVALSHA for each call, and WAIT behind them, in one write on the lane's connection.
+    """EVALSHA for each call, and WAIT behind them (on the same connection, as WAIT
+    needs), in one round trip through `send`.
 
     Calls that met a script Redis lost (restart, failover, SCRIPT FLUSH) go again, once,
     after loading it; the others ran and keep their replies.
@@ -99,11 +105,11 @@ async def _on_lane(
     ]
     if wait is not None:
         commands.append(("WAIT", wait.replicas, wait.timeout_ms))
-    replies: list[Outcome] = _judged(list(await lane.run(commands)), wait)
+    replies = _judged(list(await send(commands)), wait)
     lost = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
     if lost and reload:
-        await lane.run([("SCRIPT", "LOAD", cast("str", script.script))])  # our own text
-        again = await _on_lane(lane, script, [calls[i] for i in lost], wait, reload=False)
+        await send([("SCRIPT", "LOAD", cast("str", script.script))])  # our own text
+        again = await _evalsha(send, script, [calls[i] for i in lost], wait, reload=False)
         for i, reply in zip(lost, again, strict=True):
             replies[i] = reply
     return replies
@@ -119,7 +125,7 @@ async def run_many(
     each reply that wrote becomes a `NotReplicated` error when fewer replicas confirmed it.
     """
     if not isinstance(redis, RedisCluster):
-        return await _on_connection(redis, script, calls, wait)
+        return await _evalsha(lambda commands: _pipelined(redis, commands), script, calls, wait)
     groups: dict[str, list[int]] = defaultdict(list)
     nodes: dict[str, ClusterNode] = {}
     for index, (keys, _) in enumerate(calls):
@@ -138,25 +144,12 @@ async def run_many(
     return replies
 
 
-async def _on_connection(
-    redis: Redis, script: AsyncScript, calls: Calls, wait: Wait | None
-) -> list[Outcome]:
-    """One pipeline of EVALSHA (a redis-py Script in a pipeline would cost a SCRIPT
-    EXISTS round trip first), and WAIT behind it."""
-
-    async def send() -> list[Outcome]:
-        async with redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            if wait is not None:
-                pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)
-            return _judged(await pipe.execute(raise_on_error=False), wait)
-
-    replies = await send()
-    if any(isinstance(reply, rx.NoScriptError) for reply in replies):
-        await redis.script_load(script.script)
-        replies = await send()
-    return replies
+async def _pipelined(redis: Redis, commands: list[Command]) -> list[Outcome]:
+    """`commands` as one redis-py pipeline on a connection of the pool."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 async def _on_node(
