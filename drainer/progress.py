@@ -6,6 +6,8 @@ session, pruning those of sessions whose streams expired)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
 from cypherstream.shared.entry import WriteEntry, id_key
@@ -41,6 +43,31 @@ _LOCK_AND_ADVANCE = (
     "p.last_id = CASE WHEN new[0] > old[0] OR (new[0] = old[0] AND new[1] > old[1]) "
     "THEN row.last_id ELSE last END "
     "RETURN row.stream AS stream, last AS last_id"
+)
+# The same in front of a batch's writes, in one statement (one round trip, and an
+# auto-commit transaction: no BEGIN or COMMIT of its own). Each record's rows are
+# `$cs_rows[from ..]` and its entry ids `ids` (comma-separated); a row runs through
+# `per_row` unless an earlier delivery applied it, which can only be where the record
+# is at or past the batch's first entry. `collect` ends the locking before any write.
+_GUARDED = (
+    f"UNWIND $cs_progress AS cs_p MERGE (p:{PROGRESS_LABEL} {{{{stream: cs_p.stream}}}}) "
+    "WITH p, cs_p, p.last_id AS cs_last, "
+    "[x IN split(cs_p.last_id, '-') | toInteger(x)] AS cs_new, "
+    "[x IN split(cs_p.first_id, '-') | toInteger(x)] AS cs_first, "
+    "[x IN split(coalesce(p.last_id, '0-0'), '-') | toInteger(x)] AS cs_old "
+    "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime(), "
+    "p.last_id = CASE WHEN cs_new[0] > cs_old[0] OR (cs_new[0] = cs_old[0] AND "
+    "cs_new[1] > cs_old[1]) THEN cs_p.last_id ELSE cs_last END "
+    "WITH cs_p, cs_last, CASE WHEN cs_old[0] > cs_first[0] OR (cs_old[0] = cs_first[0] AND "
+    "cs_old[1] >= cs_first[1]) THEN size([e IN [i IN split(cs_p.ids, ',') | "
+    "[x IN split(i, '-') | toInteger(x)]] WHERE e[0] < cs_old[0] OR (e[0] = cs_old[0] AND "
+    "e[1] <= cs_old[1])]) ELSE 0 END AS cs_done "
+    "WITH collect([cs_p.stream, cs_last]) AS cs_before, "
+    "collect(CASE WHEN cs_done > 0 THEN [cs_p.from, cs_p.from + cs_done] END) AS cs_skip "
+    "CALL {{ WITH cs_skip UNWIND range(0, size($cs_rows) - 1) AS cs_i "
+    "WITH cs_i, cs_skip WHERE none(s IN cs_skip WHERE s[0] <= cs_i AND cs_i < s[1]) "
+    "WITH $cs_rows[cs_i] AS cs_row {per_row}\n}} "
+    "RETURN cs_before"
 )
 ADVANCE = (
     f"UNWIND $rows AS row MATCH (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
@@ -125,6 +152,26 @@ async def lock_and_advance(tx: AsyncManagedTransaction, last_ids: dict[str, str]
     rows = [{"stream": stream, "last_id": last_ids[stream]} for stream in sorted(last_ids)]
     result = await tx.run(_LOCK_AND_ADVANCE, rows=rows)
     return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
+
+
+@lru_cache(maxsize=256)
+def guarded(per_row: str) -> str:
+    """One statement that locks and advances the progress records of `$cs_progress`
+    (`progress_rows`), then runs `per_row` for each row of `$cs_rows` that no earlier
+    delivery applied; it returns `cs_before`, a [stream, last entry id before] pair per
+    record."""
+    return _GUARDED.format(per_row=per_row)
+
+
+def progress_rows(spans: list[tuple[str, int, list[str]]]) -> list[dict[str, object]]:
+    """`$cs_progress` for sessions' rows, given as (stream, index of its first row in
+    `$cs_rows`, its entry ids in order); sorted by stream, so two transactions never
+    wait on each other's records."""
+    return [
+        {"stream": stream, "from": first, "first_id": ids[0], "last_id": ids[-1],
+         "ids": ",".join(ids)}
+        for stream, first, ids in sorted(spans)
+    ]  # fmt: skip
 
 
 async def lock(tx: AsyncManagedTransaction, streams: list[str]) -> dict[str, str]:

@@ -116,6 +116,9 @@ class Statement(Generic[Item]):
     items: list[Item]
     #: Why its one write could not share a statement (a metric label); None if it could.
     unbatched: str | None = None
+    #: For a statement over rows (`UNWIND $cs_rows AS cs_row <per_row>`): what runs for
+    #: each row, so another statement can run the same rows after work of its own.
+    per_row: str | None = None
 
     @property
     def kind(self) -> Literal["unwind", "single"]:
@@ -218,8 +221,14 @@ def _rewrite(body: str) -> Rewrite:
     skip = {start for start, end, _ in property_maps if end > start}
     edits += _rows_in_scope(body, masked, skip, names)
     inner = _applied(body, edits)
-    text = f"UNWIND ${ROWS} AS {ROW} CALL {{ WITH {ROW} {inner}\n}}"
-    return Rewrite(text, frozenset(names), inner)
+    return Rewrite(_UNWIND + _per_row_single(inner), frozenset(names), inner)
+
+
+_UNWIND = f"UNWIND ${ROWS} AS {ROW} "
+
+
+def _per_row_single(inner: str) -> str:
+    return f"CALL {{ WITH {ROW} {inner}\n}}"
 
 
 def _without_return(masked: str, levels: list[int]) -> int:
@@ -378,8 +387,8 @@ def _applied(body: str, edits: list[tuple[int, int, str]]) -> str:
 
 
 @lru_cache(maxsize=256)
-def _mixed(queries: tuple[str, ...]) -> str:
-    """One statement for rows of several queries; row field `cs_q` indexes `queries`."""
+def _per_row_mixed(queries: tuple[str, ...]) -> str:
+    """What runs for a row of one of several queries; row field `cs_q` indexes `queries`."""
     calls = []
     for index, query in enumerate(queries):
         form = rewrite(query)
@@ -388,12 +397,14 @@ def _mixed(queries: tuple[str, ...]) -> str:
             f"CALL {{ WITH {ROW} WITH {ROW} WHERE {ROW}.{QUERY_FIELD} = {index} "
             f"WITH {ROW}.{PARAMS_FIELD} AS {ROW} {form.inner}\n}}"
         )
-    return f"UNWIND ${ROWS} AS {ROW} CALL {{ WITH {ROW}\n" + "\n".join(calls) + "\n}"
+    return f"CALL {{ WITH {ROW}\n" + "\n".join(calls) + "\n}"
 
 
-def _statement(run: list[Write[Item]]) -> Statement[Item]:
+def _statement(run: list[Write[Item]], *, over_rows: bool = False) -> Statement[Item]:
+    """The statement for a run of mergeable writes: a lone write as it is, unless
+    `over_rows`; else an UNWIND over one row per write."""
     items = [item for item, _, _ in run]
-    if len(run) == 1:
+    if len(run) == 1 and not over_rows:
         _, query, params = run[0]
         return Statement(query, params, items)
     # Sorted, so one set of queries always gives one text (and one cached plan).
@@ -401,10 +412,33 @@ def _statement(run: list[Write[Item]]) -> Statement[Item]:
     if len(queries) == 1:
         form = rewrite(queries[0])
         assert isinstance(form, Rewrite)
-        return Statement(form.text, {ROWS: [params for _, _, params in run]}, items)
-    index = {query: n for n, query in enumerate(queries)}
-    rows = [{QUERY_FIELD: index[query], PARAMS_FIELD: params} for _, query, params in run]
-    return Statement(_mixed(queries), {ROWS: rows}, items)
+        rows: list[object] = [params for _, _, params in run]
+        per_row = _per_row_single(form.inner)
+    else:
+        index = {query: n for n, query in enumerate(queries)}
+        rows = [{QUERY_FIELD: index[query], PARAMS_FIELD: params} for _, query, params in run]
+        per_row = _per_row_mixed(queries)
+    return Statement(_UNWIND + per_row, {ROWS: rows}, items, per_row=per_row)
+
+
+def over_rows(writes: list[Write[Item]]) -> Statement[Item] | None:
+    """All of `writes` as one statement over `$cs_rows` (a lone write too), or None
+    where `group` would make more than one statement or run a write as it is."""
+    if not writes or any(_unbatched(query, params) for _, query, params in writes):
+        return None
+    if len({query for _, query, _ in writes}) > MAX_QUERIES:
+        return None
+    return _statement(writes, over_rows=True)
+
+
+def _unbatched(query: str, params: dict[str, object]) -> str | None:
+    """Why a write must run as it is, alone; None if it can share a statement."""
+    form = rewrite(query)
+    if isinstance(form, Unbatched):
+        return form.reason
+    if not form.params <= params.keys():
+        return "parameters-differ"
+    return None
 
 
 def group(writes: list[Write[Item]]) -> list[Statement[Item]]:
@@ -426,10 +460,7 @@ def group(writes: list[Write[Item]]) -> list[Statement[Item]]:
         queries.clear()
 
     for item, query, params in writes:
-        form = rewrite(query)
-        reason = form.reason if isinstance(form, Unbatched) else None
-        if isinstance(form, Rewrite) and not form.params <= params.keys():
-            reason = "parameters-differ"
+        reason = _unbatched(query, params)
         if reason is not None:
             close()
             statements.append(Statement(query, params, [item], unbatched=reason))

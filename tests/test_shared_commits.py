@@ -73,3 +73,33 @@ async def test_a_failing_write_in_a_shared_transaction_is_reported_alone(
     assert all(len(r.applied) == 3 and not r.failed for s, r in results.items() if s != bad)
     rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
     assert [r["seen"] for r in rows] == [[0, 1, 2]] * 8
+
+
+async def test_a_batch_delivered_again_after_part_of_it_was_applied_runs_only_the_rest(
+    neo4j: Any, graph: Any
+) -> None:
+    applier = Applier(neo4j, None, transactions=1)
+    stream = f"{graph.label}:s"
+    batch = writes(graph.label, "s", 12, first_ms=5)  # ids 5-0 .. 16-0: 9 < 10 as numbers
+    await applier.apply(stream, batch[:6])
+
+    again = await applier.apply(stream, batch)
+
+    assert (again.skipped, again.applied) == (batch[:6], batch[6:])
+    rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
+    assert [r["seen"] for r in rows] == [list(range(12))]
+
+
+async def test_sessions_delivered_again_in_part_share_a_transaction_with_new_ones(
+    neo4j: Any, graph: Any
+) -> None:
+    applier = Applier(neo4j, None, transactions=1)
+    batches = {f"{graph.label}:s{n}": writes(graph.label, f"s{n}", 4) for n in range(6)}
+    await apply_all(applier, {s: w[: n % 3] for n, (s, w) in enumerate(batches.items()) if n % 3})
+
+    results = await apply_all(applier, batches)
+
+    assert [len(r.skipped) for r in results] == [n % 3 for n in range(6)]
+    assert [len(r.applied) for r in results] == [4 - n % 3 for n in range(6)]
+    rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
+    assert [r["seen"] for r in rows] == [[0, 1, 2, 3]] * 6
