@@ -259,8 +259,8 @@ def _results(
 def _transaction_span(batches: list[Prepared]) -> contextlib.AbstractContextManager[Span | None]:
     """The transaction's span, linked to the span each write was submitted in, with
     its stream, entry id and lag (from submit to now) on the link."""
-    if not tracing.available():
-        return contextlib.nullcontext()  # nothing to build links for, per transaction
+    if not tracing.recording():
+        return contextlib.nullcontext()  # no links to build, per transaction
     writes = [(stream, write) for stream, decoded in batches for write, _ in decoded]
     now_ms = time.time() * 1000
     links: list[tuple[str, Attributes]] = [

@@ -46,7 +46,7 @@ _LOCK_AND_ADVANCE = (
 )
 # The same in front of a batch's writes, in one statement (one round trip, and an
 # auto-commit transaction: no BEGIN or COMMIT of its own). Each record's rows are
-# `$cs_rows[from ..]` and its entry ids `ids` (comma-separated); a row runs through
+# rows `from ..` (`cs_i`) and its entry ids `ids` (comma-separated); a row runs through
 # `per_row` unless an earlier delivery applied it, which can only be where the record
 # is at or past the batch's first entry. `collect` ends the locking before any write.
 _GUARDED = (
@@ -64,9 +64,9 @@ _GUARDED = (
     "e[1] <= cs_old[1])]) ELSE 0 END AS cs_done "
     "WITH collect([cs_p.stream, cs_last]) AS cs_before, "
     "collect(CASE WHEN cs_done > 0 THEN [cs_p.from, cs_p.from + cs_done] END) AS cs_skip "
-    "CALL {{ WITH cs_skip UNWIND range(0, size($cs_rows) - 1) AS cs_i "
+    "CALL {{ WITH cs_skip UNWIND range(0, $cs_n - 1) AS cs_i "
     "WITH cs_i, cs_skip WHERE none(s IN cs_skip WHERE s[0] <= cs_i AND cs_i < s[1]) "
-    "WITH $cs_rows[cs_i] AS cs_row {per_row}\n}} "
+    "{per_row}\n}} "
     "RETURN cs_before"
 )
 ADVANCE = (
@@ -157,15 +157,15 @@ async def lock_and_advance(tx: AsyncManagedTransaction, last_ids: dict[str, str]
 @lru_cache(maxsize=256)
 def guarded(per_row: str) -> str:
     """One statement that locks and advances the progress records of `$cs_progress`
-    (`progress_rows`), then runs `per_row` for each row of `$cs_rows` that no earlier
+    (`progress_rows`), then runs `per_row` for each row `cs_i` (of `$cs_n`) that no earlier
     delivery applied; it returns `cs_before`, a [stream, last entry id before] pair per
     record."""
     return _GUARDED.format(per_row=per_row)
 
 
 def progress_rows(spans: list[tuple[str, int, list[str]]]) -> list[dict[str, object]]:
-    """`$cs_progress` for sessions' rows, given as (stream, index of its first row in
-    `$cs_rows`, its entry ids in order); sorted by stream, so two transactions never
+    """`$cs_progress` for sessions' rows, given as (stream, number of its first row,
+    its entry ids in order); sorted by stream, so two transactions never
     wait on each other's records."""
     return [
         {"stream": stream, "from": first, "first_id": ids[0], "last_id": ids[-1],

@@ -28,9 +28,15 @@ Attributes = Mapping[str, str | int | float | bool]
 SCOPE = "cypherstream"
 
 
-def available() -> bool:
-    """Whether OpenTelemetry is installed: without it spans cost nothing to skip."""
-    return _otel is not None
+def recording() -> bool:
+    """Whether a span opened now would be recorded: OpenTelemetry is installed and a
+    tracer provider (an SDK) is set. Without one, work for a span's attributes and
+    links is wasted, so callers skip it."""
+    if _otel is None:
+        return False
+    return not isinstance(
+        _otel.get_tracer_provider(), (_otel.ProxyTracerProvider, _otel.NoOpTracerProvider)
+    )
 
 
 def current_trace_context() -> str | None:

@@ -7,13 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cypherstream.drainer.unwind import (
+    COLUMNS,
+    COUNT,
     MAX_QUERIES,
-    PARAMS_FIELD,
-    QUERY_FIELD,
-    ROWS,
+    QUERIES,
     Rewrite,
     Unbatched,
     group,
+    over_rows,
     rewrite,
 )
 
@@ -30,8 +31,8 @@ def rewritten(query: str) -> Rewrite:
 def test_parameters_become_row_fields_but_strings_and_comments_stay() -> None:
     done = rewritten("MERGE (n {id: $id}) SET n.s = '$no', n.t = \"$no\" // $no\nSET n.v = $v")
 
-    assert "cs_row.`id`" in done.text and "cs_row.`v`" in done.text
-    assert "'$no'" in done.text and '"$no"' in done.text and "// $no\n" in done.text
+    assert "cs_row.`id`" in done.inner and "cs_row.`v`" in done.inner
+    assert "'$no'" in done.inner and '"$no"' in done.inner and "// $no\n" in done.inner
     assert done.params == {"id", "v"}
 
 
@@ -176,7 +177,7 @@ def test_consecutive_writes_of_one_query_share_a_statement_in_order() -> None:
     statements = group(writes)
 
     assert [s.items for s in statements] == [[0, 1, 2], [3]]
-    assert statements[0].params == {ROWS: [{"i": 0}, {"i": 1}, {"i": 2}]}
+    assert statements[0].params == {COUNT: 3, COLUMNS: [[0, 1, 2]]}
     assert statements[0].kind == "unwind" and statements[0].unbatched is None
     assert (statements[1].text, statements[1].params) == ("MATCH (n) RETURN n", {})
     assert (statements[1].kind, statements[1].unbatched) == ("single", "return-value")
@@ -188,11 +189,27 @@ def test_writes_of_different_queries_share_a_statement_and_each_row_names_its_qu
     [statement] = group(writes)
 
     assert statement.items == [0, 1, 2]
-    rows = statement.params[ROWS]
-    assert isinstance(rows, list)
-    assert [row[PARAMS_FIELD] for row in rows] == [{"i": 0}, {}, {"i": 2}]
-    assert rows[0][QUERY_FIELD] == rows[2][QUERY_FIELD] != rows[1][QUERY_FIELD]
+    assert statement.params[COLUMNS] == [[0, None, 2]]  # `i`; the second reads none
+    queries = statement.params[QUERIES]
+    assert isinstance(queries, list)
+    assert queries[0] == queries[2] != queries[1]
     assert statement.text.count("CALL {") == 3  # one per row, holding one per query
+
+
+def test_each_parameter_name_is_one_column_across_queries() -> None:
+    a, b = "CREATE (:A {i: $i, s: $s})", "CREATE (:B {s: $s, t: $t})"
+
+    [statement] = group([(0, a, {"i": 1, "s": "x"}), (1, b, {"s": "y", "t": 2, "extra": 3})])
+
+    assert statement.params[COLUMNS] == [[1, None], ["x", "y"], [None, 2]]  # i, s, t
+
+
+def test_a_lone_write_can_still_run_over_rows() -> None:
+    statement = over_rows([(0, CREATE, {"i": 7})])
+
+    assert statement is not None and statement.per_row is not None
+    assert statement.params == {COUNT: 1, COLUMNS: [[7]]}
+    assert over_rows([(0, "MATCH (n) RETURN n", {})]) is None
 
 
 def test_one_set_of_queries_always_makes_the_same_statement_text() -> None:
