@@ -249,9 +249,13 @@ def _results(
     results = []
     for stream, decoded in batches:
         result = BatchResult(bookmarks=bookmarks)
+        writes = [write for write, _ in decoded]
         last = before.get(stream)
-        for write, _ in decoded:
-            (result.skipped if _applied_before(write, last) else result.applied).append(write)
+        if writes and not _applied_before(writes[0], last):  # a first delivery
+            result.applied = writes
+        else:
+            for write in writes:
+                (result.skipped if _applied_before(write, last) else result.applied).append(write)
         results.append(result)
     return results
 

@@ -119,8 +119,12 @@ class SessionDrain:
                 return  # nothing left to release: the keys are gone
             if len(entries) < size:
                 # A short batch was most likely the last: no empty read to learn so.
-                if await self._settle("idle") == 0:
+                left = await self._settle("idle")
+                if left == 0:
                     return
+                if batches > 1 and left < size:
+                    # Writes keep arriving: let more of them share the next transaction.
+                    await asyncio.sleep(self._ctx.settings.linger)
             elif self._sentinel is not None:
                 await self._settle("")  # its flush waits no longer than its batch
             else:

@@ -51,6 +51,15 @@ class DrainerSettings(BaseSettings):
     shutdown_grace: float = Field(
         default=30.0, gt=0, description="seconds to finish in-flight batches on SIGTERM"
     )
+    #: From `make bench`'s one-session end-to-end run (3,000 sequential submits with a
+    #: drainer applying them): see the README's performance section.
+    linger: float = Field(
+        default=0.005,
+        ge=0,
+        le=1.0,
+        description="seconds a drain that keeps receiving writes waits after a short batch, "
+        "so the next transaction holds more of them (0: read again at once)",
+    )
     turn_batches: int = Field(
         default=20, ge=1, description="batches a session drains before yielding to waiting ones"
     )
