@@ -30,44 +30,37 @@ _LOCK = (
     "SET p.transactions = coalesce(p.transactions, 0) + 1 "
     "RETURN stream, p.last_id AS last_id"
 )
-# Lock and advance in one statement, before the writes run: the record moves to the
+# Lock and advance, before the writes run: each record of `$cs_progress` moves to its
 # batch's last entry unless it is already past it (ids compare as (ms, seq)); the
-# previous value says which writes an earlier delivery applied. Should a write fail,
-# the whole transaction rolls back, the advance with it.
-_LOCK_AND_ADVANCE = (
-    f"UNWIND $rows AS row MERGE (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
-    "WITH p, row, p.last_id AS last, "
-    "[x IN split(row.last_id, '-') | toInteger(x)] AS new, "
-    "[x IN split(coalesce(p.last_id, '0-0'), '-') | toInteger(x)] AS old "
+# previous value (`cs_last`) says which writes an earlier delivery applied. Should a
+# write fail, the whole transaction rolls back, the advance with it.
+_LOCKED = (
+    f"UNWIND $cs_progress AS cs_p MERGE (p:{PROGRESS_LABEL} {{stream: cs_p.stream}}) "
+    "WITH p, cs_p, p.last_id AS cs_last, "
+    "[x IN split(cs_p.last_id, '-') | toInteger(x)] AS cs_new, "
+    "[x IN split(coalesce(p.last_id, '0-0'), '-') | toInteger(x)] AS cs_old "
     "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime(), "
-    "p.last_id = CASE WHEN new[0] > old[0] OR (new[0] = old[0] AND new[1] > old[1]) "
-    "THEN row.last_id ELSE last END "
-    "RETURN row.stream AS stream, last AS last_id"
+    "p.last_id = CASE WHEN cs_new[0] > cs_old[0] OR (cs_new[0] = cs_old[0] AND "
+    "cs_new[1] > cs_old[1]) THEN cs_p.last_id ELSE cs_last END "
 )
+_LOCK_AND_ADVANCE = _LOCKED + "RETURN cs_p.stream AS stream, cs_last AS last_id"
 # The same in front of a batch's writes, in one statement (one round trip, and an
 # auto-commit transaction: no BEGIN or COMMIT of its own). Each record's rows are
 # rows `from ..` (`cs_i`) and its entry ids `ids` (comma-separated); a row runs through
 # `per_row` unless an earlier delivery applied it, which can only be where the record
 # is at or past the batch's first entry. `collect` ends the locking before any write.
 _GUARDED = (
-    f"UNWIND $cs_progress AS cs_p MERGE (p:{PROGRESS_LABEL} {{{{stream: cs_p.stream}}}}) "
-    "WITH p, cs_p, p.last_id AS cs_last, "
-    "[x IN split(cs_p.last_id, '-') | toInteger(x)] AS cs_new, "
-    "[x IN split(cs_p.first_id, '-') | toInteger(x)] AS cs_first, "
-    "[x IN split(coalesce(p.last_id, '0-0'), '-') | toInteger(x)] AS cs_old "
-    "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime(), "
-    "p.last_id = CASE WHEN cs_new[0] > cs_old[0] OR (cs_new[0] = cs_old[0] AND "
-    "cs_new[1] > cs_old[1]) THEN cs_p.last_id ELSE cs_last END "
-    "WITH cs_p, cs_last, CASE WHEN cs_old[0] > cs_first[0] OR (cs_old[0] = cs_first[0] AND "
-    "cs_old[1] >= cs_first[1]) THEN size([e IN [i IN split(cs_p.ids, ',') | "
-    "[x IN split(i, '-') | toInteger(x)]] WHERE e[0] < cs_old[0] OR (e[0] = cs_old[0] AND "
-    "e[1] <= cs_old[1])]) ELSE 0 END AS cs_done "
+    _LOCKED + "WITH cs_p, cs_last, cs_old, "
+    "[x IN split(cs_p.first_id, '-') | toInteger(x)] AS cs_first "
+    "WITH cs_p, cs_last, CASE WHEN cs_old[0] > cs_first[0] OR "
+    "(cs_old[0] = cs_first[0] AND cs_old[1] >= cs_first[1]) "
+    "THEN size([e IN [i IN split(cs_p.ids, ',') | [x IN split(i, '-') | toInteger(x)]] "
+    "WHERE e[0] < cs_old[0] OR (e[0] = cs_old[0] AND e[1] <= cs_old[1])]) ELSE 0 END "
+    "AS cs_done "
     "WITH collect([cs_p.stream, cs_last]) AS cs_before, "
     "collect(CASE WHEN cs_done > 0 THEN [cs_p.from, cs_p.from + cs_done] END) AS cs_skip "
-    "CALL {{ WITH cs_skip UNWIND range(0, $cs_n - 1) AS cs_i "
+    "CALL { WITH cs_skip UNWIND range(0, $cs_n - 1) AS cs_i "
     "WITH cs_i, cs_skip WHERE none(s IN cs_skip WHERE s[0] <= cs_i AND cs_i < s[1]) "
-    "{per_row}\n}} "
-    "RETURN cs_before"
 )
 ADVANCE = (
     f"UNWIND $rows AS row MATCH (p:{PROGRESS_LABEL} {{stream: row.stream}}) "
@@ -150,7 +143,7 @@ async def lock_and_advance(tx: AsyncManagedTransaction, last_ids: dict[str, str]
     transactions never wait on each other's) and move each to its given entry id
     unless it is past it already; the last entry id each had applied before."""
     rows = [{"stream": stream, "last_id": last_ids[stream]} for stream in sorted(last_ids)]
-    result = await tx.run(_LOCK_AND_ADVANCE, rows=rows)
+    result = await tx.run(_LOCK_AND_ADVANCE, cs_progress=rows)
     return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
 
 
@@ -160,7 +153,7 @@ def guarded(per_row: str) -> str:
     (`progress_rows`), then runs `per_row` for each row `cs_i` (of `$cs_n`) that no earlier
     delivery applied; it returns `cs_before`, a [stream, last entry id before] pair per
     record."""
-    return _GUARDED.format(per_row=per_row)
+    return f"{_GUARDED}{per_row}\n}} RETURN cs_before"
 
 
 def progress_rows(spans: list[tuple[str, int, list[str]]]) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ round trip instead of one per write.
 
 The parameters go as columns, one list per parameter name, not as a map per row:
 the driver encodes a value per parameter instead of a map and every key per row,
-which more than halves the drainer's encoding time and a third of the bytes sent
+which more than halves the drainer's encoding time and cuts a third of the bytes sent
 (`make bench` measures this).
 
 Consecutive writes of different queries (a message, then a tool call, then a
