@@ -131,7 +131,7 @@ class Statement(Generic[Item]):
 
     @property
     def kind(self) -> Literal["unwind", "single"]:
-        return "unwind" if len(self.items) > 1 else "single"
+        return "unwind" if self.per_row is not None else "single"
 
 
 @dataclass(frozen=True)

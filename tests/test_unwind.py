@@ -209,6 +209,7 @@ def test_a_lone_write_can_still_run_over_rows() -> None:
 
     assert statement is not None and statement.per_row is not None
     assert statement.params == {COUNT: 1, COLUMNS: [[7]]}
+    assert statement.kind == "unwind"
     assert over_rows([(0, "MATCH (n) RETURN n", {})]) is None
 
 
