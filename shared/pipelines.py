@@ -4,6 +4,7 @@ waiting until replicas hold what it wrote; and auto-batching concurrent calls so
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -160,10 +161,7 @@ async def _on_node(
     replies: list[Outcome] = []
     for _ in range(_ATTEMPTS):
         try:
-            replies = await _node_pipeline(node, script, calls, wait)
-            if any(isinstance(reply, rx.NoScriptError) for reply in replies):
-                await node.execute_command("SCRIPT", "LOAD", script.script)
-                replies = await _node_pipeline(node, script, calls, wait)
+            replies = await _evalsha(functools.partial(_node_pipeline, node), script, calls, wait)
         except REDIS_DOWN as exc:
             replies = [exc] * len(calls)
         if not any(isinstance(reply, (*_REDIRECTED, *REDIS_DOWN)) for reply in replies):
@@ -176,17 +174,11 @@ async def _on_node(
     return [_retryable(reply) for reply in replies]  # the caller backs off and retries
 
 
-async def _node_pipeline(
-    node: ClusterNode, script: AsyncScript, calls: Calls, wait: Wait | None
-) -> list[Outcome]:
-    commands = [
-        PipelineCommand(i, "EVALSHA", script.sha, len(keys), *keys, *args)
-        for i, (keys, args) in enumerate(calls)
-    ]
-    if wait is not None:
-        commands.append(PipelineCommand(len(calls), "WAIT", wait.replicas, wait.timeout_ms))
-    await node.execute_pipeline(commands)
-    return _judged([command.result for command in commands], wait)
+async def _node_pipeline(node: ClusterNode, commands: list[Command]) -> list[Outcome]:
+    """`commands` as one pipeline on `node`'s connection."""
+    queued = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+    await node.execute_pipeline(queued)
+    return [command.result for command in queued]
 
 
 def _judged(replies: list[Outcome], wait: Wait | None) -> list[Outcome]:

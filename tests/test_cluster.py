@@ -31,6 +31,25 @@ async def test_writes_apply_in_order_with_sessions_spread_over_every_master(
     assert len(nodes) == 3
 
 
+async def test_scripts_a_cluster_lost_are_loaded_again_and_nothing_runs_twice(
+    cluster: Any, start_drainer: Any, make_settings: Any, graph: Graph
+) -> None:
+    await start_drainer(redis=cluster.settings)
+    settings = make_settings("redis")
+    settings.redis = cluster.settings
+
+    async with MemoryClient(settings) as client:
+        await submit_sequenced(client, graph.label, sessions=10, writes=5)
+        await client.flush()
+        await cluster.execute_command("SCRIPT FLUSH", target_nodes=cluster.ALL_NODES)  # a restart
+        submitted = await submit_sequenced(client, graph.label, sessions=10, writes=5, first=5)
+        await client.flush()
+        assert client.write_errors == []
+
+    result = await audit(graph, submitted)
+    assert (result.applied, result.duplicated, result.out_of_order, result.lost) == (100, 0, 0, 0)
+
+
 async def test_drainer_processes_killed_mid_drain_on_a_cluster_lose_nothing(
     cluster: Any, spawn_drainer: Any, make_settings: Any, graph: Graph
 ) -> None:
