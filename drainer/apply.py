@@ -181,13 +181,15 @@ class Applier:
             for write, params in decoded
         ]
         one = over_rows(writes)
+        progress = progress_rows(_spans(batches))
         started = time.perf_counter()
         with _transaction_span(batches) as traced:
             async with self._driver.session(database=self._database) as session:
                 if one is not None:
-                    before = await self._run_guarded(session, batches, one)
+                    before = await self._run_guarded(session, progress, one)
                 else:
-                    before = await session.execute_write(self._unit(self._run_each), batches)
+                    run = self._unit(self._run_each)
+                    before = await session.execute_write(run, batches, progress)
                 bookmarks = _bookmark_values(await session.last_bookmarks())
             results = _results(batches, before, bookmarks)
             applied = sum(len(result.applied) for result in results)
@@ -198,29 +200,26 @@ class Applier:
         return results
 
     async def _run_guarded(
-        self, session: AsyncSession, batches: list[Prepared], statement: Statement[Item]
+        self, session: AsyncSession, progress: list[dict[str, object]], statement: Statement[Item]
     ) -> dict[str, str]:
         """The common case, all writes in one statement: the progress records' locking
         in front of it, in one auto-commit transaction (one round trip)."""
-        spans, first = [], 0
-        for stream, decoded in batches:
-            if decoded:
-                spans.append((stream, first, [write.entry_id for write, _ in decoded]))
-                first += len(decoded)
         assert statement.per_row is not None
         query = Query(guarded(statement.per_row), timeout=self._tx_timeout)
-        params = {**statement.params, "cs_progress": progress_rows(spans)}
+        params = {**statement.params, "cs_progress": progress}
         record = await (await session.run(query, params)).single(strict=True)
         self._statement_ran(statement)
         return {stream: last for stream, last in record["cs_before"] if last is not None}
 
     async def _run_each(
-        self, tx: AsyncManagedTransaction, batches: list[Prepared]
+        self,
+        tx: AsyncManagedTransaction,
+        batches: list[Prepared],
+        progress: list[dict[str, object]],
     ) -> dict[str, str]:
         """Writes that need several statements: the records locked first, then runs of
         one query text as one UNWIND statement where that is the same."""
-        last_ids = {stream: decoded[-1][0].entry_id for stream, decoded in batches if decoded}
-        before = await lock_and_advance(tx, last_ids)
+        before = await lock_and_advance(tx, progress)
         todo = [
             ((n, write), write.query, params)
             for n, (stream, decoded) in enumerate(batches)
@@ -235,6 +234,17 @@ class Applier:
     def _statement_ran(self, statement: Statement[Item]) -> None:
         if self._events is not None:
             self._events.statement(statement.kind, len(statement.items), statement.unbatched)
+
+
+def _spans(batches: list[Prepared]) -> list[tuple[str, int, list[str]]]:
+    """Each session's (stream, number of its first row, entry ids), rows counted across
+    the transaction's writes in order."""
+    spans, first = [], 0
+    for stream, decoded in batches:
+        if decoded:
+            spans.append((stream, first, [write.entry_id for write, _ in decoded]))
+            first += len(decoded)
+    return spans
 
 
 def _applied_before(write: WriteEntry, last: str | None) -> bool:

@@ -138,12 +138,13 @@ async def _run_idle(tx: AsyncManagedTransaction, prefix: str, idle: float, limit
     return [record["stream"] async for record in result]
 
 
-async def lock_and_advance(tx: AsyncManagedTransaction, last_ids: dict[str, str]) -> dict[str, str]:
-    """Lock the progress records of the streams in `last_ids` (in sorted order, so two
-    transactions never wait on each other's) and move each to its given entry id
-    unless it is past it already; the last entry id each had applied before."""
-    rows = [{"stream": stream, "last_id": last_ids[stream]} for stream in sorted(last_ids)]
-    result = await tx.run(_LOCK_AND_ADVANCE, cs_progress=rows)
+async def lock_and_advance(
+    tx: AsyncManagedTransaction, progress: list[dict[str, object]]
+) -> dict[str, str]:
+    """Lock the progress records of `progress` (`progress_rows`) and move each to its
+    batch's last entry unless it is past it already; the last entry id each had applied
+    before."""
+    result = await tx.run(_LOCK_AND_ADVANCE, cs_progress=progress)
     return {r["stream"]: r["last_id"] async for r in result if r["last_id"] is not None}
 
 

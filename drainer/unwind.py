@@ -401,12 +401,12 @@ def _applied(body: str, edits: list[tuple[int, int, str]]) -> str:
 def _per_row(queries: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
     """What runs for row `cs_i` of one query, or of one of several (column `cs_q` says
     which), and the parameter name of each column."""
-    forms = [rewrite(query) for query in queries]
-    assert all(isinstance(form, Rewrite) for form in forms)
-    reads = [tuple(sorted(form.params)) for form in forms if isinstance(form, Rewrite)]
+    forms = [form for form in map(rewrite, queries) if isinstance(form, Rewrite)]
+    assert len(forms) == len(queries)
+    reads = [tuple(sorted(form.params)) for form in forms]
     names = tuple(sorted({name for read in reads for name in read}))
     columns = {name: n for n, name in enumerate(names)}
-    inners = [form.inner for form in forms if isinstance(form, Rewrite)]
+    inners = [form.inner for form in forms]
     if len(queries) == 1:
         return f"{_row(reads[0], columns)} CALL {{ WITH {ROW} {inners[0]}\n}}", names
     calls = [
