@@ -147,7 +147,8 @@ class Drainer:
         )  # fmt: skip
         progress = ProgressRecords(driver, settings.neo4j.database, settings.tx_timeout)
         neo4j = await self._until_up(
-            f"Neo4j at {settings.neo4j.uri}", lambda: self._prepare_neo4j(driver, progress)
+            f"Neo4j at {settings.neo4j.uri}",
+            lambda: self._prepare_neo4j(driver, progress, applier),
         )
         if neo4j is None:
             return
@@ -167,10 +168,13 @@ class Drainer:
         self._redis, self._driver = redis, driver
         await self._drain(context)
 
-    async def _prepare_neo4j(self, driver: AsyncDriver, progress: ProgressRecords) -> bool:
+    async def _prepare_neo4j(
+        self, driver: AsyncDriver, progress: ProgressRecords, applier: Applier
+    ) -> bool:
         await check_neo4j(self.settings.neo4j, driver)
         try:
             await progress.ensure_schema()
+            await applier.open_connections()
         except Exception as exc:
             if classify(exc) is Disposition.RETRY and not isinstance(exc, nx.AuthError):
                 raise neo4j_unreachable(self.settings.neo4j, exc) from exc

@@ -37,7 +37,7 @@ async def test_batches_arriving_together_share_transactions_and_keep_each_sessio
 
     results = await apply_all(applier, batches)
 
-    assert applier.transactions < 20  # one for the first, one for all that waited meanwhile
+    assert applier.transactions == 1  # asked for in one loop turn: one transaction
     assert [len(r.applied) for r in results] == [5] * 20
     rows = await graph.query("MATCH (n:$$) RETURN n.session AS s, n.seen AS seen")
     assert {r["s"]: r["seen"] for r in rows} == {f"s{n}": [0, 1, 2, 3, 4] for n in range(20)}
@@ -103,3 +103,18 @@ async def test_sessions_delivered_again_in_part_share_a_transaction_with_new_one
     assert [len(r.applied) for r in results] == [4 - n % 3 for n in range(6)]
     rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
     assert [r["seen"] for r in rows] == [[0, 1, 2, 3]] * 6
+
+
+async def test_an_applier_opens_a_connection_per_transaction_slot_up_front(
+    neo4j: Any, neo4j_settings: Any, tag: str
+) -> None:
+    """So its first concurrent transactions do not wait for a connection to open."""
+    agent = f"cypherstream-test/{tag}"
+    driver = neo4j_settings.driver(user_agent=agent)
+    listed = "CALL dbms.listConnections() YIELD userAgent WHERE userAgent = $agent RETURN count(*)"
+    async with driver:
+        await Applier(driver, None, transactions=3).open_connections()
+
+        records, _, _ = await neo4j.execute_query(listed, agent=agent)
+
+    assert records[0][0] == 3
