@@ -7,6 +7,7 @@ Every option can also come from the environment (``DRAINER_*``, ``REDIS_URL``,
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -154,7 +155,23 @@ def run(log_format: str, log_level: str, **options: object) -> None:
     """
     setup_logging(log_format, log_level)
     settings = _settings_or_exit(options)
-    _run_async(Drainer(settings).run_until_signalled(), failure_code=1)
+    _run_async(serve(Drainer(settings)), failure_code=1)
+
+
+async def serve(drainer: Drainer) -> None:
+    """Run `drainer` as this process's whole job, until signalled.
+
+    Once it is ready, whatever start-up made (modules, connections, settings) is
+    moved out of the garbage collector's sight (`gc.freeze`): a full collection then
+    walks only what draining made, instead of pausing the drain for 30-50 ms.
+    """
+    running = asyncio.ensure_future(drainer.run_until_signalled())
+    ready = asyncio.ensure_future(drainer.ready.wait())
+    await asyncio.wait([running, ready], return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if drainer.ready.is_set():
+        gc.freeze()
+    await running
 
 
 async def _with_redis(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import subprocess
 from typing import Any
 
 from cypherstream import MemoryClient
+from cypherstream.drainer.cli import serve
 from cypherstream.drainer.settings import DrainerSettings
+from cypherstream.drainer.worker import Drainer
 from tests.helpers import DRAINER, SEQUENCED_WRITE, audit, wait_until
 
 
@@ -111,3 +114,22 @@ async def test_json_logs_say_each_event_once_per_line_and_never_a_secret(
     assert started["settings"]["signing"] is True
     assert env["NEO4J_PASSWORD"] not in proc.output()
     assert signing_key not in proc.output()
+
+
+async def test_drainer_run_takes_what_start_up_made_out_of_the_collectors_sight_once_ready(
+    drainer_settings: Any,
+) -> None:
+    drainer = Drainer(drainer_settings())
+    assert gc.get_freeze_count() == 0
+    serving = asyncio.create_task(serve(drainer))
+    try:
+
+        async def frozen() -> bool:
+            return gc.get_freeze_count() > 0
+
+        await wait_until(frozen, timeout=60, what="a frozen heap")
+        assert drainer.ready.is_set()
+    finally:
+        drainer.stop()
+        await asyncio.wait_for(serving, 60)
+        gc.unfreeze()
