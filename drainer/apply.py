@@ -93,7 +93,7 @@ class Applier:
         self._events = events  # told of each statement and each commit
         self._slots = transactions
         self._commits: Coalescer[Batch, BatchResult] = Coalescer(
-            self._apply_many, slots=transactions, name="cypherstream-commit", gather=True
+            self._apply_many, slots=transactions, name="cypherstream-commit"
         )
 
     @property

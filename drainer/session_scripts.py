@@ -30,10 +30,6 @@ Read = list[tuple[str, Fields | None]]
 
 #: Seconds a flush's reply list is kept for a flush that stopped waiting.
 FLUSH_REPLY_TTL_SECONDS = 3600
-#: Sessions' reads in one round trip at most. With more sessions waking at once, the
-#: first of them start their transaction while the next round trip is under way
-#: (measured: 20 a round trip with 100 sessions of 20 writes, see the README).
-READS_PER_BATCH = 20
 
 
 class LeaseLost(Exception):
@@ -72,10 +68,8 @@ class SessionScripts:
         self._owner = owner
         self._lease_ms = lease_ms
         self._idle_ms = idle_ms
-        # Sessions that wake together share a round trip; reads go a few sessions at a
-        # time, so the first ones' writes reach Neo4j while the rest are still read.
-        self._read = ScriptPipeline(redis, scripts.read, gather=True, max_batch=READS_PER_BATCH)
-        self._settle = ScriptPipeline(redis, scripts.settle, gather=True)
+        self._read = ScriptPipeline(redis, scripts.read)
+        self._settle = ScriptPipeline(redis, scripts.settle)
 
     async def close(self) -> None:
         """Close the scripts' connections."""

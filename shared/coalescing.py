@@ -9,16 +9,6 @@ Both sides use it: the producer for submit scripts (one Redis round trip for man
 submits), the drainer for its scripts and for Neo4j commits (one transaction for
 many sessions' batches). Callers that need an order among their own calls keep at
 most one in flight; a batch never reorders what it was given.
-
-Two options serve the drainer, whose sessions wake together:
-
-* `gather`: a call that finds a free slot waits for the end of the event loop's
-  current turn, and takes along every call made in that turn (as a DataLoader
-  batches one tick's loads). Sessions whose reads came back in one pipeline then
-  share one transaction, instead of the first going alone and the rest waiting for
-  it. It costs a lone caller one loop turn, so the producer's submits do without.
-* `max_batch`: at most that many calls go in one batch; the rest go in the next.
-  The first sessions' reads then reach Neo4j while the later ones are still read.
 """
 
 from __future__ import annotations
@@ -37,25 +27,13 @@ Send = Callable[[list[T]], Awaitable[list[R | BaseException]]]
 class Coalescer(Generic[T, R]):
     """Runs `send` for one call when a slot is free, for all waiting calls when one frees.
 
-    `slots` bounds the batches in flight at once; `gather` and `max_batch` are
-    described in the module's docstring.
+    `slots` bounds the batches in flight at once.
     """
 
-    def __init__(
-        self,
-        send: Send[T, R],
-        *,
-        slots: int = 1,
-        name: str = "coalescer",
-        gather: bool = False,
-        max_batch: int | None = None,
-    ) -> None:
+    def __init__(self, send: Send[T, R], *, slots: int = 1, name: str = "coalescer") -> None:
         self._send = send
         self._slots = slots
         self._name = name
-        self._gather = gather
-        self._gathering = False  # a start is due at the end of this loop turn
-        self._max_batch = max_batch
         self._busy = 0
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -64,7 +42,7 @@ class Coalescer(Generic[T, R]):
 
     async def call(self, item: T) -> R:
         """Run `item` and return its result, or raise the error it met."""
-        if self._busy < self._slots and not self._queue and not self._gather:
+        if self._busy < self._slots and not self._queue:
             self._busy += 1
             self.batches += 1
             try:
@@ -77,25 +55,14 @@ class Coalescer(Generic[T, R]):
             return result
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if not self._gather:
-            self._start_queued()
-        elif not self._gathering:
-            self._gathering = True
-            asyncio.get_running_loop().call_soon(self._gathered)
+        self._start_queued()
         return await future
 
-    def _gathered(self) -> None:
-        self._gathering = False
-        self._start_queued()
-
     def _start_queued(self) -> None:
-        while self._busy < self._slots and self._queue:
-            self._busy += 1
-            cut = self._max_batch or len(self._queue)
-            batch, self._queue = self._queue[:cut], self._queue[cut:]
-            self._launch(batch)
-
-    def _launch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if self._busy >= self._slots or not self._queue:
+            return
+        self._busy += 1
+        batch, self._queue = self._queue, []
         task = asyncio.create_task(self._run(batch), name=self._name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

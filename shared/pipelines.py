@@ -59,22 +59,13 @@ class ScriptPipeline:
     one batch is in flight at a time, so one connection serves them all.
     """
 
-    def __init__(
-        self,
-        redis: RedisClient,
-        script: AsyncScript,
-        wait: Wait | None = None,
-        *,
-        gather: bool = False,
-        max_batch: int | None = None,
-    ) -> None:
-        """`gather` and `max_batch` shape the batches as `Coalescer` says."""
+    def __init__(self, redis: RedisClient, script: AsyncScript, wait: Wait | None = None) -> None:
         self._redis = redis
         self._script = script
         self._wait = wait
         self._lane = None if isinstance(redis, RedisCluster) else Lane(redis)
         self._calls: Coalescer[Call, ScriptReply] = Coalescer(
-            self._send, name="cypherstream-script", gather=gather, max_batch=max_batch
+            self._send, name="cypherstream-script"
         )
 
     @property

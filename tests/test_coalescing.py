@@ -84,37 +84,3 @@ async def test_a_failing_send_fails_every_call_of_its_batch() -> None:
     for call in calls:
         with pytest.raises(ConnectionError):
             await call
-
-
-async def test_with_gather_calls_made_in_one_loop_turn_share_one_batch() -> None:
-    recorder = Recorder()
-    recorder.release.set()
-    coalescer = Coalescer(recorder.send, slots=2, gather=True)
-
-    # Tasks woken together, as sessions whose reads came back in one pipeline.
-    calls = [asyncio.create_task(coalescer.call(n)) for n in range(5)]
-
-    assert await asyncio.gather(*calls) == [0, 10, 20, 30, 40]
-    assert recorder.batches == [[0, 1, 2, 3, 4]]  # a slot was free, yet none went alone
-
-
-async def test_with_gather_a_lone_call_still_goes_without_waiting_for_others() -> None:
-    recorder = Recorder()
-    recorder.release.set()
-    coalescer = Coalescer(recorder.send, gather=True)
-
-    assert await asyncio.wait_for(coalescer.call(3), timeout=5) == 30
-    assert await asyncio.wait_for(coalescer.call(4), timeout=5) == 40
-    assert recorder.batches == [[3], [4]]
-
-
-async def test_max_batch_sends_waiting_calls_in_batches_of_at_most_that_many_in_order() -> None:
-    recorder = Recorder()
-    recorder.release.set()
-    coalescer = Coalescer(recorder.send, gather=True, max_batch=2)
-
-    calls = [asyncio.create_task(coalescer.call(n)) for n in range(5)]
-
-    assert await asyncio.gather(*calls) == [0, 10, 20, 30, 40]
-    assert recorder.batches == [[0, 1], [2, 3], [4]]
-    assert recorder.most_in_flight == 1  # one slot: the next batch waits for the last
