@@ -139,7 +139,10 @@ class Drainer:
             return
         stack.push_async_callback(redis.aclose)
         await self._check_eviction(redis)
-        driver = settings.neo4j.driver(max_connection_pool_size=settings.concurrency + 4)
+        # A connection per transaction slot (opened at start-up), one per session for its
+        # own statements (a given-up write, a forgotten session), and a few to spare.
+        pool = settings.transactions + settings.concurrency + 4
+        driver = settings.neo4j.driver(max_connection_pool_size=pool)
         stack.push_async_callback(driver.close)
         applier = Applier(
             driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,

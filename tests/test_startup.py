@@ -12,6 +12,7 @@ import pytest
 import services
 
 from cypherstream import ConfigurationError, MemoryClient, RedisUnavailable
+from cypherstream.drainer.worker import Drainer
 from cypherstream.shared.settings import RedisSettings
 from tests.conftest import SecureRedis
 from tests.helpers import DRAINER, DrainerProcess, http_get, wait_until
@@ -203,3 +204,20 @@ async def _said(drainer: DrainerProcess, text: str) -> bool:
 
 async def _ready(port: int) -> bool:
     return (await http_get(port, "/readyz"))[0] == 200
+
+
+async def test_a_drainer_with_more_transaction_slots_than_sessions_starts_and_drains(
+    drainer_settings: Any, client: MemoryClient, graph: Any
+) -> None:
+    """Its connections opened up front fit its pool, whatever the two numbers."""
+    drainer = Drainer(drainer_settings(concurrency=1, transactions=8))
+    running = asyncio.create_task(drainer.run())
+    try:
+        await asyncio.wait_for(drainer.ready.wait(), 20)
+        for i in range(5):
+            await client.buffered.submit(f"CREATE (:{graph.label} {{i: $i}})", {"i": i})
+        await client.flush(timeout=20)
+        assert len(await graph.query("MATCH (n:$$) RETURN n")) == 5
+    finally:
+        drainer.stop()
+        await asyncio.wait_for(running, 60)
