@@ -24,6 +24,7 @@ from neo4j import (
     AsyncDriver,
     AsyncManagedTransaction,
     AsyncSession,
+    AsyncTransaction,
     Bookmarks,
     Query,
     unit_of_work,
@@ -179,7 +180,7 @@ class Applier:
                 for session in sessions
             ]
             for tx in transactions:
-                await (await tx.run("RETURN 1")).consume()
+                await _nothing(tx)
 
     async def current_bookmarks(self) -> tuple[str, ...]:
         """Bookmarks of everything committed so far (a transaction that writes nothing):
@@ -305,7 +306,7 @@ def _transaction_span(batches: list[Prepared]) -> contextlib.AbstractContextMana
     return span("cypherstream.transaction", attributes, links)
 
 
-async def _nothing(tx: AsyncManagedTransaction) -> None:
+async def _nothing(tx: AsyncManagedTransaction | AsyncTransaction) -> None:
     await (await tx.run("RETURN 1")).consume()
 
 
