@@ -40,6 +40,11 @@ class RoomSignal:
             await self._channel.settled(1.0)
         return event
 
+    @property
+    def subscribed(self) -> bool:
+        """Whether announcements reach this client now (a wait missed none since)."""
+        return self._channel.subscribed
+
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         """Until the session is announced (True) or `timeout`, capped by the fallback,
         passes (False)."""

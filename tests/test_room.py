@@ -23,6 +23,18 @@ def keyspace(streams: StreamSettings) -> Keyspace:
     return Keyspace(streams.key_prefix, streams.partitions)
 
 
+async def watching(signal: RoomSignal, session: str) -> asyncio.Event:
+    """`signal.watch(session)`, once the subscription stands: `watch` waits for it 1 s
+    at most, and on a loaded machine an announcement made sooner would be missed."""
+    room = await signal.watch(session)
+
+    async def subscribed() -> bool:
+        return signal.subscribed
+
+    await wait_until(subscribed, timeout=30, what="the room channel's subscription")
+    return room
+
+
 async def announced(signal: RoomSignal, room: asyncio.Event, within: float) -> bool:
     """Whether the session is announced within `within` seconds (each wait is capped)."""
     loop = asyncio.get_running_loop()
@@ -69,7 +81,7 @@ async def test_the_drainers_acknowledgement_announces_room_to_a_waiting_submit(
                 return bool(await redis.exists(keys.wants_room("s")))
 
             await wait_until(flag_raised, timeout=30, what="the refused submit's flag")
-            room = await signal.watch("s")
+            room = await watching(signal, "s")
             await start_drainer()
 
             assert await announced(signal, room, within=60)
@@ -106,7 +118,7 @@ async def test_answering_a_flush_announces_the_room_its_sentinel_held(
     signal = RoomSignal(redis, keys.room_channel)
     drain = SessionScripts(redis, scripts, keys, "d", lease_ms=10_000, idle_ms=0)
     try:
-        room = await signal.watch("f")
+        room = await watching(signal, "f")
         answer = FlushAnswer(sentinel_id.decode(), "token", "c", bookmarks=())
         await drain.settle("f", [], answer)
         assert await announced(signal, room, within=30)
@@ -141,7 +153,7 @@ async def test_on_a_redis_cluster_the_acknowledgement_announces_room_too(
     try:
         # Sessions on different masters: PUBLISH reaches a subscriber on any node.
         for session in ("a", "b", "c", "d"):
-            room = await signal.watch(session)
+            room = await watching(signal, session)
             await refuse_then_acknowledge(cluster, keys, session)
             assert await announced(signal, room, within=30), session
             signal.done(session)
