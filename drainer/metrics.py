@@ -3,13 +3,18 @@ drain path's events (`drainer.events.DrainEvents`) turned into series."""
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from cypherstream.drainer.backlog import Status
 from cypherstream.drainer.events import RetryTarget
-from cypherstream.shared.entry import WriteEntry, id_key
+from cypherstream.shared.entry import WriteEntry
 from cypherstream.shared.memory import MemoryUse
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -70,12 +75,12 @@ class Metrics:
             "cypherstream_commit_seconds", "Time to run and commit one batch transaction",
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
-        self.lag_seconds = Histogram(
+        self.lag_seconds = BatchHistogram(
             "cypherstream_lag_seconds",
             "From submit (the entry id's Redis time) to commit",
             buckets=_LAG_BUCKETS,
-            registry=r,
         )
+        r.register(self.lag_seconds)
         self.retries = Counter(
             "cypherstream_retries", "Retries after a passing failure, by what failed",
             ["target"], registry=r,
@@ -116,8 +121,10 @@ class Metrics:
 
     def applied(self, writes: list[WriteEntry], now_ms: float) -> None:
         self.writes_applied.inc(len(writes))
-        for write in writes:
-            self.lag_seconds.observe(max(0.0, now_ms - id_key(write.entry_id)[0]) / 1000)
+        # An entry id starts with its Redis time in ms: "ms-seq".
+        self.lag_seconds.observe_many(
+            max(0.0, now_ms - int(w.entry_id.partition("-")[0])) / 1000 for w in writes
+        )
 
     def committed(self, writes: int, seconds: float) -> None:
         self.transactions.inc()
@@ -159,3 +166,46 @@ class Metrics:
     def redis_memory(self, use: MemoryUse) -> None:
         self.redis_used_memory.set(use.used)
         self.redis_maxmemory.set(use.limit)
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a batch at a time, for a series fed once per write.
+
+    Exported exactly like a `prometheus_client.Histogram` of the same name and buckets;
+    observing a batch takes one lock and a bisection per value, where `Histogram` takes a
+    lock and a scan of the buckets per value (5% of a drainer's time at 2,000 writes a
+    transaction).
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = sorted(buckets)
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound (+Inf)
+        self._sum = 0.0
+        self._lock = threading.Lock()  # a scrape may come from another thread
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        """Count each value in the first bucket whose bound it does not exceed."""
+        counts, bounds, total = self._counts, self._bounds, 0.0
+        with self._lock:
+            for value in values:
+                counts[bisect_left(bounds, value)] += 1
+                total += value
+            self._sum += total
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, count in zip([*map(_bound, self._bounds), "+Inf"], counts, strict=True):
+            cumulative += count
+            buckets.append((bound, float(cumulative)))
+        yield HistogramMetricFamily(
+            self._name, self._documentation, buckets=buckets, sum_value=total
+        )
+
+
+def _bound(value: float) -> str:
+    """A bucket bound as `prometheus_client` writes it ("0.005", "1.0")."""
+    return str(float(value))

@@ -7,7 +7,10 @@ import json
 import re
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
 from cypherstream import MemoryClient
+from cypherstream.drainer.metrics import BatchHistogram
 from cypherstream.shared.settings import Neo4jSettings
 from tests.helpers import DRAINER, FlakyProxy, http_get, wait_until
 
@@ -38,6 +41,25 @@ async def test_metrics_count_applied_writes_and_transactions(
     )
     assert metric(text, "cypherstream_lag_seconds_count") == 25
     assert metric(text, "cypherstream_commit_seconds_count") >= 1
+
+
+def test_a_histogram_observed_by_the_batch_exports_what_prometheus_clients_own_would() -> None:
+    values = [0.0, 0.005, 0.0051, 0.02, 1.0, 2.0, 1e9]  # on, just over and past the bounds
+    batched, one_by_one = CollectorRegistry(), CollectorRegistry()
+    ours = BatchHistogram("lag_seconds", "lag", buckets=(0.005, 0.01, 1, 2.5))
+    batched.register(ours)
+    theirs = Histogram("lag_seconds", "lag", buckets=(0.005, 0.01, 1, 2.5), registry=one_by_one)
+
+    ours.observe_many(values[:3])
+    ours.observe_many(values[3:])
+    for value in values:
+        theirs.observe(value)
+
+    def series(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [line for line in text.splitlines() if "_created" not in line]
+
+    assert series(batched) == series(one_by_one)
 
 
 async def test_backlog_gauges_show_what_waits(
