@@ -25,7 +25,7 @@ from cypherstream.drainer.session_scripts import (
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.connection import RedisClient, transient
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
-from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse
+from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse_flat
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.retry import Backoff, call_with_retry
@@ -183,7 +183,7 @@ class SessionDrain:
                 self._done.append(entry_id)
                 continue
             try:
-                entry = parse(entry_id, fields)
+                entry = parse_flat(entry_id, fields)
                 if isinstance(entry, WriteEntry):
                     entry = self._ctx.admission.admit(self.session_id, entry)
             except RejectedEntry as exc:
@@ -370,8 +370,9 @@ class SessionDrain:
         return note
 
 
-def _as_write(entry_id: str, fields: dict[bytes, bytes]) -> WriteEntry:
+def _as_write(entry_id: str, flat: list[bytes]) -> WriteEntry:
     """A refused entry as it arrived, shaped as a write so it is reported like one."""
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
     client = fields.get(b"c", b"unknown").decode(errors="replace")
     query = fields.get(b"q", b"").decode(errors="replace")
     name = fields[b"a"].decode(errors="replace") if b"a" in fields else None

@@ -24,9 +24,10 @@ from cypherstream.shared.scripts import ScriptArg, ScriptReply, Scripts, reply_i
 if TYPE_CHECKING:
     from cypherstream.shared.connection import RedisClient
 
-Fields = dict[bytes, bytes]
+Fields = list[bytes]
 Read = list[tuple[str, Fields | None]]
-"""Entries read: (entry id, fields), fields None for an entry deleted since delivery."""
+"""Entries read: (entry id, [field, value, ...] as the stream holds them), fields None
+for an entry deleted since delivery (`shared.entry.parse_flat` reads them)."""
 
 #: Seconds a flush's reply list is kept for a flush that stopped waiting.
 FLUSH_REPLY_TTL_SECONDS = 3600
@@ -103,7 +104,7 @@ class SessionScripts:
         return claimed, [
             (
                 reply_text(entry_id),
-                dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None,
+                fields or None,
             )
             for entry_id, fields in read[0][1]
         ]

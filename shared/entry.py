@@ -139,6 +139,47 @@ def parse(entry_id: str, fields: dict[bytes, bytes]) -> Entry:
     return WriteEntry(entry_id, query, params, client_id, int(seq), name, signature, trace)
 
 
+def parse_flat(entry_id: str, flat: list[bytes]) -> Entry:
+    """`parse` for the flat field/value list a stream read returns.
+
+    A write in the layout `write_fields` makes is read where it lies, without building
+    a dict (a drainer parses every entry); anything else goes through `parse`, so both
+    accept and refuse exactly the same entries.
+    """
+    n = len(flat)
+    if not (
+        n in (12, 14, 16)
+        and flat[0:8:2] == [b"v", b"k", b"c", b"n"]
+        and flat[1] == VERSION
+        and flat[3] == _WRITE
+        and flat[8] in (b"q", b"a")
+        and flat[10] == b"p"
+        and flat[12::2] in _TAILS
+    ):
+        return parse(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
+    client_id, query = _decoded(flat, 5), _decoded(flat, 9)  # `parse`'s order of checks
+    if not query.strip():
+        raise MalformedEntry("query is empty")
+    seq = _decoded(flat, 7)
+    if not seq.isascii() or not seq.isdigit():
+        raise MalformedEntry(f"sequence number {seq!r} is not a non-negative integer")
+    tail = dict(zip(flat[12::2], flat[13::2], strict=True)) if n > 12 else {}
+    trace = _text(tail, b"x") if b"x" in tail else None
+    name = query if flat[8] == b"a" else None
+    return WriteEntry(entry_id, query, flat[11], client_id, int(seq), name, tail.get(b"s"), trace)
+
+
+# What may follow the parameters, in `write_fields`' order.
+_TAILS: tuple[list[bytes], ...] = ([], [b"s"], [b"x"], [b"s", b"x"])
+
+
+def _decoded(flat: list[bytes], at: int) -> str:
+    try:
+        return flat[at].decode()
+    except UnicodeDecodeError as exc:
+        raise MalformedEntry(f"field {flat[at - 1].decode()!r} is not UTF-8") from exc
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
     """Sort key of a stream entry id ("ms-seq"), for comparing positions."""
     ms, _, seq = entry_id.partition("-")

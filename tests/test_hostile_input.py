@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cypherstream import MemoryClient
 from cypherstream.drainer.dlq import list_dead_letters, replay
 from cypherstream.shared.codec import encode_params
-from cypherstream.shared.entry import WriteEntry, parse
+from cypherstream.shared.entry import Entry, WriteEntry, parse, parse_flat, write_fields
 from cypherstream.shared.errors import CypherstreamError, MalformedEntry
 
 FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x"]
@@ -32,6 +32,61 @@ def test_the_entry_decoder_returns_an_entry_or_raises_malformed_entry(
     if isinstance(entry, WriteEntry):
         assert entry.query.strip() and entry.seq >= 0
         assert (entry.name is None) == (b"a" not in fields)
+
+
+def _outcome(decode: Any, *args: Any) -> Entry | str:
+    try:
+        return decode(*args)  # type: ignore[no-any-return]
+    except MalformedEntry as exc:
+        return f"malformed: {exc}"
+
+
+def _laid_out(
+    query: str, named: bool, client: str, seq: int, signature: bytes | None, trace: str | None
+) -> list[bytes]:
+    fields = write_fields(
+        query, b"\x80", client, seq, named=named, signature=signature, trace=trace
+    )
+    return [field.encode() if isinstance(field, str) else field for field in fields]
+
+
+# Writes as producers lay them out (the read's fast path), to be changed at one place.
+LAID_OUT = st.builds(
+    _laid_out,
+    st.sampled_from(["CREATE ()", " ", "", "x"]),
+    st.booleans(),
+    st.sampled_from(["c1", ""]),
+    st.integers(min_value=0, max_value=2**70),
+    st.one_of(st.none(), st.binary(max_size=4)),
+    st.one_of(st.none(), st.sampled_from(["00-ab-cd-01", ""])),
+)
+
+
+@st.composite
+def flat_entries(draw: st.DrawFn) -> list[bytes]:
+    if draw(st.booleans()):  # any fields, in any order, names perhaps repeated
+        pairs = draw(st.lists(st.tuples(st.sampled_from(FIELD_NAMES), FIELD_VALUES), max_size=9))
+        return [part for pair in pairs for part in pair]
+    flat = draw(LAID_OUT)
+    at = draw(st.integers(min_value=0, max_value=len(flat) - 1))
+    change = draw(st.sampled_from(["keep", "rename", "replace", "drop a pair", "repeat a pair"]))
+    if change == "rename":
+        flat[at - at % 2] = draw(st.sampled_from(FIELD_NAMES))
+    elif change == "replace":
+        flat[at] = draw(st.one_of(st.sampled_from(FIELD_NAMES), FIELD_VALUES))
+    elif change == "drop a pair":
+        del flat[at - at % 2 : at - at % 2 + 2]
+    elif change == "repeat a pair":
+        flat += flat[at - at % 2 : at - at % 2 + 2]
+    return flat
+
+
+@settings(max_examples=500)
+@given(flat_entries())
+def test_a_read_entry_decodes_as_the_same_fields_as_a_dict_would(flat: list[bytes]) -> None:
+    as_dict = dict(zip(flat[::2], flat[1::2], strict=True))
+
+    assert _outcome(parse_flat, "1-0", flat) == _outcome(parse, "1-0", as_dict)
 
 
 GOOD = {b"v": b"1", b"k": b"w", b"c": b"intruder", b"n": b"1", b"p": encode_params({})}
