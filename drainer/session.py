@@ -16,6 +16,7 @@ from cypherstream.drainer.deadletter import dead_letter
 from cypherstream.drainer.events import DrainEvents, RetryTarget
 from cypherstream.drainer.progress import ProgressRecords
 from cypherstream.drainer.session_scripts import (
+    Delivery,
     FlushAnswer,
     LeaseLost,
     Read,
@@ -73,7 +74,7 @@ class SessionDrain:
         self._sentinel: FlushSentinel | None = None
         # The next batch, read while this one is applied; the acknowledgement of the
         # last full batch, on its way while the next one is applied.
-        self._prefetched: asyncio.Task[Read] | None = None
+        self._prefetched: asyncio.Task[Delivery] | None = None
         self._behind: asyncio.Future[None] | None = None
 
     async def run(self, others_waiting: Callable[[], bool]) -> None:
@@ -94,9 +95,9 @@ class SessionDrain:
         batches, unreadable = 0, 0
         size = self._ctx.settings.batch_size
         while not self._ctx.stopping.is_set() and not self.lost:
-            entries = await self._next(start, claim)
+            _, entries, new = await self._next(start, claim)
             claim = False
-            if len(entries) < size:
+            if new or len(entries) < size:
                 start = ">"  # no more pending entries of its own: new ones from now on
             if not entries:
                 if await self._settle("idle") == 0:
@@ -134,7 +135,7 @@ class SessionDrain:
         await self._drop_prefetch()  # before the lease goes
         await self._settle("yield")
 
-    async def _next(self, start: Literal["0", ">"], claim: bool) -> Read:
+    async def _next(self, start: Literal["0", ">"], claim: bool) -> Delivery:
         """The prefetched batch where there is one, else a read."""
         if start == "0":  # own pending entries: those being acknowledged are not
             await self._settled()
@@ -142,21 +143,20 @@ class SessionDrain:
             task, self._prefetched = self._prefetched, None
             return await task
         size = self._ctx.settings.batch_size
-        claimed, entries = await self._redis(
+        read = await self._redis(
             lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
         )
-        if claimed:
-            self._ctx.events.took_over(claimed)
+        if read.claimed:
+            self._ctx.events.took_over(read.claimed)
             log.info(
                 "took over pending entries",
-                extra={"session_id": self.session_id, "entries": claimed},
+                extra={"session_id": self.session_id, "entries": read.claimed},
             )
-        return entries
+        return read
 
     def _prefetch(self, size: int) -> None:
-        async def read() -> Read:
-            _, entries = await self._redis(lambda: self._ctx.calls.read(self.session_id, size, ">"))
-            return entries
+        async def read() -> Delivery:
+            return await self._redis(lambda: self._ctx.calls.read(self.session_id, size, ">"))
 
         self._prefetched = asyncio.ensure_future(read())
 

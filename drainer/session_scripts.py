@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 from redis import exceptions as rx
 
@@ -28,6 +28,18 @@ Fields = list[bytes]
 Read = list[tuple[str, Fields | None]]
 """Entries read: (entry id, [field, value, ...] as the stream holds them), fields None
 for an entry deleted since delivery (`shared.entry.parse_flat` reads them)."""
+
+
+class Delivery(NamedTuple):
+    """What one read returned."""
+
+    claimed: int
+    """Entries taken over from a former owner first (on a read with `claim`)."""
+    entries: Read
+    new: bool
+    """Whether these entries are new ones: none was pending for this drainer before,
+    so the reads after this one can ask for new entries only (and read ahead)."""
+
 
 #: Seconds a flush's reply list is kept for a flush that stopped waiting.
 FLUSH_REPLY_TTL_SECONDS = 3600
@@ -79,11 +91,11 @@ class SessionScripts:
 
     async def read(
         self, session_id: str, count: int, start: Literal["0", ">"], *, claim: bool = False
-    ) -> tuple[int, Read]:
+    ) -> Delivery:
         """Up to `count` entries: own pending ones first (`start` "0"), else new ones.
 
         With `claim` (on taking the lease), every entry a former owner left pending is
-        first moved to this drainer, to be read first. Returns (entries claimed, read).
+        first moved to this drainer, to be read first.
         """
         keys = [self._keys.lease(session_id), self._keys.stream(session_id)]
         args: list[ScriptArg] = [
@@ -94,20 +106,15 @@ class SessionScripts:
             reply = await _leased(self._read, keys, args)
         except rx.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted by hand
-                return 0, []
+                return Delivery(0, [], new=False)
             raise
-        claimed, streams = cast("tuple[int, ScriptReply]", reply)
+        claimed, streams, new = cast("tuple[int, ScriptReply, int]", reply)
         if not streams:
-            return claimed, []
+            return Delivery(claimed, [], new=False)
         # XREADGROUP's reply: [[stream, [[id, [field, value, ...] or nil], ...]]]
         read = cast("list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]]", streams)
-        return claimed, [
-            (
-                reply_text(entry_id),
-                fields or None,
-            )
-            for entry_id, fields in read[0][1]
-        ]
+        entries = [(reply_text(entry_id), fields or None) for entry_id, fields in read[0][1]]
+        return Delivery(claimed, entries, new=bool(new))
 
     async def settle(
         self,

@@ -11,7 +11,7 @@
 -- ARGV[1] owner, ARGV[2] group, ARGV[3] consumer, ARGV[4] count, ARGV[5] start id
 -- ('0' for own pending entries, then new ones when none is pending; '>' for new
 -- ones), ARGV[6] lease ttl ms, ARGV[7] '1' to claim first, else '0'
--- Returns {entries claimed, XREADGROUP's reply}.
+-- Returns {entries claimed, XREADGROUP's reply, 1 if it read new entries ('>') else 0}.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('LEASELOST lease of ' .. KEYS[2] .. ' is not held by ' .. ARGV[1])
 end
@@ -19,7 +19,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[6])
 local claimed = 0
 if ARGV[7] == '1' then
   if redis.call('EXISTS', KEYS[2]) == 0 then
-    return {0, false}
+    return {0, false, 0}
   end
   local cursor = '0-0'
   repeat
@@ -36,9 +36,11 @@ if ARGV[7] == '1' then
 end
 local reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
                          'STREAMS', KEYS[2], ARGV[5])
+local new = ARGV[5] == '>' and 1 or 0
 if ARGV[5] == '0' and (not reply or #reply[1][2] == 0) then
   -- Nothing of its own pending: new entries, in the same round trip.
   reply = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4],
                      'STREAMS', KEYS[2], '>')
+  new = 1
 end
-return {claimed, reply}
+return {claimed, reply, new}
