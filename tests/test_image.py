@@ -147,6 +147,18 @@ def test_the_image_is_small_labelled_and_runs_as_a_non_root_user(
     assert user == IMAGE_USER
 
 
+def test_the_images_drainer_has_the_compiled_redis_parser_and_bolt_encoder(
+    engine: images.Engine, drainer_image: str
+) -> None:
+    probe = "import hiredis, neo4j._rust, neo4j._codec.packstream.v1 as p; print(p._rust_pack)"
+
+    found = engine.run(
+        "run", "--rm", "--entrypoint", "python3", drainer_image, "-c", probe, timeout=120
+    ).stdout
+
+    assert found.strip().startswith("<built-in function pack>"), found
+
+
 async def test_the_container_drains_1000_writes_in_order_from_a_read_only_root_as_non_root(
     container: Container, make_settings: Any, graph: Graph
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -551,6 +552,10 @@ def _header(run: str, scale: int) -> dict[str, Any]:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
+        # Compiled parsers and encoders change every figure, the floors' too.
+        "extensions": {name: importlib.util.find_spec(module) is not None
+                       for name, module in (("hiredis", "hiredis"),
+                                            ("neo4j-rust-ext", "neo4j._rust"))},
         "scale": scale,
     }  # fmt: skip
 
@@ -559,9 +564,13 @@ def markdown(result: dict[str, Any]) -> str:
     import targets
 
     refs = result["references"]
+    extensions = ", ".join(
+        f"{name} {'yes' if there else 'no'}" for name, there in result["extensions"].items()
+    )
     if not result["rows"]:
-        return targets.markdown(result["targets"])
+        return f"Compiled extensions: {extensions}\n" + targets.markdown(result["targets"])
     lines = [
+        f"Compiled extensions: {extensions}",
         f"Redis PING round trip: p50 {refs['ping_p50_ms']:.3f} ms, "
         f"p99 {refs['ping_p99_ms']:.3f} ms",
         "",
