@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,9 @@ from typing import Any
 
 import bench
 
+import cypherstream.drainer
+import cypherstream.producer
+import cypherstream.shared
 from cypherstream import MemoryClient, MemorySettings
 from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.shared.scripts import Scripts
@@ -226,8 +230,9 @@ async def submit_steps(run: str, samples: int = 3000) -> dict[str, float]:
     return steps
 
 
-def _top(counts: dict[str, float], n: int = 12) -> list[dict[str, float | str]]:
-    total = sum(counts.values()) or 1.0
+def _top(counts: dict[str, float], total: float, n: int = 12) -> list[dict[str, float | str]]:
+    """The `n` largest, each as its share of `total` (all samples, or the whole time)."""
+    total = total or 1.0
     ranked = sorted(counts.items(), key=lambda item: -item[1])[:n]
     return [{"frame": frame, "share": round(value / total, 4)} for frame, value in ranked]
 
@@ -249,19 +254,28 @@ async def producer_profile(run: str, writes: int = 3000) -> dict[str, Any]:
     own: dict[str, float] = collections.Counter()
     inclusive: dict[str, float] = collections.Counter()
 
-    def walk(frame: Any) -> None:
+    def walk(frame: Any, ours_above: set[str]) -> None:
         name = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
         if frame.file_path:  # not pyinstrument's synthetic frames ([self], [await])
             own[name] += frame.total_self_time
-        if "cypherstream" in (frame.file_path or "") or "/work/" in (frame.file_path or ""):
-            inclusive[name] += frame.time
+        if frame.file_path and _our_file(frame.file_path) and name not in ours_above:
+            inclusive[name] += frame.time  # once per path: recursion is not counted twice
+            ours_above = ours_above | {name}
         for child in frame.children:
-            walk(child)
+            walk(child, ours_above)
 
     root = session.root_frame()
-    if root is not None:
-        walk(root)
-    return {"self": _top(own), "ours_inclusive": _top(inclusive)}
+    if root is None:
+        return {}
+    walk(root, set())
+    return {"self": _top(own, root.time), "ours_inclusive": _top(inclusive, root.time)}
+
+
+def _our_file(path: str) -> bool:
+    """Whether `path` is a file of cypherstream's own code (installed or editable)."""
+    parts = (cypherstream, cypherstream.drainer, cypherstream.producer, cypherstream.shared)
+    roots = {Path(part.__file__).parent for part in parts if part.__file__}
+    return any(Path(path).is_relative_to(root) for root in roots)
 
 
 def _py_spy() -> str | None:
@@ -269,9 +283,16 @@ def _py_spy() -> str | None:
     return found if Path(found).exists() else None
 
 
+#: Drains of the 100 x 20 backlog the drainer's profile samples (one is too short for
+#: py-spy's samples to mean much).
+PROFILED_DRAINS = 5
+
+
 async def drainer_profile(run: str) -> dict[str, Any]:
-    """py-spy over a drainer draining 100 sessions x 20 writes: leaf frames (own time)
-    and our own frames (inclusive). Empty where py-spy cannot attach."""
+    """py-spy over a drainer draining 100 sessions x 20 writes `PROFILED_DRAINS` times:
+    leaf frames (own time) and our own frames (inclusive). The drainer is paused while
+    each backlog is queued, so the samples are of draining. Empty where py-spy cannot
+    attach."""
     spy = _py_spy()
     if spy is None:
         return {}
@@ -279,14 +300,18 @@ async def drainer_profile(run: str) -> dict[str, Any]:
     prefix = f"bench-spy-{run}"
     out = Path(tempfile.mkdtemp(prefix="cypherstream-spy-")) / "drainer.txt"
     async with MemoryClient(bench.settings_for("redis", prefix)) as client:
-        await bench.queue_backlog(client, workload, f"{run}-spy")
         pool = await bench.start_drainers(1, prefix, ready=1)
+        drainer = pool.procs[0].pid
         recorder = await asyncio.create_subprocess_exec(
-            spy, "record", "--pid", str(pool.procs[0].pid), "--format", "raw", "--rate", "1000",
+            spy, "record", "--pid", str(drainer), "--format", "raw", "--rate", "1000",
             "--nonblocking", "--output", str(out),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        await client.flush()
+        for drain in range(PROFILED_DRAINS):
+            os.kill(drainer, signal.SIGSTOP)
+            await bench.queue_backlog(client, workload, f"{run}-spy{drain}")
+            os.kill(drainer, signal.SIGCONT)
+            await client.flush()
         recorder.send_signal(signal.SIGINT)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(recorder.wait(), 30)
@@ -295,13 +320,21 @@ async def drainer_profile(run: str) -> dict[str, Any]:
         return {}
     leaves: dict[str, float] = collections.Counter()
     ours: dict[str, float] = collections.Counter()
+    samples = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
+        samples += int(count)
         leaves[frames[-1]] += int(count)
-        for frame in {f for f in frames if "cypherstream" in f or "/work/" in f}:
+        for frame in {f for f in frames if _is_ours(f)}:
             ours[frame] += int(count)
-    return {"self": _top(leaves), "ours_inclusive": _top(ours)}
+    return {"self": _top(leaves, samples), "ours_inclusive": _top(ours, samples)}
+
+
+def _is_ours(frame: str) -> bool:
+    """Whether a py-spy frame, "function (path:line)", is in cypherstream's code."""
+    path = frame.rpartition(" (")[2]
+    return path.startswith(("cypherstream/", "drainer/", "producer/", "shared/"))
 
 
 async def run_targets(run: str) -> dict[str, Any]:
