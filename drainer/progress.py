@@ -34,13 +34,17 @@ _LOCK = (
 # batch's last entry unless it is already past it (ids compare as (ms, seq)); the
 # previous value (`cs_last`) says which writes an earlier delivery applied. Should a
 # write fail, the whole transaction rolls back, the advance with it.
+# The record is read only once the first SET holds its write lock: read before, it is
+# what was there when this transaction started waiting, and a transaction that held the
+# lock meanwhile (a drainer resumed after its lease was taken over, applying the same
+# batch) may have committed it, which would then run again.
 _LOCKED = (
     f"UNWIND $cs_progress AS cs_p MERGE (p:{PROGRESS_LABEL} {{stream: cs_p.stream}}) "
+    "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime() "
     "WITH p, cs_p, p.last_id AS cs_last, "
     "[x IN split(cs_p.last_id, '-') | toInteger(x)] AS cs_new, "
     "[x IN split(coalesce(p.last_id, '0-0'), '-') | toInteger(x)] AS cs_old "
-    "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime(), "
-    "p.last_id = CASE WHEN cs_new[0] > cs_old[0] OR (cs_new[0] = cs_old[0] AND "
+    "SET p.last_id = CASE WHEN cs_new[0] > cs_old[0] OR (cs_new[0] = cs_old[0] AND "
     "cs_new[1] > cs_old[1]) THEN cs_p.last_id ELSE cs_last END "
 )
 _LOCK_AND_ADVANCE = _LOCKED + "RETURN cs_p.stream AS stream, cs_last AS last_id"

@@ -8,8 +8,10 @@ import asyncio
 from typing import Any
 
 from cypherstream.drainer.apply import Applier, BatchResult
+from cypherstream.drainer.progress import lock_and_advance, progress_rows
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.entry import WriteEntry
+from tests.helpers import wait_until
 
 
 def writes(label: str, session: str, count: int, first_ms: int = 1) -> list[WriteEntry]:
@@ -118,3 +120,31 @@ async def test_an_applier_opens_a_connection_per_transaction_slot_up_front(
         records, _, _ = await neo4j.execute_query(listed, agent=agent)
 
     assert records[0][0] == 3
+
+
+async def test_a_progress_record_locked_by_another_transaction_is_read_once_it_commits(
+    neo4j: Any, graph: Any
+) -> None:
+    """Two drainers applying the same batch at once (one resumed after its lease was
+    taken over): the second must see what the first committed, not what was there when
+    it started waiting for the record's lock, or it applies the batch again."""
+    stream = f"{graph.label}:s"
+    rows = progress_rows([(stream, 0, ["2-0", "3-0"])])
+    async with neo4j.session() as setup:
+        await setup.execute_write(lock_and_advance, progress_rows([(stream, 0, ["1-0"])]))
+    async with neo4j.session() as first_session, neo4j.session() as second_session:
+        first = await first_session.begin_transaction()
+        assert await lock_and_advance(first, rows) == {stream: "1-0"}
+        second = await second_session.begin_transaction()
+        waiting = asyncio.ensure_future(lock_and_advance(second, rows))
+        await wait_until(lambda: _blocked(neo4j), timeout=30, what="the second to wait")
+        await first.commit()
+
+        assert await waiting == {stream: "3-0"}  # applied by the first: nothing to do
+        await second.rollback()
+
+
+async def _blocked(neo4j: Any) -> bool:
+    """Whether a transaction waits for a lock another holds."""
+    records, _, _ = await neo4j.execute_query("SHOW TRANSACTIONS YIELD status RETURN status")
+    return any(record["status"].startswith("Blocked") for record in records)
