@@ -144,6 +144,30 @@ async def test_a_progress_record_locked_by_another_transaction_is_read_once_it_c
         await second.rollback()
 
 
+async def test_a_batch_whose_record_another_transaction_advances_meanwhile_is_skipped(
+    neo4j: Any, graph: Any
+) -> None:
+    """The same race through the one-statement path (locking and writes in one
+    auto-commit statement): the batch waits for the lock, then skips what the holder
+    committed."""
+    stream = f"{graph.label}:s"
+    batch = writes(graph.label, "s", 3, first_ms=2)
+    async with neo4j.session() as setup:
+        await setup.execute_write(lock_and_advance, progress_rows([(stream, 0, ["1-0"])]))
+    async with neo4j.session() as holder_session:
+        holder = await holder_session.begin_transaction()
+        ids = [write.entry_id for write in batch]
+        await lock_and_advance(holder, progress_rows([(stream, 0, ids)]))
+        waiting = asyncio.ensure_future(Applier(neo4j, None).apply(stream, batch))
+        await wait_until(lambda: _blocked(neo4j), timeout=30, what="the batch to wait")
+        await holder.commit()
+
+        result = await waiting
+
+    assert (len(result.applied), len(result.skipped)) == (0, 3)
+    assert await graph.count() == 0
+
+
 async def _blocked(neo4j: Any) -> bool:
     """Whether a transaction waits for a lock another holds."""
     records, _, _ = await neo4j.execute_query("SHOW TRANSACTIONS YIELD status RETURN status")
