@@ -104,10 +104,26 @@ def _text(fields: dict[bytes, bytes], name: bytes) -> str:
     raw = fields.get(name)
     if raw is None:
         raise MalformedEntry(f"field {name.decode()!r} is missing")
+    return _utf8(name, raw)
+
+
+def _utf8(name: bytes, raw: bytes) -> str:
     try:
         return raw.decode()
     except UnicodeDecodeError as exc:
         raise MalformedEntry(f"field {name.decode()!r} is not UTF-8") from exc
+
+
+def _query(query: str) -> str:
+    if not query.strip():
+        raise MalformedEntry("query is empty")
+    return query
+
+
+def _sequence(seq: str) -> int:
+    if not seq.isascii() or not seq.isdigit():
+        raise MalformedEntry(f"sequence number {seq!r} is not a non-negative integer")
+    return int(seq)
 
 
 def parse(entry_id: str, fields: dict[bytes, bytes]) -> Entry:
@@ -125,18 +141,14 @@ def parse(entry_id: str, fields: dict[bytes, bytes]) -> Entry:
     if (b"q" in fields) == (b"a" in fields):
         raise MalformedEntry("a write carries exactly one of 'q' (Cypher) and 'a' (a name)")
     name = _text(fields, b"a") if b"a" in fields else None
-    query = name if name is not None else _text(fields, b"q")
-    if not query.strip():
-        raise MalformedEntry("query is empty")
+    query = _query(name if name is not None else _text(fields, b"q"))
     params = fields.get(b"p")
     if params is None:
         raise MalformedEntry("field 'p' is missing")
-    seq = _text(fields, b"n")
-    if not seq.isascii() or not seq.isdigit():
-        raise MalformedEntry(f"sequence number {seq!r} is not a non-negative integer")
+    seq = _sequence(_text(fields, b"n"))
     trace = _text(fields, b"x") if b"x" in fields else None
     signature = fields.get(b"s")
-    return WriteEntry(entry_id, query, params, client_id, int(seq), name, signature, trace)
+    return WriteEntry(entry_id, query, params, client_id, seq, name, signature, trace)
 
 
 def parse_flat(entry_id: str, flat: list[bytes]) -> Entry:
@@ -157,27 +169,18 @@ def parse_flat(entry_id: str, flat: list[bytes]) -> Entry:
         and flat[12::2] in _TAILS
     ):
         return parse(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
-    client_id, query = _decoded(flat, 5), _decoded(flat, 9)  # `parse`'s order of checks
-    if not query.strip():
-        raise MalformedEntry("query is empty")
-    seq = _decoded(flat, 7)
-    if not seq.isascii() or not seq.isdigit():
-        raise MalformedEntry(f"sequence number {seq!r} is not a non-negative integer")
+    # `parse`'s checks, in its order.
+    client_id = _utf8(flat[4], flat[5])
+    query = _query(_utf8(flat[8], flat[9]))
+    seq = _sequence(_utf8(flat[6], flat[7]))
     tail = dict(zip(flat[12::2], flat[13::2], strict=True)) if n > 12 else {}
     trace = _text(tail, b"x") if b"x" in tail else None
     name = query if flat[8] == b"a" else None
-    return WriteEntry(entry_id, query, flat[11], client_id, int(seq), name, tail.get(b"s"), trace)
+    return WriteEntry(entry_id, query, flat[11], client_id, seq, name, tail.get(b"s"), trace)
 
 
 # What may follow the parameters, in `write_fields`' order.
 _TAILS: tuple[list[bytes], ...] = ([], [b"s"], [b"x"], [b"s", b"x"])
-
-
-def _decoded(flat: list[bytes], at: int) -> str:
-    try:
-        return flat[at].decode()
-    except UnicodeDecodeError as exc:
-        raise MalformedEntry(f"field {flat[at - 1].decode()!r} is not UTF-8") from exc
 
 
 def id_key(entry_id: str) -> tuple[int, int]:
