@@ -37,7 +37,7 @@ from cypherstream.shared import tracing
 from cypherstream.shared.coalescing import Coalescer
 from cypherstream.shared.codec import decode_params
 from cypherstream.shared.dispositions import Disposition, classify
-from cypherstream.shared.entry import WriteEntry, id_key
+from cypherstream.shared.entry import WriteEntry, id_key, id_ms
 from cypherstream.shared.errors import MalformedEntry
 from cypherstream.shared.tracing import Attributes, span
 
@@ -297,7 +297,7 @@ def _transaction_span(batches: list[Prepared]) -> contextlib.AbstractContextMana
     now_ms = time.time() * 1000
     links: list[tuple[str, Attributes]] = [
         (write.trace, {"cypherstream.stream": stream, "cypherstream.entry_id": write.entry_id,
-                       "cypherstream.lag_ms": max(0.0, now_ms - id_key(write.entry_id)[0])})
+                       "cypherstream.lag_ms": max(0.0, now_ms - id_ms(write.entry_id))})
         for stream, write in writes
         if write.trace is not None
     ]  # fmt: skip

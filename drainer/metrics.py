@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from cypherstream.drainer.backlog import Status
 from cypherstream.drainer.events import RetryTarget
-from cypherstream.shared.entry import WriteEntry
+from cypherstream.shared.entry import WriteEntry, id_ms
 from cypherstream.shared.memory import MemoryUse
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -121,9 +121,8 @@ class Metrics:
 
     def applied(self, writes: list[WriteEntry], now_ms: float) -> None:
         self.writes_applied.inc(len(writes))
-        # An entry id starts with its Redis time in ms: "ms-seq".
         self.lag_seconds.observe_many(
-            max(0.0, now_ms - int(w.entry_id.partition("-")[0])) / 1000 for w in writes
+            max(0.0, now_ms - id_ms(write.entry_id)) / 1000 for write in writes
         )
 
     def committed(self, writes: int, seconds: float) -> None:

@@ -183,6 +183,11 @@ def parse_flat(entry_id: str, flat: list[bytes]) -> Entry:
 _TAILS: tuple[list[bytes], ...] = ([], [b"s"], [b"x"], [b"s", b"x"])
 
 
+def id_ms(entry_id: str) -> int:
+    """The Redis time, in ms, an entry id starts with ("ms-seq"): when it was queued."""
+    return int(entry_id.partition("-")[0])
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
     """Sort key of a stream entry id ("ms-seq"), for comparing positions."""
     ms, _, seq = entry_id.partition("-")
