@@ -271,11 +271,17 @@ async def producer_profile(run: str, writes: int = 3000) -> dict[str, Any]:
     return {"self": _top(own, root.time), "ours_inclusive": _top(inclusive, root.time)}
 
 
+#: Where cypherstream's code lives (its parts are separate folders in an editable install).
+_OUR_ROOTS = {
+    Path(part.__file__).parent
+    for part in (cypherstream, cypherstream.drainer, cypherstream.producer, cypherstream.shared)
+    if part.__file__
+}
+
+
 def _our_file(path: str) -> bool:
     """Whether `path` is a file of cypherstream's own code (installed or editable)."""
-    parts = (cypherstream, cypherstream.drainer, cypherstream.producer, cypherstream.shared)
-    roots = {Path(part.__file__).parent for part in parts if part.__file__}
-    return any(Path(path).is_relative_to(root) for root in roots)
+    return any(Path(path).is_relative_to(root) for root in _OUR_ROOTS)
 
 
 def _py_spy() -> str | None:
