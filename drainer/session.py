@@ -66,8 +66,11 @@ class SessionDrain:
         self._ended = False  # an end marker removed the session's keys
         # Writes that failed on their own: attempts so far, and the backoff between them.
         self._suspects: dict[str, tuple[int, Backoff]] = {}
-        # Bookmarks of the last transaction that applied this session's writes.
+        # Bookmarks of the last transaction that applied this session's writes (or, until
+        # this drain applies some, those recorded in Redis by the drains before it), and
+        # those to record with the next acknowledgement.
         self._bookmarks: tuple[str, ...] = ()
+        self._unrecorded: tuple[str, ...] = ()
         # Entries applied (or given up) but not yet acknowledged, and a flush sentinel
         # met after them: `_settle` sends both with the drain's next Redis call.
         self._done: list[str] = []
@@ -95,9 +98,9 @@ class SessionDrain:
         batches, unreadable = 0, 0
         size = self._ctx.settings.batch_size
         while not self._ctx.stopping.is_set() and not self.lost:
-            _, entries, new = await self._next(start, claim)
-            claim = False
-            if new or len(entries) < size:
+            delivery = await self._next(start, claim)
+            entries, claim = delivery.entries, False
+            if delivery.new or len(entries) < size:
                 start = ">"  # no more pending entries of its own: new ones from now on
             if not entries:
                 if await self._settle("idle") == 0:
@@ -146,6 +149,8 @@ class SessionDrain:
         read = await self._redis(
             lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
         )
+        if read.recorded and not self._bookmarks:
+            self._bookmarks = read.recorded
         if read.claimed:
             self._ctx.events.took_over(read.claimed)
             log.info(
@@ -218,7 +223,7 @@ class SessionDrain:
             if result.applied:
                 self._ctx.events.applied(result.applied, time.time() * 1000)
             if result.bookmarks:
-                self._bookmarks = result.bookmarks
+                self._bookmarks = self._unrecorded = result.bookmarks
             for write, exc in result.failed:
                 await self._fail(write, exc)
             done = len(chunk)
@@ -290,6 +295,7 @@ class SessionDrain:
         the lease up as `release` says, in one round trip; the entries left."""
         await self._settled()
         done, self._done = self._done, []
+        applied, self._unrecorded = self._unrecorded, ()
         sentinel, self._sentinel = self._sentinel, None
         flush = None
         if sentinel is not None:
@@ -298,18 +304,21 @@ class SessionDrain:
                 await self._flushed_bookmarks(),
             )  # fmt: skip
         return await self._redis(
-            lambda: self._ctx.calls.settle(self.session_id, done, flush, release)
+            lambda: self._ctx.calls.settle(self.session_id, done, flush, release, applied=applied)
         )
 
     def _settle_behind(self) -> None:
         """Acknowledge what was applied so far without waiting for it, after any earlier
         such acknowledgement; `_settle` and the end of the drain wait for it."""
         earlier, done, self._done = self._behind, self._done, []
+        applied, self._unrecorded = self._unrecorded, ()
 
         async def settle() -> None:
             if earlier is not None:
                 await earlier
-            await self._redis(lambda: self._ctx.calls.settle(self.session_id, done))
+            await self._redis(
+                lambda: self._ctx.calls.settle(self.session_id, done, applied=applied)
+            )
 
         self._behind = asyncio.ensure_future(settle())
 
@@ -321,8 +330,8 @@ class SessionDrain:
 
     async def _flushed_bookmarks(self) -> tuple[str, ...]:
         """This drain's last applying transaction's bookmarks; where it applied none (the
-        writes were applied before it took the session), a bookmark of everything
-        committed until now, which covers them."""
+        writes were applied before it took the session), those the drains before it
+        recorded, else a bookmark of everything committed until now, which covers them."""
         if not self._bookmarks:
             self._bookmarks = await self._with_retry(self._ctx.applier.current_bookmarks)
         return self._bookmarks

@@ -39,6 +39,9 @@ class Delivery(NamedTuple):
     new: bool
     """Whether these entries are new ones: none was pending for this drainer before,
     so the reads after this one can ask for new entries only (and read ahead)."""
+    recorded: tuple[str, ...] = ()
+    """On a read with `claim`: the bookmarks `settle` recorded for the transactions
+    that applied the session's writes so far (none where nothing was recorded)."""
 
 
 #: Seconds a flush's reply list is kept for a flush that stopped waiting.
@@ -95,9 +98,13 @@ class SessionScripts:
         """Up to `count` entries: own pending ones first (`start` "0"), else new ones.
 
         With `claim` (on taking the lease), every entry a former owner left pending is
-        first moved to this drainer, to be read first.
+        first moved to this drainer, to be read first, and the read also returns the
+        session's recorded bookmarks.
         """
-        keys = [self._keys.lease(session_id), self._keys.stream(session_id)]
+        keys = [
+            self._keys.lease(session_id), self._keys.stream(session_id),
+            self._keys.applied(session_id),
+        ]  # fmt: skip
         args: list[ScriptArg] = [
             self._owner, GROUP, self._owner, count, "0" if claim else start, self._lease_ms,
             int(claim),
@@ -108,13 +115,14 @@ class SessionScripts:
             if "NOGROUP" in str(exc):  # the stream was deleted by hand
                 return Delivery(0, [], new=False)
             raise
-        claimed, streams, new = cast("tuple[int, ScriptReply, int]", reply)
+        claimed, streams, new, kept = cast("tuple[int, ScriptReply, int, bytes | None]", reply)
+        recorded = tuple(json.loads(kept)) if kept else ()
         if not streams:
-            return Delivery(claimed, [], new=False)
+            return Delivery(claimed, [], new=False, recorded=recorded)
         # XREADGROUP's reply: [[stream, [[id, [field, value, ...] or nil], ...]]]
         read = cast("list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]]", streams)
         entries = [(reply_text(entry_id), fields or None) for entry_id, fields in read[0][1]]
-        return Delivery(claimed, entries, new=bool(new))
+        return Delivery(claimed, entries, new=bool(new), recorded=recorded)
 
     async def settle(
         self,
@@ -122,16 +130,19 @@ class SessionScripts:
         entry_ids: list[str],
         flush: FlushAnswer | None = None,
         release: Release = "",
+        *,
+        applied: tuple[str, ...] = (),
     ) -> int:
         """After applying, in one round trip: acknowledge and delete `entry_ids`, answer
-        `flush`, announce room to a waiting submit, and give the lease up as `release`
-        says. Returns the entries left."""
-        return await self._settle_call(session_id, entry_ids, flush, release)
+        `flush`, record `applied` (the bookmarks of the transactions that applied them)
+        for the session's later drains, announce room to a waiting submit, and give the
+        lease up as `release` says. Returns the entries left."""
+        return await self._settle_call(session_id, entry_ids, flush, release, applied)
 
     async def answer_end(self, session_id: str, marker: FlushAnswer) -> bool:
         """Answer an end marker like a flush sentinel, then drop the session's keys
         unless writes followed it; whether they were dropped."""
-        return await self._settle_call(session_id, [], marker, "end") == 0
+        return await self._settle_call(session_id, [], marker, "end", ()) == 0
 
     async def _settle_call(
         self,
@@ -139,6 +150,7 @@ class SessionScripts:
         entry_ids: list[str],
         flush: FlushAnswer | None,
         release: Release | Literal["end"],
+        applied: tuple[str, ...],
     ) -> int:
         keys = self._keys
         partition = keys.partition_of(session_id)
@@ -151,10 +163,11 @@ class SessionScripts:
         script_keys = [
             stream, keys.wants_room(session_id), keys.lease(session_id), keys.ready(partition),
             *answer, keys.seen(session_id) if release == "end" else stream,
+            keys.applied(session_id),
         ]  # fmt: skip
         args: list[ScriptArg] = [
             GROUP, keys.room_channel, session_id, self._owner, release, self._idle_ms,
-            *sentinel, *entry_ids,
+            *sentinel, json.dumps(list(applied)) if applied else "", *entry_ids,
         ]  # fmt: skip
         return reply_int(await _leased(self._settle, script_keys, args))
 

@@ -66,6 +66,12 @@ class Keyspace:
         """Hash of client id to the highest sequence number appended (idempotent retries)."""
         return f"{self._session(session_id)}:seen"
 
+    def applied(self, session_id: str) -> str:
+        """Neo4j bookmarks (a JSON list) of the last transactions that applied the
+        session's writes: a later drain that applies none of them answers a flush with
+        these, without a transaction of its own."""
+        return f"{self._session(session_id)}:applied"
+
     def wants_room(self, session_id: str) -> str:
         """Set while a submit waits for room in the session; the drainer's next
         acknowledgement of it then publishes the session id on `room_channel`."""

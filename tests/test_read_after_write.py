@@ -13,6 +13,8 @@ from neo4j import AsyncDriver, Bookmarks
 from neo4j import exceptions as nx
 
 from cypherstream import MemoryClient, ReadFailed, SyncMemoryClient
+from cypherstream.shared.settings import Neo4jSettings, StreamSettings
+from tests.helpers import FlakyProxy, wait_until
 
 PRODUCER = Path(__file__).with_name("unflushed_producer.py")
 
@@ -57,6 +59,32 @@ async def test_flush_returns_the_bookmarks_of_the_applying_transactions(
     with pytest.raises(nx.ClientError, match="InvalidBookmark"):  # the server checks them
         async with neo4j.session(bookmarks=Bookmarks.from_raw_values(["FB:forged"])) as session:
             await (await session.run("RETURN 1")).consume()
+
+
+async def test_a_flush_of_writes_applied_earlier_is_answered_while_neo4j_is_unreachable(
+    start_drainer: Any, client: MemoryClient, neo4j_settings: Neo4jSettings, redis: Any,
+    streams: StreamSettings, graph: Any, tag: str,
+) -> None:  # fmt: skip
+    port = int(neo4j_settings.uri.rsplit(":", 1)[1])
+    proxy = await FlakyProxy(port).start()
+    through = neo4j_settings.model_copy(update={"uri": f"bolt://127.0.0.1:{proxy.port}"})
+    await start_drainer(neo4j=through)
+    session, lease = f"{tag}-s", streams.keyspace().lease(f"{tag}-s")
+    for i in range(5):
+        query = f"CREATE (:{graph.label} {{i: $i}})"
+        await client.buffered.submit(query, {"i": i}, session_id=session)
+    applied = await client.flush()
+    await wait_until(lambda: _gone(redis, lease), timeout=30, what="the drain to end")
+    await proxy.stop()  # the drainer cannot reach Neo4j from here on
+
+    again = await client.flush(30, session_ids=[session])  # answered by a new drain
+
+    assert applied.bookmarks
+    assert again.bookmarks == applied.bookmarks  # those the first drain recorded
+
+
+async def _gone(redis: Any, key: str) -> bool:
+    return not await redis.exists(key)
 
 
 async def test_a_flush_counts_what_failed_apart_from_what_was_applied(
