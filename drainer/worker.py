@@ -74,6 +74,8 @@ class Drainer:
         self._active: dict[str, tuple[SessionDrain, asyncio.Task[None]]] = {}
         self._waiting = 0
         self._wake = asyncio.Event()
+        # Sessions announced as ready while a slot was free, to take before the next look.
+        self._announced_ids: dict[str, None] = {}
         self.ready = asyncio.Event()
         self.metrics = Metrics()
         self.endpoints: Endpoints | None = None
@@ -342,6 +344,10 @@ class Drainer:
             free = self.settings.concurrency - len(self._active)
             started = 0
             try:
+                if self._announced_ids and free > 0:
+                    # Taken at once: the look after this one finds any others.
+                    started = await self._take_announced(context, free)
+                    continue
                 ready = await self._ready_sessions(context, limit=max(free, 1) * 2)
                 candidates = [session for session in ready if session not in self._active]
                 self._waiting = len(candidates)
@@ -366,9 +372,21 @@ class Drainer:
         ready = await ready_sessions(context.redis, self.keys, per_partition=limit)
         return [session for session, _ in ready[:limit]]
 
+    async def _take_announced(self, context: DrainContext, free: int) -> int:
+        """Take the sessions announced since the last look (up to `free`); how many."""
+        announced, self._announced_ids = list(self._announced_ids), {}
+        candidates = [session for session in announced if session not in self._active][:free]
+        taken = await self._upkeep.acquire(candidates) if candidates else []
+        for session_id in taken:
+            self._start(context, session_id)
+        return len(taken)
+
     def _announced(self, session_id: str) -> None:
-        """A session became ready: look for work now, if a slot is free to take it."""
-        if len(self._active) < self.settings.concurrency:
+        """A session became ready: take it now, if a slot is free to take it."""
+        free = self.settings.concurrency - len(self._active)
+        if free > 0:
+            if len(self._announced_ids) < free:
+                self._announced_ids[session_id] = None
             self._wake.set()
 
     def _start(self, context: DrainContext, session_id: str) -> None:

@@ -9,7 +9,7 @@ from cypherstream import MemoryClient
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import Scripts, submit_call
 from cypherstream.shared.settings import StreamSettings
-from tests.helpers import Graph, assert_exactly_once_in_order, audit, wait_until
+from tests.helpers import SEQUENCED_WRITE, Graph, assert_exactly_once_in_order, audit, wait_until
 
 #: The drainer's poll, and the flush's timeout, shorter: the flush returns in time only
 #: if the drainer looked before its next poll.
@@ -40,21 +40,47 @@ async def test_an_idle_drainer_takes_a_session_the_moment_it_becomes_ready(
 ) -> None:
     keys = Keyspace(streams.key_prefix, streams.partitions)
     await start_drainer(poll_interval=POLL)
-
-    async def listening() -> bool:
-        [(_, subscribers)] = await redis.pubsub_numsub(keys.ready_channel)
-        return int(subscribers) >= 1
-
-    await wait_until(listening, timeout=30, what="the drainer's subscription")
-    query = (
-        f"MERGE (s:{graph.label} {{session: $session}}) SET s.seqs = coalesce(s.seqs, []) + $seq"
-    )
+    await wait_until(lambda: listening(redis, keys), timeout=30, what="the drainer's subscription")
+    query = SEQUENCED_WRITE.format(label=graph.label)
     async with MemoryClient(make_settings("redis")) as client:
         for seq in range(3):
             await client.buffered.submit(query, {"session": "idle", "seq": seq}, session_id="idle")
         await client.flush(timeout=FLUSH_TIMEOUT)
 
     assert_exactly_once_in_order(await audit(graph, {"idle": 3}))
+
+
+async def test_a_drainer_with_a_free_slot_takes_an_announced_session_without_a_look(
+    redis: Any, streams: StreamSettings, make_settings: Any, start_drainer: Any, graph: Graph
+) -> None:
+    keys = Keyspace(streams.key_prefix, streams.partitions)
+    async with MemoryClient(make_settings("redis")) as client:
+        write = SEQUENCED_WRITE.format(label=graph.label)
+        await client.buffered.submit(
+            write, {"session": "unlisted", "seq": 0}, session_id="unlisted"
+        )
+        # Out of its ready set, where no look finds it (nor a sweep, this test long).
+        await redis.zrem(keys.ready(keys.partition_of("unlisted")), "unlisted")
+        await start_drainer(poll_interval=POLL, sweep_interval=3600)
+        await wait_until(lambda: listening(redis, keys), timeout=30, what="the subscription")
+
+        await redis.publish(keys.ready_channel, "unlisted")  # as `submit.lua` announces
+
+        await wait_until(
+            lambda: drained(redis, keys.stream("unlisted")), timeout=FLUSH_TIMEOUT,
+            what="the announced session to be drained",
+        )  # fmt: skip
+    assert_exactly_once_in_order(await audit(graph, {"unlisted": 1}))
+
+
+async def listening(redis: Any, keys: Keyspace) -> bool:
+    """Whether a drainer listens for announcements."""
+    [(_, subscribers)] = await redis.pubsub_numsub(keys.ready_channel)
+    return int(subscribers) >= 1
+
+
+async def drained(redis: Any, stream: str) -> bool:
+    return int(await redis.xlen(stream)) == 0
 
 
 async def test_a_producer_without_the_ready_channel_still_submits(secure_redis: Any) -> None:
