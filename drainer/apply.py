@@ -84,6 +84,7 @@ class Applier:
         tx_timeout: float = 60.0,
         transactions: int = 2,
         events: DrainEvents | None = None,
+        transaction_bytes: int = 4 * 2**20,
     ) -> None:
         self._driver = driver
         self._database = database
@@ -94,8 +95,9 @@ class Applier:
         self._events = events  # told of each statement and each commit
         self._slots = transactions
         self._commits: Coalescer[Batch, BatchResult] = Coalescer(
-            self._apply_many, slots=transactions, name="cypherstream-commit"
-        )
+            self._apply_many, slots=transactions, name="cypherstream-commit",
+            weight=_params_bytes, limit=transaction_bytes,
+        )  # fmt: skip
 
     @property
     def transactions(self) -> int:
@@ -107,7 +109,7 @@ class Applier:
         to retry the same list; permanent failures are returned in `failed`.
 
         Batches of other sessions that arrive while `transactions` commits are in
-        flight share the next transaction.
+        flight share the next transaction, up to `transaction_bytes` of parameters.
         """
         return await self._commits.call((stream, writes))
 
@@ -252,6 +254,11 @@ class Applier:
     def _statement_ran(self, statement: Statement[Item]) -> None:
         if self._events is not None:
             self._events.statement(statement.kind, len(statement.items), statement.unbatched)
+
+
+def _params_bytes(batch: Batch) -> int:
+    """A batch's weight in a shared transaction: its parameters' packed bytes."""
+    return sum(len(write.params) for write in batch[1])
 
 
 def _spans(batches: list[Prepared]) -> list[tuple[str, int, list[str]]]:

@@ -15,6 +15,7 @@ from cypherstream.drainer.apply import Applier, BatchResult
 from cypherstream.drainer.deadletter import dead_letter
 from cypherstream.drainer.events import DrainEvents, RetryTarget
 from cypherstream.drainer.progress import ProgressRecords
+from cypherstream.drainer.read_budget import ReadBudget
 from cypherstream.drainer.session_scripts import (
     Delivery,
     FlushAnswer,
@@ -52,6 +53,7 @@ class DrainContext:
     stopping: asyncio.Event
     events: DrainEvents
     admission: Admission
+    budget: ReadBudget
 
 
 class SessionDrain:
@@ -96,11 +98,10 @@ class SessionDrain:
         start: Literal["0", ">"] = "0"
         claim = True  # a former owner's pending entries come first
         batches, unreadable = 0, 0
-        size = self._ctx.settings.batch_size
         while not self._ctx.stopping.is_set() and not self.lost:
             delivery = await self._next(start, claim)
             entries, claim = delivery.entries, False
-            if delivery.new or len(entries) < size:
+            if delivery.new or not delivery.full:
                 start = ">"  # no more pending entries of its own: new ones from now on
             if not entries:
                 if await self._settle("idle") == 0:
@@ -116,17 +117,17 @@ class SessionDrain:
             unreadable = 0
             batches += 1
             last_turn = batches >= self._ctx.settings.turn_batches and others_waiting()
-            if start == ">" and len(entries) == size and not last_turn:
-                self._prefetch(size)  # read the next batch while this one is applied
+            if start == ">" and delivery.full and not last_turn:
+                self._prefetch()  # read the next batch while this one is applied
             await self._process(entries)
             if self._ended:
                 return  # nothing left to release: the keys are gone
-            if len(entries) < size:
+            if not delivery.full:
                 # A short batch was most likely the last: no empty read to learn so.
                 left = await self._settle("idle")
                 if left == 0:
                     return
-                if batches > 1 and left < size:
+                if batches > 1 and left < self._ctx.budget.count():
                     # Writes keep arriving: let more of them share the next transaction.
                     await asyncio.sleep(self._ctx.settings.linger)
             elif self._sentinel is not None:
@@ -145,10 +146,11 @@ class SessionDrain:
         if self._prefetched is not None:
             task, self._prefetched = self._prefetched, None
             return await task
-        size = self._ctx.settings.batch_size
+        size = self._ctx.budget.count()
         read = await self._redis(
             lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
         )
+        self._ctx.budget.observe(read.entries)
         if read.recorded and not self._bookmarks:
             self._bookmarks = read.recorded
         if read.claimed:
@@ -159,9 +161,13 @@ class SessionDrain:
             )
         return read
 
-    def _prefetch(self, size: int) -> None:
+    def _prefetch(self) -> None:
+        size = self._ctx.budget.count()
+
         async def read() -> Delivery:
-            return await self._redis(lambda: self._ctx.calls.read(self.session_id, size, ">"))
+            ahead = await self._redis(lambda: self._ctx.calls.read(self.session_id, size, ">"))
+            self._ctx.budget.observe(ahead.entries)
+            return ahead
 
         self._prefetched = asyncio.ensure_future(read())
 

@@ -42,6 +42,13 @@ class Delivery(NamedTuple):
     recorded: tuple[str, ...] = ()
     """On a read with `claim`: the bookmarks `settle` recorded for the transactions
     that applied the session's writes so far (none where nothing was recorded)."""
+    asked: int = 0
+    """The entries the read asked for."""
+
+    @property
+    def full(self) -> bool:
+        """Whether it returned all it asked for: more entries are likely queued."""
+        return len(self.entries) >= self.asked
 
 
 #: Seconds a flush's reply list is kept for a flush that stopped waiting.
@@ -113,16 +120,16 @@ class SessionScripts:
             reply = await _leased(self._read, keys, args)
         except rx.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted by hand
-                return Delivery(0, [], new=False)
+                return Delivery(0, [], new=False, asked=count)
             raise
         claimed, streams, new, kept = cast("tuple[int, ScriptReply, int, bytes | None]", reply)
         recorded = tuple(json.loads(kept)) if kept else ()
         if not streams:
-            return Delivery(claimed, [], new=False, recorded=recorded)
+            return Delivery(claimed, [], new=False, recorded=recorded, asked=count)
         # XREADGROUP's reply: [[stream, [[id, [field, value, ...] or nil], ...]]]
         read = cast("list[tuple[bytes, list[tuple[bytes, list[bytes] | None]]]]", streams)
         entries = [(reply_text(entry_id), fields or None) for entry_id, fields in read[0][1]]
-        return Delivery(claimed, entries, new=bool(new), recorded=recorded)
+        return Delivery(claimed, entries, new=bool(new), recorded=recorded, asked=count)
 
     async def settle(
         self,

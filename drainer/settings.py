@@ -34,6 +34,28 @@ class DrainerSettings(BaseSettings):
     #: connections a session) for no gain at 100 sessions.
     concurrency: int = Field(default=128, ge=1, le=4096, description="sessions drained at once")
     batch_size: int = Field(default=500, ge=1, le=10000, description="entries per transaction")
+    #: A drainer holds up to two reads per session it drains (one applied, one read
+    #: ahead), so reads are bounded in bytes as well as in entries. Draining a backlog
+    #: of 384-float embedding writes (4.2 kB each; 128 sessions x 600) at concurrency
+    #: 128, peak RSS: 749 MB at 1 MiB, 500 MB at 256 KiB, 471 MB with 512 KiB and
+    #: --transaction-bytes 4 MiB (1,045 MB at concurrency 64 before either bound).
+    #: 512 KiB keeps --batch-size 500 for entries up to 1 kB.
+    read_bytes: int = Field(
+        default=2**19,
+        ge=2**12,
+        description="bytes of entries one read takes at most: fewer than --batch-size "
+        "entries where entries are large (from the sizes read so far)",
+    )
+    #: What a commit holds decoded and encoded is many times its parameters' bytes (a
+    #: 384-float embedding: 3.5 kB packed, 12 kB as Python floats, then Packstream and
+    #: the driver's buffers): in the run above, 2 MiB instead of 8 cut the peak by 180
+    #: MB. 4 MiB is 60,000 small writes: no drain of small writes reaches it.
+    transaction_bytes: int = Field(
+        default=4 * 2**20,
+        ge=2**16,
+        description="parameter bytes one shared transaction takes at most; the batches "
+        "beyond wait for the next (a session's batch always goes whole)",
+    )
     transactions: int = Field(
         default=2,
         ge=1,

@@ -28,6 +28,7 @@ from cypherstream.drainer.backlog import ready_sessions, snapshot
 from cypherstream.drainer.endpoints import Endpoints
 from cypherstream.drainer.metrics import Metrics
 from cypherstream.drainer.progress import ProgressRecords
+from cypherstream.drainer.read_budget import ReadBudget
 from cypherstream.drainer.session import DrainContext, SessionDrain
 from cypherstream.drainer.session_scripts import SessionScripts
 from cypherstream.drainer.settings import DrainerSettings
@@ -148,7 +149,7 @@ class Drainer:
         stack.push_async_callback(driver.close)
         applier = Applier(
             driver, settings.neo4j.database, settings.tx_timeout, settings.transactions,
-            events=self.metrics,
+            events=self.metrics, transaction_bytes=settings.transaction_bytes,
         )  # fmt: skip
         progress = ProgressRecords(driver, settings.neo4j.database, settings.tx_timeout)
         neo4j = await self._until_up(
@@ -168,7 +169,7 @@ class Drainer:
         stack.push_async_callback(calls.close)
         context = DrainContext(
             redis, scripts, calls, self.keys, applier, progress, settings, self._stopping,
-            self.metrics, admission,
+            self.metrics, admission, ReadBudget(settings.batch_size, settings.read_bytes),
         )  # fmt: skip
         self._redis, self._driver = redis, driver
         await self._drain(context)

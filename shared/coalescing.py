@@ -27,13 +27,25 @@ Send = Callable[[list[T]], Awaitable[list[R | BaseException]]]
 class Coalescer(Generic[T, R]):
     """Runs `send` for one call when a slot is free, for all waiting calls when one frees.
 
-    `slots` bounds the batches in flight at once.
+    `slots` bounds the batches in flight at once. With `weight`, a batch takes waiting
+    calls, oldest first, while their weights add up to `limit` at most (always one),
+    and the rest wait for the next free slot: what one batch holds stays bounded.
     """
 
-    def __init__(self, send: Send[T, R], *, slots: int = 1, name: str = "coalescer") -> None:
+    def __init__(
+        self,
+        send: Send[T, R],
+        *,
+        slots: int = 1,
+        name: str = "coalescer",
+        weight: Callable[[T], int] | None = None,
+        limit: int = 0,
+    ) -> None:
         self._send = send
         self._slots = slots
         self._name = name
+        self._weight = weight
+        self._limit = limit
         self._busy = 0
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -59,13 +71,24 @@ class Coalescer(Generic[T, R]):
         return await future
 
     def _start_queued(self) -> None:
-        if self._busy >= self._slots or not self._queue:
-            return
-        self._busy += 1
-        batch, self._queue = self._queue, []
-        task = asyncio.create_task(self._run(batch), name=self._name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        while self._busy < self._slots and self._queue:
+            self._busy += 1
+            taken = self._taken()
+            batch, self._queue = self._queue[:taken], self._queue[taken:]
+            task = asyncio.create_task(self._run(batch), name=self._name)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _taken(self) -> int:
+        """How many of the waiting calls the next batch takes."""
+        if self._weight is None:
+            return len(self._queue)
+        total = 0
+        for taken, (item, _) in enumerate(self._queue):
+            total += self._weight(item)
+            if total > self._limit and taken > 0:
+                return taken
+        return len(self._queue)
 
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -84,3 +84,15 @@ async def test_a_failing_send_fails_every_call_of_its_batch() -> None:
     for call in calls:
         with pytest.raises(ConnectionError):
             await call
+
+
+async def test_a_weighed_batch_takes_waiting_calls_up_to_its_limit_and_leaves_the_rest() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.send, weight=lambda n: n, limit=5)
+    calls = [asyncio.create_task(coalescer.call(n)) for n in (1, 2, 3, 4, 9)]
+    await asyncio.sleep(0)  # every call has arrived; the first is in flight
+    recorder.release.set()
+
+    assert await asyncio.gather(*calls) == [10, 20, 30, 40, 90]
+    # 2 + 3 fits in 5; 4 goes next; 9 alone, though heavier than the limit
+    assert recorder.batches == [[1], [2, 3], [4], [9]]

@@ -64,6 +64,20 @@ def test_the_drainer_deployment_is_locked_down_and_probed(overlay: str) -> None:
     assert by_kind(docs, "PodDisruptionBudget") and by_kind(docs, "ServiceAccount")
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_drainer_config_names_only_variables_the_drainer_reads(overlay: str) -> None:
+    from cypherstream.drainer.cli import run
+    from cypherstream.drainer.settings import DrainerSettings
+
+    docs = render(overlay)
+    [config] = [c for c in by_kind(docs, "ConfigMap") if "drainer" in c["metadata"]["name"]]
+    read = {f"DRAINER_{name.upper()}" for name in DrainerSettings.model_fields}
+    read |= {param.envvar for param in run.params if isinstance(param.envvar, str)}
+    named = {key for key in config["data"] if key.startswith("DRAINER_")}
+
+    assert named and not named - read  # a misspelt one would be ignored silently
+
+
 def test_dev_runs_redis_with_aof_and_noeviction() -> None:
     [redis] = [s for s in by_kind(render("dev"), "StatefulSet") if "redis" in s["metadata"]["name"]]
     args = " ".join(redis["spec"]["template"]["spec"]["containers"][0]["args"])
