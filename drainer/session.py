@@ -146,11 +146,7 @@ class SessionDrain:
         if self._prefetched is not None:
             task, self._prefetched = self._prefetched, None
             return await task
-        size = self._ctx.budget.count()
-        read = await self._redis(
-            lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
-        )
-        self._ctx.budget.observe(read.entries)
+        read = await self._read(start, claim)
         if read.recorded and not self._bookmarks:
             self._bookmarks = read.recorded
         if read.claimed:
@@ -161,15 +157,17 @@ class SessionDrain:
             )
         return read
 
-    def _prefetch(self) -> None:
+    async def _read(self, start: Literal["0", ">"], claim: bool = False) -> Delivery:
+        """A read of as many entries as the read budget allows, which learns from it."""
         size = self._ctx.budget.count()
+        read = await self._redis(
+            lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
+        )
+        self._ctx.budget.observe(read.entries)
+        return read
 
-        async def read() -> Delivery:
-            ahead = await self._redis(lambda: self._ctx.calls.read(self.session_id, size, ">"))
-            self._ctx.budget.observe(ahead.entries)
-            return ahead
-
-        self._prefetched = asyncio.ensure_future(read())
+    def _prefetch(self) -> None:
+        self._prefetched = asyncio.ensure_future(self._read(">"))
 
     async def _drop_prefetch(self) -> None:
         """Let a read ahead land, unused: its entries stay pending for the session's next
