@@ -344,14 +344,15 @@ class Drainer:
             self._wake.clear()  # what wakes it from here on is news for the next look
             free = self.settings.concurrency - len(self._active)
             started = 0
+            # Sessions announced since the last look are taken first, without one; the
+            # look right after finds any others.
+            candidates = self._announced_candidates() if free > 0 else []
+            announced = bool(candidates)
             try:
-                if self._announced_ids and free > 0:
-                    # Taken at once: the look after this one finds any others.
-                    started = await self._take_announced(context, free)
-                    continue
-                ready = await self._ready_sessions(context, limit=max(free, 1) * 2)
-                candidates = [session for session in ready if session not in self._active]
-                self._waiting = len(candidates)
+                if not announced:
+                    ready = await self._ready_sessions(context, limit=max(free, 1) * 2)
+                    candidates = [session for session in ready if session not in self._active]
+                    self._waiting = len(candidates)
                 while started < free and candidates:
                     # Those at the front may be another drainer's: try a slot's worth at once.
                     batch, candidates = candidates[: free - started], candidates[free - started :]
@@ -365,7 +366,7 @@ class Drainer:
                     )
                 else:
                     log.exception("looking for work failed", extra={"error": repr(exc)})
-            if started == 0:
+            if started == 0 and not announced:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
@@ -373,14 +374,10 @@ class Drainer:
         ready = await ready_sessions(context.redis, self.keys, per_partition=limit)
         return [session for session, _ in ready[:limit]]
 
-    async def _take_announced(self, context: DrainContext, free: int) -> int:
-        """Take the sessions announced since the last look (up to `free`); how many."""
-        announced, self._announced_ids = list(self._announced_ids), {}
-        candidates = [session for session in announced if session not in self._active][:free]
-        taken = await self._upkeep.acquire(candidates) if candidates else []
-        for session_id in taken:
-            self._start(context, session_id)
-        return len(taken)
+    def _announced_candidates(self) -> list[str]:
+        """The sessions announced since the last look that this worker does not drain."""
+        announced, self._announced_ids = self._announced_ids, {}
+        return [session for session in announced if session not in self._active]
 
     def _announced(self, session_id: str) -> None:
         """A session became ready: take it now, if a slot is free to take it."""
