@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TypedDict, TypeVar
+from typing import TypedDict, TypeVar, cast
 
 from redis import exceptions as rx
 
@@ -319,14 +319,20 @@ class StreamBackend:
                     "unreachable; try a longer timeout or add drainers."
                 )
             wait = min(left, _LIVENESS_CHECK_SECONDS)
-            popped = await self._call(functools.partial(self._redis.blpop, [key], timeout=wait))
+            # Every reply already there in one round trip, not one each.
+            pop = functools.partial(
+                self._redis.blmpop, wait, 1, key, direction="LEFT", count=len(waiting)
+            )
+            popped = await self._call(pop)
             if popped is None:
                 await self._require_live_drainer(deadline)
                 continue
-            reply = json.loads(popped[1])
-            if reply["s"] in waiting:
-                waiting.discard(reply["s"])
-                replies.append(reply)
+            _, values = cast("tuple[bytes, list[bytes]]", popped)
+            for raw in values:
+                reply = json.loads(raw)
+                if reply["s"] in waiting:
+                    waiting.discard(reply["s"])
+                    replies.append(reply)
         return replies
 
     async def _require_live_drainer(self, deadline: float) -> None:
