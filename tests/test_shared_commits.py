@@ -5,6 +5,7 @@ for good is reported alone."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from cypherstream.drainer.apply import Applier, BatchResult
@@ -88,6 +89,22 @@ async def test_a_batch_delivered_again_after_part_of_it_was_applied_runs_only_th
     again = await applier.apply(stream, batch)
 
     assert (again.skipped, again.applied) == (batch[:6], batch[6:])
+    rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
+    assert [r["seen"] for r in rows] == [list(range(12))]
+
+
+async def test_entries_of_one_millisecond_are_ordered_by_their_sequence_number(
+    neo4j: Any, graph: Any
+) -> None:
+    applier = Applier(neo4j, None, transactions=1)
+    stream = f"{graph.label}:s"
+    # ids 7-0 .. 7-11: 7-9 comes before 7-10, though not as text
+    batch = [replace(w, entry_id=f"7-{i}") for i, w in enumerate(writes(graph.label, "s", 12))]
+    await applier.apply(stream, batch[:10])
+
+    again = await applier.apply(stream, batch)
+
+    assert (again.skipped, again.applied) == (batch[:10], batch[10:])
     rows = await graph.query("MATCH (n:$$) RETURN n.seen AS seen")
     assert [r["seen"] for r in rows] == [list(range(12))]
 
