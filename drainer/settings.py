@@ -33,11 +33,7 @@ class DrainerSettings(BaseSettings):
     #: one session of 2,000 the same. Not 256: twice the connections (up to 2 Redis
     #: connections a session) for no gain at 100 sessions.
     concurrency: int = Field(default=128, ge=1, le=4096, description="sessions drained at once")
-    #: 1,000 from interleaved drains of one session's 2,000 writes (medians of 10):
-    #: 17,986 writes/s at 500, 21,082 at 1,000, 20,001 at 2,000; three earlier series
-    #: agreed (+11% to +20%). Sessions of a few writes each are unchanged; what a read
-    #: holds stays bounded by --read-bytes.
-    batch_size: int = Field(default=1000, ge=1, le=10000, description="entries per transaction")
+    batch_size: int = Field(default=500, ge=1, le=10000, description="entries per transaction")
     #: A drainer holds up to two reads per session it drains (one applied, one read
     #: ahead), so reads are bounded in bytes as well as in entries. Draining a backlog
     #: of 384-float embedding writes (4.2 kB each; 128 sessions x 600) at concurrency

@@ -110,7 +110,7 @@ async def test_json_logs_say_each_event_once_per_line_and_never_a_secret(
     messages = [line["message"] for line in lines]
     assert "drainer started" in messages and "drainer stopped" in messages
     started = lines[messages.index("drainer started")]
-    assert started["settings"]["batch_size"] == 1000
+    assert started["settings"]["batch_size"] == 500
     assert started["settings"]["signing"] is True
     assert env["NEO4J_PASSWORD"] not in proc.output()
     assert signing_key not in proc.output()
