@@ -24,7 +24,7 @@ from redis import exceptions as rx
 
 from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier
-from cypherstream.drainer.backlog import ready_sessions, snapshot
+from cypherstream.drainer.backlog import snapshot
 from cypherstream.drainer.endpoints import Endpoints
 from cypherstream.drainer.metrics import Metrics
 from cypherstream.drainer.progress import ProgressRecords
@@ -161,6 +161,7 @@ class Drainer:
         scripts = Scripts(redis)
         lease_ms = int(settings.lease_ttl * 1000)
         self._upkeep = WorkerScripts(redis, scripts, self.keys, settings.drainer_id, lease_ms)
+        stack.push_async_callback(self._upkeep.close)
         calls = SessionScripts(
             redis, scripts, self.keys, settings.drainer_id,
             lease_ms=lease_ms,
@@ -350,7 +351,7 @@ class Drainer:
             announced = bool(candidates)
             try:
                 if not announced:
-                    ready = await self._ready_sessions(context, limit=max(free, 1) * 2)
+                    ready = await self._upkeep.ready(limit=max(free, 1) * 2)
                     candidates = [session for session in ready if session not in self._active]
                     self._waiting = len(candidates)
                 while started < free and candidates:
@@ -369,10 +370,6 @@ class Drainer:
             if started == 0 and not announced:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
-
-    async def _ready_sessions(self, context: DrainContext, limit: int) -> list[str]:
-        ready = await ready_sessions(context.redis, self.keys, per_partition=limit)
-        return [session for session, _ in ready[:limit]]
 
     def _announced_candidates(self) -> list[str]:
         """The sessions announced since the last look that this worker does not drain."""

@@ -1,7 +1,8 @@
 """The Redis side of the worker itself: one typed method per Lua script it runs for
 its own upkeep (heartbeat, taking and renewing leases, the sweep), which builds the
-script's KEYS and ARGV and reads its reply. Calls for many sessions go in one round
-trip per Redis node (`shared.pipelines.run_many`); any error in one of them is raised.
+script's KEYS and ARGV and reads its reply, and the scheduler's look at the ready sets.
+Calls for many sessions go in one round trip per Redis node
+(`shared.pipelines.run_many`); any error in one of them is raised.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from cypherstream.drainer.backlog import ready_sessions
 from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.lane import Lane
 from cypherstream.shared.pipelines import Calls, run_many
 from cypherstream.shared.scripts import ScriptReply, Scripts
 
@@ -30,6 +34,23 @@ class WorkerScripts:
         self._keys = keys
         self._owner = owner
         self._lease_ms = lease_ms
+        # The scheduler's own connection on a single Redis, for its looks and the leases
+        # it takes (one at a time: it runs them in turn): packed by hiredis, replies raw,
+        # without a pool and pipeline object per call.
+        self._scheduling = None if isinstance(redis, RedisCluster) else Lane(redis)
+
+    async def close(self) -> None:
+        """Close the scheduler's connection."""
+        if self._scheduling is not None:
+            await self._scheduling.close()
+
+    async def ready(self, limit: int) -> list[str]:
+        """The `limit` oldest ready sessions (the scheduler's look: the oldest `limit` of
+        each partition, merged)."""
+        ready = await ready_sessions(
+            self._redis, self._keys, per_partition=limit, lane=self._scheduling
+        )
+        return [session for session, _ in ready[:limit]]
 
     async def heartbeat(self, info: Sequence[str | int]) -> None:
         """Say this worker is alive for one lease TTL, with what `drainer status` and
@@ -43,7 +64,7 @@ class WorkerScripts:
     async def acquire(self, session_ids: list[str]) -> list[str]:
         """Take the leases of those of `session_ids` nobody holds; the ones taken."""
         calls: Calls = [([self._keys.lease(s)], [self._owner, self._lease_ms]) for s in session_ids]
-        taken = await self._all(self._scripts.acquire, calls)
+        taken = await self._all(self._scripts.acquire, calls, lane=self._scheduling)
         return [session_id for session_id, ok in zip(session_ids, taken, strict=True) if ok]
 
     async def renew(self, session_ids: list[str]) -> list[str]:
@@ -70,9 +91,11 @@ class WorkerScripts:
         readied = await self._all(self._scripts.sweep, calls)
         return [session for session, again in zip(sessions, readied, strict=True) if again]
 
-    async def _all(self, script: AsyncScript, calls: Calls) -> list[ScriptReply]:
+    async def _all(
+        self, script: AsyncScript, calls: Calls, lane: Lane | None = None
+    ) -> list[ScriptReply]:
         replies: list[ScriptReply] = []
-        for reply in await run_many(self._redis, script, calls):
+        for reply in await run_many(self._redis, script, calls, lane=lane):
             if isinstance(reply, BaseException):
                 raise reply
             replies.append(reply)

@@ -117,15 +117,22 @@ async def _evalsha(
 
 
 async def run_many(
-    redis: RedisClient, script: AsyncScript, calls: Calls, wait: Wait | None = None
+    redis: RedisClient,
+    script: AsyncScript,
+    calls: Calls,
+    wait: Wait | None = None,
+    lane: Lane | None = None,
 ) -> list[Outcome]:
     """Run one script for many (keys, args) in one round trip per Redis node; replies in
-    order, errors in place.
+    order, errors in place. On a single Redis, over `lane` where given (its caller's
+    own connection, one batch at a time), else a pipeline of the pool.
 
     Scripts Redis lost (restart, failover, SCRIPT FLUSH) are loaded again. With `wait`,
     each reply that wrote becomes a `NotReplicated` error when fewer replicas confirmed it.
     """
     if not isinstance(redis, RedisCluster):
+        if lane is not None:
+            return await _evalsha(lane.run, script, calls, wait)
         return await _evalsha(lambda commands: _pipelined(redis, commands), script, calls, wait)
     groups: dict[str, list[int]] = defaultdict(list)
     nodes: dict[str, ClusterNode] = {}

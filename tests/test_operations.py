@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from cypherstream import MemoryClient
+from cypherstream.drainer.backlog import ready_sessions
 from cypherstream.drainer.metrics import BatchHistogram
-from cypherstream.shared.settings import Neo4jSettings
+from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.lane import Lane
+from cypherstream.shared.settings import Neo4jSettings, RedisSettings
 from tests.helpers import DRAINER, FlakyProxy, http_get, wait_until
 
 
@@ -175,3 +180,29 @@ async def test_metrics_and_status_say_how_many_writes_shared_a_statement(
     assert json.loads(out)["batched_share"] == 10 / 13
     _, table = await drainer_status(env)
     assert "Batched: 77%" in table
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("over_lane", [False, True], ids=["pool", "lane"])
+async def test_ready_sessions_come_oldest_first_in_either_protocol(
+    redis_url: str, protocol: int, over_lane: bool
+) -> None:
+    keys = Keyspace(prefix=f"test-ready-{uuid.uuid4().hex[:8]}")
+    redis = RedisSettings(url=redis_url).client(protocol=protocol)
+    since = {f"s{n}": 1_700_000_000_000 + (n * 7919) % 1000 for n in range(40)}
+    for session, score in since.items():
+        await redis.zadd(keys.ready(keys.partition_of(session)), {session: score})
+    lane = Lane(redis) if over_lane else None
+    try:
+        everything = await ready_sessions(redis, keys, lane=lane)
+        oldest = await ready_sessions(redis, keys, per_partition=1, lane=lane)
+    finally:
+        if lane is not None:
+            await lane.close()
+        await redis.delete(*{keys.ready(keys.partition_of(s)) for s in since})
+        await redis.aclose()
+
+    assert everything == sorted(((s, float(t)) for s, t in since.items()), key=lambda p: p[1])
+    firsts = {keys.partition_of(s): s for s, _ in reversed(everything)}
+    assert sorted(s for s, _ in oldest) == sorted(firsts.values())
+    assert [t for _, t in oldest] == sorted(t for _, t in oldest)
