@@ -40,8 +40,8 @@ _LOCK = (
 # lock meanwhile (a drainer resumed after its lease was taken over, applying the same
 # batch) may have committed it, which would then run again.
 # Few expressions on purpose: Neo4j plans a statement again whenever its statistics
-# drift, and each expression adds to that (this form plans in about 60% of the time of
-# one that parses every id on the server).
+# drift, and each expression adds to that (the bench's statement plans in 129 ms this
+# way, 174 ms when every id was parsed in Cypher).
 _LOCKED = (
     f"UNWIND $cs_progress AS cs_p MERGE (p:{PROGRESS_LABEL} {{stream: cs_p.stream}}) "
     "SET p.transactions = coalesce(p.transactions, 0) + 1, p.updated_at = datetime() "

@@ -390,7 +390,7 @@ def markdown(targets: dict[str, Any]) -> str:
             f"| {row['shape']} | {row['batch_size']} | {row['concurrency']} | "
             f"{row['drain_wps']:.0f} | "
             f"{row['floor_wps']:.0f} | {row['share_of_floor']:.0%} | "
-            f"{row.get('median_share', row['share_of_floor']):.0%} | "
+            f"{row['median_share']:.0%} | "
             f"{row['drainer_cpu_us_per_write']:.0f} |"
         )
     steps = targets.get("submit_steps", {})
