@@ -143,7 +143,11 @@ class SessionScripts:
         """After applying, in one round trip: acknowledge and delete `entry_ids`, answer
         `flush`, record `applied` (the bookmarks of the transactions that applied them)
         for the session's later drains, announce room to a waiting submit, and give the
-        lease up as `release` says. Returns the entries left."""
+        lease up as `release` says. Returns the entries left.
+
+        `entry_ids` are in stream order, `flush` after them, and every entry before
+        them is done: the stream is trimmed up to the last one, not deleted id by id.
+        """
         return await self._settle_call(session_id, entry_ids, flush, release, applied)
 
     async def answer_end(self, session_id: str, marker: FlushAnswer) -> bool:

@@ -1,6 +1,9 @@
 #!lua flags=allow-oom
 -- What a drain does in Redis after applying entries, in one round trip:
--- 1. acknowledge and delete the applied entries (ARGV[11..]), so XLEN is what remains;
+-- 1. acknowledge and delete the applied entries (ARGV[11..]), so XLEN is what remains.
+--    They are a prefix of the stream (a drain applies from the stream's head, in order,
+--    and a flush sentinel after them), so the stream is trimmed up to the last one:
+--    XTRIM MINID costs Redis a twentieth of what XDEL of each id does;
 -- 2. answer a flush sentinel when one is given (ARGV[7]): the errors its client met
 --    since its previous flush, and the Neo4j bookmarks of the writes before it, go
 --    to the waiting flush, and the sentinel is deleted;
@@ -31,10 +34,10 @@
 -- entry ids
 -- Returns the entries left; a LEASELOST error, after steps 1-4, when asked to give up
 -- a lease the caller no longer holds.
-local deleted = 0
+local deleted, last = 0, false
 if #ARGV >= 11 then
   redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 11))
-  deleted = redis.call('XDEL', KEYS[1], unpack(ARGV, 11))
+  last = ARGV[#ARGV]
 end
 if ARGV[7] ~= '' then
   local errors = redis.call('LRANGE', KEYS[5], 0, -1)
@@ -44,7 +47,10 @@ if ARGV[7] ~= '' then
   redis.call('RPUSH', KEYS[6], reply)
   redis.call('EXPIRE', KEYS[6], ARGV[8])
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[7])
-  deleted = deleted + redis.call('XDEL', KEYS[1], ARGV[7])
+  last = ARGV[7]
+end
+if last then
+  deleted = redis.call('XTRIM', KEYS[1], 'MINID', last) + redis.call('XDEL', KEYS[1], last)
 end
 if ARGV[10] ~= '' then
   local record = ARGV[10]
