@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 
 from cypherstream.drainer.admission import Admission
 from cypherstream.drainer.apply import Applier, BatchResult
@@ -20,14 +20,13 @@ from cypherstream.drainer.session_scripts import (
     Delivery,
     FlushAnswer,
     LeaseLost,
-    Read,
     Release,
     SessionScripts,
 )
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.connection import RedisClient, transient
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
-from cypherstream.shared.entry import EndMarker, FlushSentinel, WriteEntry, parse_flat
+from cypherstream.shared.entry import EndMarker, Entry, FlushSentinel, WriteEntry, parse_flat
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.retry import Backoff, call_with_retry
@@ -36,6 +35,19 @@ from cypherstream.shared.scripts import Scripts
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+Admitted = tuple[str, "list[bytes] | None", "Entry | RejectedEntry | None"]
+"""An entry read: its id, its fields, and the entry decoded and admitted, or why it was
+refused, or None when it was deleted after an earlier delivery applied it."""
+
+
+class Taken(NamedTuple):
+    """A read, with its entries decoded and admitted as soon as it landed: for a read
+    ahead, while the batch before it is applied, so the next transaction waits for none
+    of that (2.7 ms per 500 small writes here, a fifth of their transaction's time)."""
+
+    delivery: Delivery
+    entries: list[Admitted]
 
 
 @dataclass
@@ -79,7 +91,7 @@ class SessionDrain:
         self._sentinel: FlushSentinel | None = None
         # The next batch, read while this one is applied; the acknowledgement of the
         # last full batch, on its way while the next one is applied.
-        self._prefetched: asyncio.Task[Delivery] | None = None
+        self._prefetched: asyncio.Task[Taken] | None = None
         self._behind: asyncio.Future[None] | None = None
 
     async def run(self, others_waiting: Callable[[], bool]) -> None:
@@ -99,8 +111,8 @@ class SessionDrain:
         claim = True  # a former owner's pending entries come first
         batches, unreadable = 0, 0
         while not self._ctx.stopping.is_set() and not self.lost:
-            delivery = await self._next(start, claim)
-            entries, claim = delivery.entries, False
+            delivery, entries = await self._next(start, claim)
+            claim = False
             if delivery.new or not delivery.full:
                 start = ">"  # no more pending entries of its own: new ones from now on
             if not entries:
@@ -139,14 +151,15 @@ class SessionDrain:
         await self._drop_prefetch()  # before the lease goes
         await self._settle("yield")
 
-    async def _next(self, start: Literal["0", ">"], claim: bool) -> Delivery:
+    async def _next(self, start: Literal["0", ">"], claim: bool) -> Taken:
         """The prefetched batch where there is one, else a read."""
         if start == "0":  # own pending entries: those being acknowledged are not
             await self._settled()
         if self._prefetched is not None:
             task, self._prefetched = self._prefetched, None
             return await task
-        read = await self._read(start, claim)
+        taken = await self._read(start, claim)
+        read = taken.delivery
         if read.recorded and not self._bookmarks:
             self._bookmarks = read.recorded
         if read.claimed:
@@ -155,16 +168,28 @@ class SessionDrain:
                 "took over pending entries",
                 extra={"session_id": self.session_id, "entries": read.claimed},
             )
-        return read
+        return taken
 
-    async def _read(self, start: Literal["0", ">"], claim: bool = False) -> Delivery:
-        """A read of as many entries as the read budget allows, which learns from it."""
+    async def _read(self, start: Literal["0", ">"], claim: bool = False) -> Taken:
+        """A read of as many entries as the read budget allows, which learns from it,
+        its entries decoded and admitted."""
         size = self._ctx.budget.count()
         read = await self._redis(
             lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
         )
         self._ctx.budget.observe(read.entries)
-        return read
+        return Taken(read, [self._admitted(entry_id, fields) for entry_id, fields in read.entries])
+
+    def _admitted(self, entry_id: str, fields: list[bytes] | None) -> Admitted:
+        if fields is None:
+            return entry_id, None, None
+        try:
+            entry = parse_flat(entry_id, fields)
+            if isinstance(entry, WriteEntry):
+                entry = self._ctx.admission.admit(self.session_id, entry)
+        except RejectedEntry as exc:
+            return entry_id, fields, exc
+        return entry_id, fields, entry
 
     def _prefetch(self) -> None:
         self._prefetched = asyncio.ensure_future(self._read(">"))
@@ -183,23 +208,19 @@ class SessionDrain:
             if not task.cancelled():
                 task.exception()  # retrieved: a failed read ahead changes nothing
 
-    async def _process(self, entries: Read) -> None:
+    async def _process(self, entries: list[Admitted]) -> None:
         run: list[WriteEntry] = []
-        for entry_id, fields in entries:
+        for entry_id, fields, entry in entries:
             if self._sentinel is not None:  # answered before anything after it runs
                 await self._settle("")
-            if fields is None:  # deleted after an earlier delivery applied it
+            if entry is None:  # deleted after an earlier delivery applied it
                 self._done.append(entry_id)
                 continue
-            try:
-                entry = parse_flat(entry_id, fields)
-                if isinstance(entry, WriteEntry):
-                    entry = self._ctx.admission.admit(self.session_id, entry)
-            except RejectedEntry as exc:
+            if isinstance(entry, RejectedEntry):
                 await self._apply_run(run)
                 run = []
-                self._ctx.events.rejected(exc.reason)
-                await self._fail(_as_write(entry_id, fields), exc)
+                self._ctx.events.rejected(entry.reason)
+                await self._fail(_as_write(entry_id, fields or []), entry)
                 continue
             if isinstance(entry, FlushSentinel):
                 await self._apply_run(run)
