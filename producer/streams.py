@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypedDict, TypeVar, cast
 
 from redis import exceptions as rx
+from redis.asyncio.cluster import RedisCluster
 
 from cypherstream.producer.backend import Report
 from cypherstream.producer.handoff import Handoff
@@ -287,10 +288,11 @@ class StreamBackend:
         await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
         for session_id in sessions:
             by_partition[self._keys.partition_of(session_id)].add(session_id)
-        waits = [
-            self._await_replies(self._keys.ack(partition, token), expected, deadline)
-            for partition, expected in by_partition.items()
-        ]
+        lists = {self._keys.ack(part, token): waited for part, waited in by_partition.items()}
+        if isinstance(self._redis, RedisCluster):  # a slot per partition: a wait on each
+            waits = [self._await_replies([key], waited, deadline) for key, waited in lists.items()]
+        else:  # one blocking pop over every list: one connection, not one per partition
+            waits = [self._await_replies(list(lists), set(sessions), deadline)]
         bookmarks: set[str] = set()
         for replies in await asyncio.gather(*waits):
             for reply in replies:
@@ -300,9 +302,9 @@ class StreamBackend:
         return tuple(sorted(bookmarks))
 
     async def _await_replies(
-        self, key: str, expected: set[str], deadline: float
+        self, keys: list[str], expected: set[str], deadline: float
     ) -> list[_FlushReply]:
-        """Block on the reply list until every expected session answered (no polling).
+        """Block on the reply lists until every expected session answered (no polling).
 
         Replies name their session, so a sentinel delivered twice cannot stand in for
         another session's.
@@ -319,9 +321,9 @@ class StreamBackend:
                     "unreachable; try a longer timeout or add drainers."
                 )
             wait = min(left, _LIVENESS_CHECK_SECONDS)
-            # Every reply already there in one round trip, not one each.
+            # Every reply already in the first list that holds some, in one round trip.
             pop = functools.partial(
-                self._redis.blmpop, wait, 1, key, direction="LEFT", count=len(waiting)
+                self._redis.blmpop, wait, len(keys), *keys, direction="LEFT", count=len(waiting)
             )
             popped = await self._call(pop)
             if popped is None:

@@ -248,3 +248,39 @@ async def test_concurrent_submits_share_round_trips_and_keep_each_sessions_order
     assert round_trips < 40 * 26 / 4  # pipelined: many writes per round trip
     rows = await graph.query("MATCH (c:$$) RETURN c.id AS id, c.v AS v ORDER BY id")
     assert rows == [{"id": s, "v": 24} for s in sorted(sessions)]
+
+
+async def test_a_flush_over_every_partition_waits_on_one_connection_until_each_answered(
+    drainer: Any, client: MemoryClient, graph: Any, neo4j: Any, redis: Any, streams: Any
+) -> None:
+    keys = streams.keyspace()
+    sessions = {keys.partition_of(f"s{i}"): f"s{i}" for i in range(100)}
+    assert len(sessions) == keys.partitions
+    await graph.query("CREATE (:$$ {gate: true, n: 0})")
+    async with neo4j.session() as holder:
+        gate = await holder.begin_transaction()
+        await (await gate.run(f"MATCH (g:{graph.label}) SET g.held = true")).consume()
+        for session in sessions.values():  # each write waits for the gate's lock
+            await client.buffered.submit(
+                f"MATCH (g:{graph.label} {{gate: true}}) SET g.n = g.n + 1", session_id=session
+            )
+        flushing = asyncio.create_task(client.flush())
+
+        async def waiting() -> bool:  # every sentinel queued, and the flush blocked
+            lengths = [await redis.xlen(keys.stream(s)) for s in sessions.values()]
+            return lengths == [2] * len(sessions) and await _blocked_on_replies(redis) > 0
+
+        await wait_until(waiting, what="the flush to wait")
+        await gate.rollback()
+    await flushing
+
+    assert await graph.query("MATCH (g:$$) RETURN g.n AS n") == [{"n": keys.partitions}]
+    assert await _blocked_on_replies(redis) == 0
+    assert await _blocked_on_replies(redis, ever=True) == 1  # one connection waited
+
+
+async def _blocked_on_replies(redis: Any, *, ever: bool = False) -> int:
+    """Connections waiting in a blocking pop (a flush's wait for answers), or, `ever`,
+    those whose last command was one."""
+    clients = await redis.client_list()
+    return sum(c["cmd"] == "blmpop" and (ever or "b" in c["flags"]) for c in clients)
