@@ -96,7 +96,7 @@ class Applier:
         self._slots = transactions
         self._commits: Coalescer[Batch, BatchResult] = Coalescer(
             self._apply_many, slots=transactions, name="cypherstream-commit",
-            weight=_params_bytes, limit=transaction_bytes,
+            weight=_params_bytes, limit=transaction_bytes, gather=True,
         )  # fmt: skip
 
     @property

@@ -30,6 +30,11 @@ class Coalescer(Generic[T, R]):
     `slots` bounds the batches in flight at once. With `weight`, a batch takes waiting
     calls, oldest first, while their weights add up to `limit` at most (always one),
     and the rest wait for the next free slot: what one batch holds stays bounded.
+
+    With `gather`, a call that finds a free slot goes out at the end of the event loop's
+    current round instead of at once: the calls of other tasks woken in the same round
+    (a burst of sessions whose reads landed together) join its batch instead of
+    queueing behind it. A lone call waits one loop iteration longer.
     """
 
     def __init__(
@@ -40,12 +45,15 @@ class Coalescer(Generic[T, R]):
         name: str = "coalescer",
         weight: Callable[[T], int] | None = None,
         limit: int = 0,
+        gather: bool = False,
     ) -> None:
         self._send = send
         self._slots = slots
         self._name = name
         self._weight = weight
         self._limit = limit
+        self._gather = gather
+        self._gathering = False  # a start is scheduled at the end of this loop round
         self._busy = 0
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -54,7 +62,7 @@ class Coalescer(Generic[T, R]):
 
     async def call(self, item: T) -> R:
         """Run `item` and return its result, or raise the error it met."""
-        if self._busy < self._slots and not self._queue:
+        if self._busy < self._slots and not self._queue and not self._gather:
             self._busy += 1
             self.batches += 1
             try:
@@ -65,10 +73,19 @@ class Coalescer(Generic[T, R]):
             if isinstance(result, BaseException):
                 raise result
             return result
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, future))
-        self._start_queued()
+        if not self._gather:
+            self._start_queued()
+        elif not self._gathering:
+            self._gathering = True
+            loop.call_soon(self._gathered)
         return await future
+
+    def _gathered(self) -> None:
+        self._gathering = False
+        self._start_queued()
 
     def _start_queued(self) -> None:
         while self._busy < self._slots and self._queue:

@@ -48,6 +48,30 @@ async def test_calls_arriving_while_busy_go_together_in_call_order() -> None:
     assert coalescer.batches == 2
 
 
+async def test_gathering_calls_of_one_loop_round_share_a_batch_though_slots_are_free() -> None:
+    recorder = Recorder()
+    recorder.release.set()
+    coalescer = Coalescer(recorder.send, slots=2, gather=True)
+    calls = [asyncio.create_task(coalescer.call(n)) for n in range(5)]  # one round
+
+    assert await asyncio.gather(*calls) == [0, 10, 20, 30, 40]
+    assert recorder.batches == [[0, 1, 2, 3, 4]]
+
+    assert await coalescer.call(5) == 50  # alone, a round later
+    assert recorder.batches[1:] == [[5]]
+
+
+async def test_without_gathering_calls_of_one_loop_round_take_the_free_slots_alone() -> None:
+    recorder = Recorder()
+    coalescer = Coalescer(recorder.send, slots=2)
+    calls = [asyncio.create_task(coalescer.call(n)) for n in range(5)]
+    await asyncio.sleep(0)  # every call has arrived
+    recorder.release.set()
+
+    assert await asyncio.gather(*calls) == [0, 10, 20, 30, 40]
+    assert recorder.batches == [[0], [1], [2, 3, 4]]
+
+
 async def test_each_call_gets_its_own_error() -> None:
     recorder = Recorder()
     coalescer = Coalescer(recorder.send)
