@@ -459,7 +459,9 @@ async def redis_bytes_per_write(workload: Workload, run: str, count: int = 1000)
 
 
 async def cleanup(run: str) -> None:
-    """Delete this run's nodes, in batches (CALL IN TRANSACTIONS needs an auto-commit run)."""
+    """Delete this run's nodes, in batches (CALL IN TRANSACTIONS needs an auto-commit run),
+    and its sessions' progress records: no drainer of its key prefixes runs again to
+    forget them, and 128,000 of them had piled up in a local store over many runs."""
     driver = MemorySettings().neo4j.driver()
     async with driver, driver.session() as session:
         matches = [f"MATCH (n:{label}) WHERE n.run STARTS WITH $run"
@@ -467,6 +469,9 @@ async def cleanup(run: str) -> None:
         matches += [  # the messages of this run's conversations, then the conversations
             "MATCH (c:Conversation)-[:HAS_MESSAGE]->(n) WHERE c.id STARTS WITH $run",
             "MATCH (n:Conversation) WHERE n.id STARTS WITH $run",
+            # every key prefix of a run is `bench-...{run}...`
+            "MATCH (n:CypherstreamProgress) WHERE n.stream STARTS WITH 'bench-' "
+            "AND n.stream CONTAINS $run",
         ]
         for match in matches:
             result = await session.run(

@@ -128,6 +128,13 @@ async def cleanup(run: str) -> None:
             run=run,
         )
         await result.consume()
+        # No drainer of this run's key prefix runs again to forget its progress records.
+        result = await session.run(
+            "MATCH (p:CypherstreamProgress) WHERE p.stream STARTS WITH $prefix "
+            "CALL (p) { DELETE p } IN TRANSACTIONS OF 10000 ROWS",
+            prefix=f"scale-{run}:",
+        )
+        await result.consume()
 
 
 def use_redis(url: str, cluster: bool) -> None:
