@@ -44,7 +44,7 @@ refused, or None when it was deleted after an earlier delivery applied it."""
 class Taken(NamedTuple):
     """A read, with its entries decoded and admitted as soon as it landed: for a read
     ahead, while the batch before it is applied, so the next transaction waits for none
-    of that (2.7 ms per 500 small writes here, a fifth of their transaction's time)."""
+    of that (the gaps between a 1 x 2,000 drain's transactions went from 10.8 to 3.5 ms)."""
 
     delivery: Delivery
     entries: list[Admitted]
