@@ -83,9 +83,7 @@ class ScriptPipeline:
             await self._lane.close()
 
     async def _send(self, calls: Calls) -> list[Outcome]:
-        if self._lane is None:
-            return await run_many(self._redis, self._script, calls, self._wait)
-        return await _evalsha(self._lane.run, self._script, calls, self._wait)
+        return await run_many(self._redis, self._script, calls, self._wait, self._lane)
 
 
 Send: TypeAlias = "Callable[[list[Command]], Awaitable[Sequence[Outcome]]]"
