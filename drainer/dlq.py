@@ -9,6 +9,7 @@ from cypherstream.shared.connection import RedisClient
 from cypherstream.shared.entry import id_key
 from cypherstream.shared.errors import BadSignature, CypherstreamError, MalformedEntry
 from cypherstream.shared.keys import Keyspace
+from cypherstream.shared.presence import presence
 from cypherstream.shared.scripts import Scripts, submit_call
 from cypherstream.shared.signing import Signer, signed_write_fields
 
@@ -111,11 +112,13 @@ async def replay(
     """
     _refuse_replay(letters)
     scripts = Scripts(redis)
+    version = (await presence(scripts.live, keys)).writable
     for letter in sorted(letters, key=lambda d: id_key(d.dead_id)):
         session = letter.session_id
         fields = signed_write_fields(
-            signer, session, letter.query, letter.params, letter.client_id, 0, named=letter.named
-        )
+            signer, session, letter.query, letter.params, letter.client_id, 0, named=letter.named,
+            version=version,
+        )  # fmt: skip
         script_keys, args = submit_call(keys, session, fields, limit=0, client_id=letter.client_id)
         await scripts.submit(keys=script_keys, args=args)
         await redis.xdel(keys.dead_letters, letter.dead_id)

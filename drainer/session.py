@@ -26,7 +26,14 @@ from cypherstream.drainer.session_scripts import (
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.shared.connection import RedisClient, transient
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
-from cypherstream.shared.entry import EndMarker, Entry, FlushSentinel, WriteEntry, parse_flat
+from cypherstream.shared.entry import (
+    EndMarker,
+    Entry,
+    FlushSentinel,
+    WriteEntry,
+    as_refused_write,
+    parse_flat,
+)
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.retry import Backoff, call_with_retry
@@ -220,7 +227,7 @@ class SessionDrain:
                 await self._apply_run(run)
                 run = []
                 self._ctx.events.rejected(entry.reason)
-                await self._fail(_as_write(entry_id, fields or []), entry)
+                await self._fail(as_refused_write(entry_id, fields or []), entry)
                 continue
             if isinstance(entry, FlushSentinel):
                 await self._apply_run(run)
@@ -402,14 +409,3 @@ class SessionDrain:
             )
 
         return note
-
-
-def _as_write(entry_id: str, flat: list[bytes]) -> WriteEntry:
-    """A refused entry as it arrived, shaped as a write so it is reported like one."""
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
-    client = fields.get(b"c", b"unknown").decode(errors="replace")
-    query = fields.get(b"q", b"").decode(errors="replace")
-    name = fields[b"a"].decode(errors="replace") if b"a" in fields else None
-    seq = fields.get(b"n", b"0")
-    number = int(seq) if seq.isdigit() and len(seq) < 20 else 0
-    return WriteEntry(entry_id, query or (name or ""), fields.get(b"p", b""), client, number, name)

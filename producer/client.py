@@ -220,13 +220,21 @@ class MemoryClient:
         signer = self.settings.streams.signer()
         redis = await open_redis(self.settings.redis, keyspace)
         try:
-            check_producer(await presence(Scripts(redis).live, keyspace), signer)
+            live = await presence(Scripts(redis).live, keyspace)
+            check_producer(live, signer)
         except BaseException:
             await redis.aclose()
             raise
+        if live.behind:
+            log.warning(
+                "the live drainers %s read entry version 1 only, so this client writes it "
+                "until it is opened again; upgrade them to let it write the newer, cheaper one",
+                ", ".join(live.behind),
+            )
         return StreamBackend(
-            redis, self.settings.redis, keyspace, memory, self.client_id, self._record, signer
-        )
+            redis, self.settings.redis, keyspace, memory, self.client_id, self._record, signer,
+            live.writable,
+        )  # fmt: skip
 
     def _neo4j(self) -> AsyncDriver:
         if self._driver is None:

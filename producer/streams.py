@@ -22,7 +22,7 @@ from cypherstream.producer.room import RoomSignal
 from cypherstream.producer.settings import MemoryOptions
 from cypherstream.shared.codec import encode_params
 from cypherstream.shared.connection import REDIS_DOWN, RedisClient, transient, unreachable
-from cypherstream.shared.entry import end_fields, flush_fields
+from cypherstream.shared.entry import VERSION, EntryVersion, end_fields, flush_fields
 from cypherstream.shared.errors import (
     BackpressureTimeout,
     CypherstreamError,
@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Marker = Callable[[str, str], list[bytes | str]]
-"""Fields of a marker a flush appends to each session: (token, client id) -> fields."""
+Marker = Callable[[str, str, EntryVersion], list[bytes | str]]
+"""Fields of a marker a flush appends to each session: (token, client id, entry
+version) -> fields."""
 
 #: How long one blocking wait for flush replies lasts before checking drainers are alive.
 _LIVENESS_CHECK_SECONDS = 2.0
@@ -87,10 +88,12 @@ class StreamBackend:
         client_id: str,
         report: Report,
         signer: Signer | None = None,
+        version: EntryVersion = VERSION,
     ) -> None:
         signed = ", signed" if signer else ""
         self.name = f"buffered, Redis streams (prefix {keyspace.prefix!r}{signed})"
         self._signer = signer
+        self._version: EntryVersion = version
         self._redis = redis
         self._redis_settings = redis_settings
         self._scripts = Scripts(redis)
@@ -134,7 +137,7 @@ class StreamBackend:
         seq = next(self._seq)
         fields = signed_write_fields(
             self._signer, session_id, query, packed, self._client_id, seq, named=named,
-            trace=trace,
+            trace=trace, version=self._version,
         )  # fmt: skip
         if self._handoff is not None:
             await self._handoff.put(session_id, fields, seq)
@@ -283,7 +286,9 @@ class StreamBackend:
 
         async def mark(session_id: str) -> None:
             async with self._session_lock(session_id):
-                await self._append(session_id, marker(token, self._client_id), 0, 0, deadline)
+                await self._append(
+                    session_id, marker(token, self._client_id, self._version), 0, 0, deadline
+                )
 
         await asyncio.gather(*(mark(session_id) for session_id in sessions))  # one pipeline
         for session_id in sessions:

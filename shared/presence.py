@@ -1,5 +1,6 @@
 """Which drainers are alive, as producers see them: whether a flush can be answered,
-and whether the live drainers accept this producer's signing key."""
+whether the live drainers accept this producer's signing key, and which entry versions
+they all read."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 from redis.commands.core import AsyncScript
 
+from cypherstream.shared.entry import VERSION, EntryVersion
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import reply_text
 
@@ -18,6 +20,9 @@ class Presence:
     signing: dict[str, str] = field(default_factory=dict)
     """Live drainer id to the fingerprints of the keys it verifies, comma-separated
     (`shared.signing.OFF` when it verifies nothing)."""
+    reads: dict[str, str] = field(default_factory=dict)
+    """Live drainer id to the entry versions it reads, comma-separated (empty from
+    drainers too old to say: they read version 1)."""
     ever: bool = False
     """Whether any drainer has ever run under this prefix."""
 
@@ -25,10 +30,23 @@ class Presence:
     def live(self) -> int:
         return len(self.signing)
 
+    @property
+    def behind(self) -> list[str]:
+        """Live drainers that do not read entries of the newest version."""
+        newest = str(VERSION)
+        return sorted(d for d, versions in self.reads.items() if newest not in versions.split(","))
+
+    @property
+    def writable(self) -> EntryVersion:
+        """The entry version a producer writes: the newest unless a live drainer is behind."""
+        return 1 if self.behind else VERSION
+
 
 async def presence(live_script: AsyncScript, keys: Keyspace) -> Presence:
     """Run `live.lua` (read-only, so it works on a full Redis too)."""
     reply = await live_script(keys=[keys.drainers, keys.meta], args=[keys.drainer_info("")])
-    ever, *pairs = reply
-    signing = {reply_text(pairs[i]): reply_text(pairs[i + 1]) for i in range(0, len(pairs), 2)}
-    return Presence(signing, bool(ever))
+    ever, *triples = reply
+    ids = [reply_text(drainer) for drainer in triples[::3]]
+    signing = dict(zip(ids, map(reply_text, triples[1::3]), strict=True))
+    reads = dict(zip(ids, map(reply_text, triples[2::3]), strict=True))
+    return Presence(signing, reads, bool(ever))

@@ -21,7 +21,7 @@ import logging
 
 import msgpack
 
-from cypherstream.shared.entry import WriteEntry, write_fields
+from cypherstream.shared.entry import VERSION, EntryVersion, WriteEntry, write_fields
 from cypherstream.shared.errors import ConfigurationError
 from cypherstream.shared.presence import Presence
 
@@ -120,15 +120,18 @@ def signed_write_fields(
     *,
     named: bool = False,
     trace: str | None = None,
+    version: EntryVersion = VERSION,
 ) -> list[bytes | str]:
     """The fields of a write entry, signed when `signer` is set: what `submit` appends,
-    and what `drainer dlq replay` appends again."""
+    and what `drainer dlq replay` appends again. The signature covers the same fields
+    in either entry version."""
     signature = None
     if signer is not None:
         signature = signer.sign(session_id, query, named, params, client_id, seq, trace)
     return write_fields(
-        query, params, client_id, seq, named=named, signature=signature, trace=trace
-    )
+        query, params, client_id, seq, named=named, signature=signature, trace=trace,
+        version=version,
+    )  # fmt: skip
 
 
 def fingerprints_text(signer: Signer | None) -> str:

@@ -180,6 +180,11 @@ class Audit:
 SEQUENCED_WRITE = "MERGE (s:{label} {{session: $session}}) SET s.seqs = coalesce(s.seqs, []) + $seq"
 
 
+def as_read(fields: list[bytes | str]) -> list[bytes]:
+    """An entry's field/value pairs as XADD takes them, as a stream read returns them."""
+    return [part.encode() if isinstance(part, str) else part for part in fields]
+
+
 def through(settings: Any, proxy: FlakyProxy) -> Any:
     """`settings` with Redis reached through `proxy`."""
     settings.redis.url = f"redis://127.0.0.1:{proxy.port}/0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,13 +12,40 @@ from hypothesis import strategies as st
 from cypherstream import MemoryClient
 from cypherstream.drainer.dlq import list_dead_letters, replay
 from cypherstream.shared.codec import encode_params
-from cypherstream.shared.entry import Entry, WriteEntry, parse, parse_flat, write_fields
+from cypherstream.shared.entry import (
+    READABLE,
+    Entry,
+    EntryVersion,
+    WriteEntry,
+    as_refused_write,
+    parse,
+    parse_flat,
+    write_fields,
+)
 from cypherstream.shared.errors import CypherstreamError, MalformedEntry
+from tests.helpers import as_read
 
-FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x"]
+FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x", b"m"]
 FIELD_VALUES = st.one_of(
     st.binary(max_size=40),
     st.sampled_from([b"1", b"2", b"w", b"f", b"", b"-1", b"\xff", b"\xd9\x9a", b"00"]),
+)
+# What a version 2 entry's one field might hold: arrays like the real ones, with any
+# item of any MessagePack type, or anything else.
+ITEMS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False),
+    st.sampled_from(["w", "f", "e", "", " ", "CREATE ()", "c1"]),
+    st.binary(max_size=8),
+)
+PACKED = st.one_of(
+    st.binary(max_size=40),
+    st.lists(ITEMS, max_size=10).map(msgpack.packb),
+    st.tuples(st.sampled_from([2, 1, 2.0, True]), st.sampled_from(["w", "f", "e", "x", 2]))
+    .flatmap(lambda head: st.lists(ITEMS, min_size=2, max_size=8).map(lambda t: [*head, *t]))
+    .map(msgpack.packb),
 )
 
 
@@ -25,13 +53,25 @@ FIELD_VALUES = st.one_of(
 def test_the_entry_decoder_returns_an_entry_or_raises_malformed_entry(
     fields: dict[bytes, bytes],
 ) -> None:
+    _assert_entry_or_malformed(fields)
+
+
+@settings(max_examples=500)
+@given(PACKED)
+def test_a_version_2_entry_decodes_to_an_entry_or_raises_malformed_entry(packed: bytes) -> None:
+    _assert_entry_or_malformed({b"m": packed})
+
+
+def _assert_entry_or_malformed(fields: dict[bytes, bytes]) -> None:
     try:
         entry = parse("1-0", fields)
     except MalformedEntry:
         return
     if isinstance(entry, WriteEntry):
-        assert entry.query.strip() and entry.seq >= 0
-        assert (entry.name is None) == (b"a" not in fields)
+        assert entry.query.strip() and entry.seq >= 0 and isinstance(entry.params, bytes)
+        assert isinstance(entry.client_id, str)
+    else:
+        assert isinstance(entry.token, str) and isinstance(entry.client_id, str)
 
 
 def _outcome(decode: Any, *args: Any) -> Entry | str:
@@ -42,21 +82,28 @@ def _outcome(decode: Any, *args: Any) -> Entry | str:
 
 
 def _laid_out(
-    query: str, named: bool, client: str, seq: int, signature: bytes | None, trace: str | None
+    version: EntryVersion,
+    query: str,
+    named: bool,
+    client: str,
+    seq: int,
+    signature: bytes | None,
+    trace: str | None,
 ) -> list[bytes]:
     fields = write_fields(
-        query, b"\x80", client, seq, named=named, signature=signature, trace=trace
+        query, b"\x80", client, seq, named=named, signature=signature, trace=trace, version=version
     )
-    return [field.encode() if isinstance(field, str) else field for field in fields]
+    return as_read(fields)
 
 
-# Writes as producers lay them out (the read's fast path), to be changed at one place.
+# Writes as producers lay them out, in either version, to be changed at one place.
 LAID_OUT = st.builds(
     _laid_out,
+    st.sampled_from(READABLE),
     st.sampled_from(["CREATE ()", " ", "", "x"]),
     st.booleans(),
     st.sampled_from(["c1", ""]),
-    st.integers(min_value=0, max_value=2**70),
+    st.integers(min_value=0, max_value=2**64 - 1),
     st.one_of(st.none(), st.binary(max_size=4)),
     st.one_of(st.none(), st.sampled_from(["00-ab-cd-01", ""])),
 )
@@ -89,7 +136,51 @@ def test_a_read_entry_decodes_as_the_same_fields_as_a_dict_would(flat: list[byte
     assert _outcome(parse_flat, "1-0", flat) == _outcome(parse, "1-0", as_dict)
 
 
+@given(
+    st.sampled_from(READABLE),
+    st.text(min_size=1).filter(str.strip),
+    st.booleans(),
+    st.binary(),
+    st.text(),
+    st.integers(min_value=0, max_value=10**19 - 1),
+    st.one_of(st.none(), st.binary(min_size=1)),
+    st.one_of(st.none(), st.text()),
+)
+def test_a_write_reads_back_as_it_was_written_in_either_version(
+    version: EntryVersion,
+    query: str,
+    named: bool,
+    params: bytes,
+    client: str,
+    seq: int,
+    signature: bytes | None,
+    trace: str | None,
+) -> None:
+    fields = write_fields(
+        query, params, client, seq, named=named, signature=signature, trace=trace, version=version
+    )
+
+    entry = parse_flat("1-0", as_read(fields))
+
+    name = query if named else None
+    assert entry == WriteEntry("1-0", query, params, client, seq, name, signature, trace)
+    assert as_refused_write("1-0", as_read(fields)) == WriteEntry(
+        "1-0", query, params, client, seq, name
+    )
+
+
+def test_a_refused_entry_nothing_of_which_is_readable_is_reported_as_unknown() -> None:
+    for flat in ([b"m", b"\xc1"], [b"m", msgpack.packb([2, "w"])], [b"\xff", b"\x00"]):
+        refused = as_refused_write("1-0", flat)
+        assert (refused.client_id, refused.query, refused.seq) == ("unknown", "", 0)
+
+
 GOOD = {b"v": b"1", b"k": b"w", b"c": b"intruder", b"n": b"1", b"p": encode_params({})}
+
+
+def _v2(*items: object) -> dict[bytes, bytes]:
+    return {b"m": msgpack.packb([2, *items])}
+
 
 HAND_WRITTEN = {
     "missing parameters": {b"v": b"1", b"k": b"w", b"c": b"x", b"n": b"1", b"q": b"CREATE ()"},
@@ -101,6 +192,12 @@ HAND_WRITTEN = {
     "parameters not MessagePack": {**GOOD, b"q": b"CREATE ()", b"p": b"\xc1\xc1"},
     "parameters a list": {**GOOD, b"q": b"CREATE ()", b"p": b"\x92\x01\x02"},
     "a 2 MB query": {**GOOD, b"q": b"CREATE () //" + b"x" * 2_000_000},
+    "version 2, not MessagePack": {b"m": b"\xc1"},
+    "version 2, and another field": {**_v2("f", "c", "t"), b"v": b"1"},
+    "version 2, negative sequence": _v2("w", "c", -1, False, "CREATE ()", b"", None, None),
+    "version 2, parameters as text": _v2("w", "c", 1, False, "CREATE ()", "{}", None, None),
+    "version 2, query not UTF-8": {b"m": b"\x99\x02\xa1w\xa1c\x01\xc2\xa2\xff\xfe\xc4\x00\xc0\xc0"},
+    "version 3": {b"m": msgpack.packb([3, "w", "c", 1, False, "CREATE ()", b"", None, None])},
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cypherstream import MemoryClient, RedisUnavailable
+from cypherstream.shared.entry import WriteEntry, parse
 from tests.helpers import FlakyProxy, through, wait_until
 
 
@@ -24,8 +25,9 @@ async def test_a_submit_whose_reply_was_lost_is_retried_without_queuing_twice(
 
         assert proxy.dropped == 1
         assert await redis.xlen(stream) == 2
-        queries = [fields[b"q"] for _, fields in await redis.xrange(stream)]
-        assert queries == [f"CREATE (:{graph.label} {{i: {i}}})".encode() for i in (1, 2)]
+        entries = [parse(entry_id, fields) for entry_id, fields in await redis.xrange(stream)]
+        queries = [entry.query for entry in entries if isinstance(entry, WriteEntry)]
+        assert queries == [f"CREATE (:{graph.label} {{i: {i}}})" for i in (1, 2)]
         await start_drainer()
         await client.flush()
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from cypherstream import MemoryClient
-from cypherstream.shared.entry import WriteEntry, parse, write_fields
+from cypherstream.shared.entry import WriteEntry, parse_flat, write_fields
 from cypherstream.shared.signing import Signer
 from cypherstream.shared.tracing import current_trace_context
+from tests.helpers import as_read
 
 pytest.importorskip("opentelemetry.sdk", reason="the otel test extra is not installed")
 
@@ -92,12 +93,12 @@ def test_nothing_is_carried_outside_a_span(spans: InMemorySpanExporter) -> None:
 
     assert traceparent is not None
     assert traceparent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
-    fields = write_fields("CREATE ()", b"", "c", 1, trace=traceparent)
-    raw = [f if isinstance(f, bytes) else f.encode() for f in fields]  # as Redis returns them
-    entry = parse("1-0", dict(zip(raw[::2], raw[1::2], strict=True)))
-    assert isinstance(entry, WriteEntry) and entry.trace == traceparent
-    plain = write_fields("CREATE ()", b"", "c", 1)
-    assert b"x" not in plain
+    for version in (1, 2):
+        traced = write_fields("CREATE ()", b"", "c", 1, trace=traceparent, version=version)
+        entry = parse_flat("1-0", as_read(traced))
+        assert isinstance(entry, WriteEntry) and entry.trace == traceparent
+        plain = parse_flat("1-0", as_read(write_fields("CREATE ()", b"", "c", 1, version=version)))
+        assert isinstance(plain, WriteEntry) and plain.trace is None
 
 
 def test_a_signature_covers_the_trace_context() -> None:
