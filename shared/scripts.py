@@ -46,13 +46,21 @@ def submit_call(
 
     `limit` 0 appends even to a full stream; `seq` 0 skips the idempotency check.
     """
+    script_keys, channel = _submit_keys(keys, session_id)
+    args: list[ScriptArg] = [limit, session_id, GROUP, client_id, seq, seen_ttl, channel]
+    return list(script_keys), args + fields
+
+
+@functools.lru_cache(maxsize=4096)
+def _submit_keys(keys: Keyspace, session_id: str) -> tuple[tuple[str, ...], str]:
+    """`submit.lua`'s keys for a session, and the ready channel: the same for every
+    submit to it (2 us to build each time, 0.3 us to look up)."""
     partition = keys.partition_of(session_id)
-    script_keys = [
+    script_keys = (
         keys.stream(session_id), keys.ready(partition), keys.seen(session_id),
         keys.wants_room(session_id),
-    ]  # fmt: skip
-    channel = keys.ready_channel
-    return script_keys, [limit, session_id, GROUP, client_id, seq, seen_ttl, channel, *fields]
+    )  # fmt: skip
+    return script_keys, keys.ready_channel
 
 
 @functools.cache

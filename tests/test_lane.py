@@ -56,6 +56,35 @@ async def test_a_redis_that_does_not_answer_in_time_raises_redis_timeout(redis_u
         await slow.aclose()
 
 
+async def test_each_batch_has_the_whole_deadline_however_late_it_starts(redis_url: str) -> None:
+    # One timer serves the lane: armed for the first batch's deadline, it must move on
+    # to the second's, not cancel a batch that started 0.6 s into the first's second.
+    slow = Redis.from_url(redis_url, socket_timeout=1.0)
+    lane = Lane(slow)
+    try:
+        assert await lane.run([("ECHO", "first")]) == [b"first"]
+        await asyncio.sleep(0.6)
+        assert await lane.run([("BLPOP", "cypherstream-test-nothing", 0.8)]) == [None]
+    finally:
+        await lane.close()
+        await slow.aclose()
+
+
+async def test_a_deadline_passed_while_idle_still_times_the_next_batch_out(
+    redis_url: str,
+) -> None:
+    slow = Redis.from_url(redis_url, socket_timeout=0.3)
+    lane = Lane(slow)
+    try:
+        assert await lane.run([("ECHO", "first")]) == [b"first"]
+        await asyncio.sleep(0.5)  # the first batch's deadline passes with nothing running
+        with pytest.raises(rx.TimeoutError, match=r"did not answer within 0\.3s"):
+            await lane.run([("BLPOP", "cypherstream-test-nothing", 5)])
+    finally:
+        await lane.close()
+        await slow.aclose()
+
+
 async def test_a_script_redis_lost_is_loaded_again_and_runs_once(
     redis: Any, streams: StreamSettings
 ) -> None:
