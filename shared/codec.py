@@ -37,6 +37,8 @@ _POINT_CLASSES: dict[int, type[spatial.Point]] = {
 }
 
 _SCALARS = (str, bytes, float, bool, type(None))
+# Exactly these types need no check at all (a subclass of one may still need one).
+_PLAIN = frozenset(_SCALARS)
 _TEMPORAL = (
     dt.date,
     dt.time,
@@ -84,36 +86,44 @@ def _check_map(value: Mapping[Any, object], path: str, depth: int) -> None:
                 f"{path} has a key {key!r} of type {type(key).__name__}; Neo4j map keys "
                 "must be str. Convert the key with str() before submitting."
             )
-        _check(item, f"{path}[{key!r}]", depth + 1)
+        if type(item) not in _PLAIN or depth >= _MAX_DEPTH:
+            _check(item, path, key, depth + 1)
 
 
-def _check(value: object, path: str, depth: int) -> None:
+def _check(value: object, parent: str, key: object, depth: int) -> None:
+    """Check `value`, found at `parent[key]` (a path built only for a message or a
+    container: most parameters are plain and checked without one)."""
     if depth > _MAX_DEPTH:
-        raise UnsupportedParameter(f"{path} nests deeper than {_MAX_DEPTH} levels")
+        raise UnsupportedParameter(f"{_at(parent, key)} nests deeper than {_MAX_DEPTH} levels")
     kind = type(value)
     if isinstance(value, int) and kind is not bool:
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise UnsupportedParameter(
-                f"{path} = {value} does not fit in a signed 64-bit integer, the largest "
-                "integer Neo4j stores. Send it as a str or float instead."
+                f"{_at(parent, key)} = {value} does not fit in a signed 64-bit integer, the "
+                "largest integer Neo4j stores. Send it as a str or float instead."
             )
     elif isinstance(value, (ntime.DateTime, ntime.Time)):
-        _check_neo4j_zone(value, path)
+        _check_neo4j_zone(value, _at(parent, key))
     elif kind in _SCALARS or isinstance(value, _SCALARS + _TEMPORAL + (bytearray,)):
         pass
     elif isinstance(value, (list, tuple)):
         if kind is list and all(type(item) is float for item in value):
             return  # embeddings: the common large case, already known to be fine
+        path = _at(parent, key)
         for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]", depth + 1)
+            _check(item, path, index, depth + 1)
     elif isinstance(value, dict):
-        _check_map(value, path, depth)
+        _check_map(value, _at(parent, key), depth)
     else:
         raise UnsupportedParameter(
-            f"{path} is a {kind.__module__}.{kind.__qualname__}, which the Neo4j driver "
-            "cannot send. Use None, bool, int, float, str, bytes, list, dict, "
+            f"{_at(parent, key)} is a {kind.__module__}.{kind.__qualname__}, which the Neo4j "
+            "driver cannot send. Use None, bool, int, float, str, bytes, list, dict, "
             "date/time types, neo4j.time or neo4j.spatial values."
         )
+
+
+def _at(parent: str, key: object) -> str:
+    return f"{parent}[{key!r}]"
 
 
 def _check_neo4j_zone(value: ntime.DateTime | ntime.Time, path: str) -> None:

@@ -149,6 +149,25 @@ def test_values_the_driver_cannot_send_are_refused_with_the_path(value: Any, mes
     assert isinstance(info.value, TypeError)
 
 
+def _nested(levels: int, leaf: object, innermost: type) -> object:
+    value = leaf
+    for level in range(levels):
+        as_map = (level % 2 == 0) == (innermost is dict)
+        value = {"k": value} if as_map else [value]
+    return value
+
+
+@pytest.mark.parametrize("innermost", [dict, list])
+@pytest.mark.parametrize("leaf", ["text", 1, [1.0]])
+def test_values_nested_up_to_64_levels_pass_and_deeper_ones_are_refused(
+    leaf: object, innermost: type
+) -> None:
+    encode_params({"field": _nested(63, leaf, innermost)})  # 64 levels below the map
+
+    with pytest.raises(UnsupportedParameter, match="nests deeper than 64 levels"):
+        encode_params({"field": _nested(64, leaf, innermost)})
+
+
 @given(st.binary())
 def test_garbage_never_decodes_to_anything_but_a_value_error_or_a_map(data: bytes) -> None:
     try:
