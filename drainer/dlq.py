@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from typing import cast
 
 from cypherstream.shared.connection import RedisClient
-from cypherstream.shared.entry import id_key
+from cypherstream.shared.entry import (
+    EndMarker,
+    Entry,
+    FlushSentinel,
+    WriteEntry,
+    id_key,
+    unpack,
+)
 from cypherstream.shared.errors import BadSignature, CypherstreamError, MalformedEntry
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.presence import presence
@@ -86,19 +93,40 @@ async def list_dead_letters(
     return letters
 
 
-def _refuse_replay(letters: list[DeadLetter]) -> None:
-    for letter in letters:
-        if letter.reason in (BadSignature.reason, MalformedEntry.reason):
-            raise CypherstreamError(
-                f"dead letter {letter.dead_id} was refused as {letter.reason}: nobody "
-                "trusted signed it, and replaying would sign it now. Resubmit it from a "
-                "producer if it is genuine, or purge it."
-            )
-        if letter.redacted:
-            raise CypherstreamError(
-                f"dead letter {letter.dead_id} was recorded with its parameters redacted "
-                "(--redact-params), so it cannot be replayed; resubmit it from the producer."
-            )
+def _recovered(letter: DeadLetter) -> Entry | None:
+    """The version 2 entry in a letter a drainer of an older release refused as
+    malformed: it knew no such entry, and kept its one field as the parameters."""
+    if letter.reason != MalformedEntry.reason or letter.query or not letter.params:
+        return None
+    try:
+        return unpack(letter.entry_id, letter.params)
+    except MalformedEntry:
+        return None
+
+
+def _write_to_replay(letter: DeadLetter, signer: Signer | None) -> WriteEntry | None:
+    """What replaying `letter` queues (None: only its marker goes), or raises why not."""
+    entry = _recovered(letter)
+    if isinstance(entry, (FlushSentinel, EndMarker)):
+        return None  # a flush's marker: that flush is over, nothing is left to queue
+    if letter.redacted:
+        raise CypherstreamError(
+            f"dead letter {letter.dead_id} was recorded with its parameters redacted "
+            "(--redact-params), so it cannot be replayed; resubmit it from the producer."
+        )
+    trusted = entry is not None and (
+        signer is None or (entry.signature is not None and signer.verify(letter.session_id, entry))
+    )
+    if letter.reason in (BadSignature.reason, MalformedEntry.reason) and not trusted:
+        raise CypherstreamError(
+            f"dead letter {letter.dead_id} was refused as {letter.reason}: nobody "
+            "trusted signed it, and replaying would sign it now. Resubmit it from a "
+            "producer if it is genuine, or purge it."
+        )
+    if entry is not None:
+        return entry
+    name = letter.query if letter.named else None
+    return WriteEntry(letter.entry_id, letter.query, letter.params, letter.client_id, 0, name)
 
 
 async def replay(
@@ -108,19 +136,26 @@ async def replay(
 
     Each is removed from the dead-letter stream once it is queued again. With signing
     on they are signed again (with `signer`, the drainer's first key); entries that
-    were refused as unsigned or malformed, or recorded redacted, are never replayed.
+    were refused as unsigned or malformed, or recorded redacted, are never replayed,
+    except a newer entry a drainer of an older release refused as malformed and kept
+    whole: its write is queued again where its signature holds (or signing is off),
+    and its flush marker is dropped.
     """
-    _refuse_replay(letters)
+    writes = {letter.dead_id: _write_to_replay(letter, signer) for letter in letters}
     scripts = Scripts(redis)
     version = (await presence(scripts.live, keys)).writable
     for letter in sorted(letters, key=lambda d: id_key(d.dead_id)):
-        session = letter.session_id
-        fields = signed_write_fields(
-            signer, session, letter.query, letter.params, letter.client_id, 0, named=letter.named,
-            version=version,
-        )  # fmt: skip
-        script_keys, args = submit_call(keys, session, fields, limit=0, client_id=letter.client_id)
-        await scripts.submit(keys=script_keys, args=args)
+        write = writes[letter.dead_id]
+        if write is not None:
+            session = letter.session_id
+            fields = signed_write_fields(
+                signer, session, write.wire_query, write.params, write.client_id, 0,
+                named=write.name is not None, version=version,
+            )  # fmt: skip
+            script_keys, args = submit_call(
+                keys, session, fields, limit=0, client_id=write.client_id
+            )
+            await scripts.submit(keys=script_keys, args=args)
         await redis.xdel(keys.dead_letters, letter.dead_id)
     return len(letters)
 

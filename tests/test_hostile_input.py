@@ -25,7 +25,7 @@ from cypherstream.shared.entry import (
 from cypherstream.shared.errors import CypherstreamError, MalformedEntry
 from tests.helpers import as_read
 
-FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x", b"m"]
+FIELD_NAMES = [b"v", b"k", b"c", b"n", b"q", b"a", b"p", b"s", b"t", b"x"]
 FIELD_VALUES = st.one_of(
     st.binary(max_size=40),
     st.sampled_from([b"1", b"2", b"w", b"f", b"", b"-1", b"\xff", b"\xd9\x9a", b"00"]),
@@ -59,7 +59,7 @@ def test_the_entry_decoder_returns_an_entry_or_raises_malformed_entry(
 @settings(max_examples=500)
 @given(PACKED)
 def test_a_version_2_entry_decodes_to_an_entry_or_raises_malformed_entry(packed: bytes) -> None:
-    _assert_entry_or_malformed({b"m": packed})
+    _assert_entry_or_malformed({b"p": packed})
 
 
 def _assert_entry_or_malformed(fields: dict[bytes, bytes]) -> None:
@@ -170,7 +170,7 @@ def test_a_write_reads_back_as_it_was_written_in_either_version(
 
 
 def test_a_refused_entry_nothing_of_which_is_readable_is_reported_as_unknown() -> None:
-    for flat in ([b"m", b"\xc1"], [b"m", msgpack.packb([2, "w"])], [b"\xff", b"\x00"]):
+    for flat in ([b"p", b"\xc1"], [b"p", msgpack.packb([2, "w"])], [b"\xff", b"\x00"]):
         refused = as_refused_write("1-0", flat)
         assert (refused.client_id, refused.query, refused.seq) == ("unknown", "", 0)
 
@@ -179,7 +179,7 @@ GOOD = {b"v": b"1", b"k": b"w", b"c": b"intruder", b"n": b"1", b"p": encode_para
 
 
 def _v2(*items: object) -> dict[bytes, bytes]:
-    return {b"m": msgpack.packb([2, *items])}
+    return {b"p": msgpack.packb([2, *items])}
 
 
 HAND_WRITTEN = {
@@ -192,12 +192,12 @@ HAND_WRITTEN = {
     "parameters not MessagePack": {**GOOD, b"q": b"CREATE ()", b"p": b"\xc1\xc1"},
     "parameters a list": {**GOOD, b"q": b"CREATE ()", b"p": b"\x92\x01\x02"},
     "a 2 MB query": {**GOOD, b"q": b"CREATE () //" + b"x" * 2_000_000},
-    "version 2, not MessagePack": {b"m": b"\xc1"},
+    "version 2, not MessagePack": {b"p": b"\xc1"},
     "version 2, and another field": {**_v2("f", "c", "t"), b"v": b"1"},
     "version 2, negative sequence": _v2("w", "c", -1, False, "CREATE ()", b"", None, None),
     "version 2, parameters as text": _v2("w", "c", 1, False, "CREATE ()", "{}", None, None),
-    "version 2, query not UTF-8": {b"m": b"\x99\x02\xa1w\xa1c\x01\xc2\xa2\xff\xfe\xc4\x00\xc0\xc0"},
-    "version 3": {b"m": msgpack.packb([3, "w", "c", 1, False, "CREATE ()", b"", None, None])},
+    "version 2, query not UTF-8": {b"p": b"\x99\x02\xa1w\xa1c\x01\xc2\xa2\xff\xfe\xc4\x00\xc0\xc0"},
+    "version 3": {b"p": msgpack.packb([3, "w", "c", 1, False, "CREATE ()", b"", None, None])},
 }
 
 
