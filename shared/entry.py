@@ -158,10 +158,10 @@ def unpack(entry_id: str, raw: bytes) -> Entry:
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
         raise MalformedEntry(
-            f"field 'm' is not MessagePack of text ({type(exc).__name__})"
+            f"field 'p' is not MessagePack of text ({type(exc).__name__})"
         ) from exc
     if type(value) is not list or len(value) < 4 or type(value[0]) is not int or value[0] != 2:
-        raise MalformedEntry("field 'm' is not a version 2 entry: [2, kind, client id, ...]")
+        raise MalformedEntry("field 'p' alone is not a version 2 entry: [2, kind, client id, ...]")
     kind, client_id = value[1], value[2]
     if type(client_id) is not str:
         raise MalformedEntry("the client id is not text")
@@ -250,8 +250,8 @@ def _refused_v2(entry_id: str, raw: bytes) -> WriteEntry:
         value = msgpack.unpackb(raw, raw=True)
     except Exception:  # garbage: nothing of it is readable
         value = None
-    if type(value) is not list or len(value) != 9:
-        return WriteEntry(entry_id, "", b"", "unknown", 0)
+    if type(value) is not list or len(value) != 9:  # kept whole, for whoever looks
+        return WriteEntry(entry_id, "", raw, "unknown", 0)
     _, _, client, seq, named, query, params, _, _ = value
     text = query.decode(errors="replace") if type(query) is bytes else ""
     return WriteEntry(

@@ -175,6 +175,11 @@ def test_a_refused_entry_nothing_of_which_is_readable_is_reported_as_unknown() -
         assert (refused.client_id, refused.query, refused.seq) == ("unknown", "", 0)
 
 
+def test_an_unreadable_version_2_entry_is_kept_whole_as_its_parameters() -> None:
+    for raw in (b"\xc1", msgpack.packb([2, "w"])):
+        assert as_refused_write("1-0", [b"p", raw]).params == raw
+
+
 GOOD = {b"v": b"1", b"k": b"w", b"c": b"intruder", b"n": b"1", b"p": encode_params({})}
 
 
