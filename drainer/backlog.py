@@ -24,6 +24,8 @@ class DrainerInfo:
     #: Writes it ran sharing an UNWIND statement, and alone, since it started.
     writes_batched: int = 0
     writes_single: int = 0
+    #: Entry versions it reads (`shared.entry`); (1,) from releases before version 2.
+    entry_versions: tuple[int, ...] = (1,)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,12 @@ async def _drainers(redis: RedisClient, keys: Keyspace, now: int) -> list[Draine
                 alive=expires >= now,
                 writes_batched=int(text.get("writes_batched", 0)),
                 writes_single=int(text.get("writes_single", 0)),
+                entry_versions=_versions(text.get("reads", "")),
             )
         )
     return drainers
+
+
+def _versions(announced: str) -> tuple[int, ...]:
+    """The entry versions a drainer announced ("1,2"); none said: version 1 only."""
+    return tuple(int(v) for v in announced.split(",") if v.isdigit()) or (1,)

@@ -12,12 +12,14 @@ from cypherstream.shared.memory import WARN_RATIO
 def print_status(status: Status, console: Console | None = None) -> None:
     out = console or Console()
     drainers = Table(title=f"Drainers ({status.live_drainers} alive)")
-    for column in ("id", "host", "pid", "streams owned", "last heartbeat", "alive"):
+    columns = ("id", "host", "pid", "streams owned", "last heartbeat", "alive", "entry versions")
+    for column in columns:
         drainers.add_column(column)
     for d in status.drainers:
         drainers.add_row(
             d.id, d.host, str(d.pid), str(d.streams_owned),
             f"{d.last_heartbeat_age_seconds:.1f}s ago", "yes" if d.alive else "NO",
+            ",".join(map(str, d.entry_versions)),
         )  # fmt: skip
     out.print(drainers)
     out.print(

@@ -152,6 +152,7 @@ async def test_status_lists_live_drainers_and_renders_a_table(
     assert code == 0
     assert [d["id"] for d in report["drainers"]] == [proc.drainer_id]
     assert report["drainers"][0]["alive"] is True
+    assert report["drainers"][0]["entry_versions"] == [1, 2]
     assert report["dead_letters"] == 0
     assert proc.drainer_id[:10] in table and "Backlog: 0 entries" in table
 
