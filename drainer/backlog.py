@@ -8,6 +8,7 @@ from typing import cast
 from redis import exceptions as rx
 
 from cypherstream.shared.connection import RedisClient
+from cypherstream.shared.entry import announced
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.lane import Command, Lane
 from cypherstream.shared.memory import MemoryUse, memory_use
@@ -174,12 +175,7 @@ async def _drainers(redis: RedisClient, keys: Keyspace, now: int) -> list[Draine
                 alive=expires >= now,
                 writes_batched=int(text.get("writes_batched", 0)),
                 writes_single=int(text.get("writes_single", 0)),
-                entry_versions=_versions(text.get("reads", "")),
+                entry_versions=announced(text.get("reads", "")),
             )
         )
     return drainers
-
-
-def _versions(announced: str) -> tuple[int, ...]:
-    """The entry versions a drainer announced ("1,2"); none said: version 1 only."""
-    return tuple(int(v) for v in announced.split(",") if v.isdigit()) or (1,)

@@ -43,7 +43,7 @@ from cypherstream.shared.connection import (
     transient,
 )
 from cypherstream.shared.dispositions import Disposition, classify
-from cypherstream.shared.entry import READABLE
+from cypherstream.shared.entry import announcement
 from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
 from cypherstream.shared.memory import WARN_RATIO, memory_use
 from cypherstream.shared.queries import QueryBook
@@ -410,7 +410,7 @@ class Drainer:
             "host", socket.gethostname(), "pid", os.getpid(),
             "streams_owned", len(self._active), "started", int(self._started),
             "signing", fingerprints_text(context.admission.signer),
-            "reads", ",".join(map(str, READABLE)),
+            "reads", announcement(),
             "writes_batched", self.metrics.batched_writes,
             "writes_single", self.metrics.single_writes,
         ]  # fmt: skip

@@ -91,6 +91,17 @@ class EndMarker:
 Entry = WriteEntry | FlushSentinel | EndMarker
 
 
+def announced(text: str) -> tuple[int, ...]:
+    """The entry versions a drainer's heartbeat names (`READABLE`, comma-separated);
+    a drainer that names none predates version 2 and reads version 1 only."""
+    return tuple(int(v) for v in text.split(",") if v.isdigit()) or (1,)
+
+
+def announcement() -> str:
+    """What a drainer's heartbeat says it reads: `READABLE`, for `announced`."""
+    return ",".join(map(str, READABLE))
+
+
 def write_fields(
     query: str,
     params: bytes,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from redis.commands.core import AsyncScript
 
-from cypherstream.shared.entry import VERSION, EntryVersion
+from cypherstream.shared.entry import VERSION, EntryVersion, announced
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.scripts import reply_text
 
@@ -20,9 +20,8 @@ class Presence:
     signing: dict[str, str] = field(default_factory=dict)
     """Live drainer id to the fingerprints of the keys it verifies, comma-separated
     (`shared.signing.OFF` when it verifies nothing)."""
-    reads: dict[str, str] = field(default_factory=dict)
-    """Live drainer id to the entry versions it reads, comma-separated (empty from
-    drainers too old to say: they read version 1)."""
+    reads: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Live drainer id to the entry versions it reads (`shared.entry.announced`)."""
     ever: bool = False
     """Whether any drainer has ever run under this prefix."""
 
@@ -33,8 +32,7 @@ class Presence:
     @property
     def behind(self) -> list[str]:
         """Live drainers that do not read entries of the newest version."""
-        newest = str(VERSION)
-        return sorted(d for d, versions in self.reads.items() if newest not in versions.split(","))
+        return sorted(d for d, versions in self.reads.items() if VERSION not in versions)
 
     @property
     def writable(self) -> EntryVersion:
@@ -48,5 +46,5 @@ async def presence(live_script: AsyncScript, keys: Keyspace) -> Presence:
     ever, *triples = reply
     ids = [reply_text(drainer) for drainer in triples[::3]]
     signing = dict(zip(ids, map(reply_text, triples[1::3]), strict=True))
-    reads = dict(zip(ids, map(reply_text, triples[2::3]), strict=True))
+    reads = {d: announced(reply_text(text)) for d, text in zip(ids, triples[2::3], strict=True)}
     return Presence(signing, reads, bool(ever))
