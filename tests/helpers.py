@@ -40,6 +40,11 @@ class Graph:
                 await self.query(f"DROP CONSTRAINT {row['name']}")
 
 
+async def count_is(graph: Graph, count: int) -> bool:
+    """Whether the test's graph holds `count` nodes: a condition for `wait_until`."""
+    return await graph.count() == count
+
+
 async def wait_until(
     condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "condition"
 ) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from cypherstream import MemoryClient
-from tests.helpers import wait_until
+from tests.helpers import count_is, wait_until
 
 PER_SESSION_COMMANDS = ("xreadgroup", "xautoclaim", "xlen", "xack", "xinfo", "scan")
 
@@ -86,8 +86,4 @@ async def test_the_sweep_finds_a_stream_missing_from_its_ready_set(
         await redis.zrem(keys.ready(keys.partition_of("lost")), "lost")
         await start_drainer(poll_interval=0.01, sweep_interval=0.2)
 
-        await wait_until(lambda: _count_is(graph, 1), what="the sweep to find the session")
-
-
-async def _count_is(graph: Any, count: int) -> bool:
-    return bool(await graph.count() == count)
+        await wait_until(lambda: count_is(graph, 1), what="the sweep to find the session")

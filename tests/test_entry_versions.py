@@ -23,6 +23,7 @@ from tests.helpers import (
     as_read,
     assert_exactly_once_in_order,
     audit,
+    count_is,
     wait_until,
 )
 
@@ -144,7 +145,7 @@ async def test_a_write_an_older_drainer_dead_lettered_as_malformed_is_replayed_w
 
     assert await replay(redis, keys, await list_dead_letters(redis, keys)) == 1
 
-    await wait_until(lambda: _count_is(graph, 1), what="the replayed write applied")
+    await wait_until(lambda: count_is(graph, 1), what="the replayed write applied")
     assert await graph.query("MATCH (n:$$) RETURN n.i AS i") == [{"i": 7}]
     assert await list_dead_letters(redis, keys) == []
 
@@ -183,7 +184,3 @@ async def test_a_dead_lettered_newer_write_is_replayed_only_where_its_signature_
     entry = parse(entry_id.decode(), queued)
     assert isinstance(entry, WriteEntry) and signer.verify("s", entry)
     assert (entry.query, entry.params, entry.client_id) == ("CREATE ()", packed, "c")
-
-
-async def _count_is(graph: Any, count: int) -> bool:
-    return bool(await graph.count() == count)
