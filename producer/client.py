@@ -26,7 +26,7 @@ from cypherstream.producer.records import (
 )
 from cypherstream.producer.settings import MemorySettings
 from cypherstream.producer.streams import StreamBackend
-from cypherstream.shared.codec import check_params
+from cypherstream.shared.codec import check_params, check_text
 from cypherstream.shared.connection import check_neo4j, open_redis
 from cypherstream.shared.errors import ClientClosed, InvalidWrite, Neo4jUnavailable
 from cypherstream.shared.keys import validate_session_id
@@ -65,6 +65,7 @@ class BufferedWrites:
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidWrite(f"query must be a non-empty str of Cypher, got {query!r:.80}")
+        check_text(query, "the query", InvalidWrite)
         await self._hand_over(query, params, session_id, named=False)
 
     async def submit_named(
@@ -83,6 +84,7 @@ class BufferedWrites:
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidWrite(f"query name must be a non-empty str, got {name!r:.80}")
+        check_text(name, "the query name", InvalidWrite)
         client = self._client
         if client.settings.memory.queries is not None or name.startswith(BUILTIN_PREFIX):
             client._queries.cypher(name)  # raises UnknownQuery

@@ -19,7 +19,7 @@ import pytz
 from neo4j import spatial
 from neo4j import time as ntime
 
-from cypherstream.shared.errors import UnsupportedParameter
+from cypherstream.shared.errors import CypherstreamError, UnsupportedParameter
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -37,8 +37,9 @@ _POINT_CLASSES: dict[int, type[spatial.Point]] = {
 }
 
 _SCALARS = (str, bytes, float, bool, type(None))
-# Exactly these types need no check at all (a subclass of one may still need one).
-_PLAIN = frozenset(_SCALARS)
+# Exactly these types need no check at all (a subclass of one may still need one); a
+# str needs none when it is ASCII (a flag CPython keeps), else its UTF-8 is checked.
+_PLAIN = frozenset((bytes, float, bool, type(None)))
 _TEMPORAL = (
     dt.date,
     dt.time,
@@ -86,8 +87,16 @@ def _check_map(value: Mapping[Any, object], path: str, depth: int) -> None:
                 f"{path} has a key {key!r} of type {type(key).__name__}; Neo4j map keys "
                 "must be str. Convert the key with str() before submitting."
             )
-        if type(item) not in _PLAIN or depth >= _MAX_DEPTH:
-            _check(item, path, key, depth + 1)
+        if not key.isascii():
+            check_text(key, f"{path} has a key that")
+        if depth < _MAX_DEPTH:  # plain values need no path, nor a call
+            if type(item) is str:
+                if not item.isascii():
+                    check_text(item, _at(path, key))
+                continue
+            if type(item) in _PLAIN:
+                continue
+        _check(item, path, key, depth + 1)
 
 
 def _check(value: object, parent: str, key: object, depth: int) -> None:
@@ -102,6 +111,8 @@ def _check(value: object, parent: str, key: object, depth: int) -> None:
                 f"{_at(parent, key)} = {value} does not fit in a signed 64-bit integer, the "
                 "largest integer Neo4j stores. Send it as a str or float instead."
             )
+    elif isinstance(value, str):
+        check_text(value, _at(parent, key))
     elif isinstance(value, (ntime.DateTime, ntime.Time)):
         _check_neo4j_zone(value, _at(parent, key))
     elif kind in _SCALARS or isinstance(value, _SCALARS + _TEMPORAL + (bytearray,)):
@@ -120,6 +131,22 @@ def _check(value: object, parent: str, key: object, depth: int) -> None:
             "driver cannot send. Use None, bool, int, float, str, bytes, list, dict, "
             "date/time types, neo4j.time or neo4j.spatial values."
         )
+
+
+def check_text(text: str, what: str, error: type[CypherstreamError] = UnsupportedParameter) -> None:
+    """Raise `error` where `text` holds a character UTF-8 cannot encode (an unpaired
+    surrogate, as decoding bytes with `surrogateescape` leaves): Neo4j and Redis take
+    UTF-8, and the driver would raise a bare `UnicodeEncodeError`."""
+    if text.isascii():  # a flag CPython keeps: free
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise error(
+            f"{what} holds an unpaired surrogate (position {exc.start}), which is not "
+            "UTF-8 and which Neo4j cannot store. Decode the bytes it came from with "
+            "errors='replace'."
+        ) from None
 
 
 def _at(parent: str, key: object) -> str:

@@ -22,6 +22,8 @@ from cypherstream import (
         ("   ", None, InvalidWrite),
         (None, None, InvalidWrite),
         (b"CREATE ()", None, InvalidWrite),
+        ("CREATE () // \ud800", None, InvalidWrite),  # an unpaired surrogate: not UTF-8
+        ("CREATE ()", {"x": "\udc80"}, UnsupportedParameter),
         ("CREATE ()", ["not", "a", "map"], UnsupportedParameter),
         ("CREATE ()", {1: "non-str key"}, UnsupportedParameter),
         ("CREATE ()", {"x": {1, 2}}, UnsupportedParameter),
