@@ -1,9 +1,10 @@
 """The Redis side of draining one session: one typed method per Lua script a drain
-runs, which builds the script's KEYS and ARGV and reads its reply (streaq's model).
+runs, which builds the script's KEYS and ARGV and reads its reply (streaq's model);
+reads keep their entries out of Lua where they can (`drainer/leased_reads.py`).
 
-Each script is auto-batched across the sessions a worker drains at once. A drain has
-at most one call of each script in flight (a read ahead and a settle behind may
-overlap; neither depends on the other), so its calls of one script keep their order.
+Each call is auto-batched across the sessions a worker drains at once. A drain has
+at most one read and one settle in flight (a read ahead and a settle behind may
+overlap; neither depends on the other), so its calls of each kind keep their order.
 Scripts that need the session's lease refuse with a `LEASELOST` error reply when the
 caller no longer holds it, and every method turns that into `LeaseLost`: one signal,
 one way.
@@ -12,11 +13,13 @@ one way.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 from redis import exceptions as rx
 
+from cypherstream.drainer.leased_reads import LeasedReads, ReadCall
 from cypherstream.shared.keys import GROUP, Keyspace
 from cypherstream.shared.pipelines import ScriptPipeline
 from cypherstream.shared.scripts import ScriptArg, ScriptReply, Scripts, reply_int, reply_text
@@ -91,7 +94,7 @@ class SessionScripts:
         self._owner = owner
         self._lease_ms = lease_ms
         self._idle_ms = idle_ms
-        self._read = ScriptPipeline(redis, scripts.read)
+        self._read = LeasedReads(redis, scripts.read, scripts.claim)
         self._settle = ScriptPipeline(redis, scripts.settle)
 
     async def close(self) -> None:
@@ -108,16 +111,13 @@ class SessionScripts:
         first moved to this drainer, to be read first, and the read also returns the
         session's recorded bookmarks.
         """
-        keys = [
-            self._keys.lease(session_id), self._keys.stream(session_id),
-            self._keys.applied(session_id),
-        ]  # fmt: skip
-        args: list[ScriptArg] = [
-            self._owner, GROUP, self._owner, count, "0" if claim else start, self._lease_ms,
-            int(claim),
-        ]  # fmt: skip
+        keys = self._keys
+        call = ReadCall(
+            keys.lease(session_id), keys.stream(session_id), keys.applied(session_id),
+            self._owner, count, "0" if claim else start, self._lease_ms, claim,
+        )  # fmt: skip
         try:
-            reply = await _leased(self._read, keys, args)
+            reply = await _leased(self._read.call(call))
         except rx.ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted by hand
                 return Delivery(0, [], new=False, asked=count)
@@ -180,13 +180,13 @@ class SessionScripts:
             GROUP, keys.room_channel, session_id, self._owner, release, self._idle_ms,
             *sentinel, json.dumps(list(applied)) if applied else "", *entry_ids,
         ]  # fmt: skip
-        return reply_int(await _leased(self._settle, script_keys, args))
+        return reply_int(await _leased(self._settle.call(script_keys, args)))
 
 
-async def _leased(pipeline: ScriptPipeline, keys: list[str], args: list[ScriptArg]) -> ScriptReply:
-    """Run a script that needs the lease; `LeaseLost` when the caller lost it."""
+async def _leased(call: Awaitable[ScriptReply]) -> ScriptReply:
+    """The reply of a call that needs the lease; `LeaseLost` when the caller lost it."""
     try:
-        return await pipeline.call(keys, args)
+        return await call
     except rx.ResponseError as exc:
         if str(exc).startswith("LEASELOST"):
             raise LeaseLost(str(exc)) from exc

@@ -62,16 +62,23 @@ class Lane:
         self._timeout: float | None = None
         self._watch = _Watch()
 
-    async def run(self, commands: list[Command]) -> list[Reply]:
+    async def run(self, commands: list[Command], *, watching: bool = False) -> list[Reply]:
         """Send `commands` in one write; their replies in order, errors in place.
 
         Raises what the connection raised when it broke (redis-py's `ConnectionError`
         or `TimeoutError`): it is then dropped, and no reply of this batch is known.
+        With `watching`, the commands count on a `WATCH` an earlier batch sent: they go
+        on the same connection or not at all (`ConnectionError`), never on one made
+        again meanwhile (as a failed health check would), which watches nothing.
         """
         connection = self._connect()
+        if watching and not connection.is_connected:
+            raise rx.ConnectionError("the connection that watched the keys was lost")
         self._watch.start(self._timeout)
         try:
-            await connection.send_packed_command(_pack(connection, commands))
+            await connection.send_packed_command(
+                _pack(connection, commands), check_health=not watching
+            )
             return [await _reply(connection) for _ in commands]
         except BaseException as exc:
             # Replies may be left unread: the connection is out of step for good.

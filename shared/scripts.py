@@ -27,7 +27,7 @@ ScriptReply: TypeAlias = "bytes | int | list[ScriptReply] | None"
 """What a script returns (Lua tables become lists, nil None; bytes unless decoded)."""
 
 _NAMES = (
-    "submit", "read", "settle", "renew", "heartbeat",
+    "submit", "read", "claim", "settle", "renew", "heartbeat",
     "live", "sweep", "acquire", "partitions", "record_failure", "dead_letter",
 )  # fmt: skip
 
@@ -97,6 +97,7 @@ class Scripts:
 
     submit: AsyncScript
     read: AsyncScript
+    claim: AsyncScript
     settle: AsyncScript
     renew: AsyncScript
     heartbeat: AsyncScript

@@ -56,6 +56,24 @@ async def test_a_redis_that_does_not_answer_in_time_raises_redis_timeout(redis_u
         await slow.aclose()
 
 
+async def test_a_batch_counting_on_a_watch_never_goes_on_a_connection_made_again(
+    redis_url: str,
+) -> None:
+    slow = Redis.from_url(redis_url, socket_timeout=0.2)
+    lane = Lane(slow)
+    try:
+        await lane.run([("WATCH", "cypherstream-test-watched")])
+        with pytest.raises(rx.TimeoutError):  # the connection, and its watch, are dropped
+            await lane.run([("BLPOP", "cypherstream-test-nothing", 2)])
+
+        with pytest.raises(rx.ConnectionError, match="watched the keys was lost"):
+            await lane.run([("MULTI",), ("ECHO", "unguarded"), ("EXEC",)], watching=True)
+        assert await lane.run([("ECHO", "again")]) == [b"again"]  # a fresh start may
+    finally:
+        await lane.close()
+        await slow.aclose()
+
+
 async def test_each_batch_has_the_whole_deadline_however_late_it_starts(redis_url: str) -> None:
     # One timer serves the lane: armed for the first batch's deadline, it must move on
     # to the second's, not cancel a batch that started 0.6 s into the first's second.
