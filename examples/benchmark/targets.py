@@ -94,15 +94,19 @@ async def versus_agent_memory(run: str, writes: int = ANCHOR_WRITES) -> dict[str
     ours_settings = bench.settings_for("redis", prefix)
     ours_settings.memory.max_pending = ANCHOR_MAX_PENDING
     pool = await bench.start_drainers(1, prefix)
+    redis = ours_settings.redis.client()
     async with MemoryClient(ours_settings) as client:
         drainer_cpu, cpu = pool.cpu_seconds(), time.process_time()
+        redis_cpu = await bench.redis_cpu_seconds(redis)
         started = time.perf_counter()
         latencies = await bench.timed_submits(client, workload, run + "-ours", workload.writes)
         submit_cpu = time.process_time() - cpu
         await client.flush()
         ours = workload.writes / (time.perf_counter() - started)
         drainer_cpu = pool.cpu_seconds() - drainer_cpu
+        redis_cpu = await bench.redis_cpu_seconds(redis) - redis_cpu
     pool.stop()
+    await redis.aclose()
     p50, p99 = bench._quantile(latencies, 0.5) * 1000, bench._quantile(latencies, 0.99) * 1000
     return {
         "writes": workload.writes,
@@ -111,6 +115,7 @@ async def versus_agent_memory(run: str, writes: int = ANCHOR_WRITES) -> dict[str
         "agent_memory_wps": theirs, "cypherstream_wps": ours, "end_to_end_ratio": ours / theirs,
         "producer_cpu_us_per_submit": submit_cpu / workload.writes * 1e6,
         "drainer_cpu_us_per_write": drainer_cpu / workload.writes * 1e6,
+        "redis_cpu_us_per_write": redis_cpu / workload.writes * 1e6,
     }  # fmt: skip
 
 
@@ -179,6 +184,7 @@ async def drain_sweep(run: str) -> list[dict[str, float | str]]:
             "drain_wps": best.writes_per_s, "median_wps": median, "floor_wps": floor,
             "share_of_floor": best.writes_per_s / floor, "median_share": median / floor,
             "drainer_cpu_us_per_write": best.drainer_cpu_us_per_write,
+            "redis_cpu_us_per_write": best.redis_cpu_us_per_write,
         })  # fmt: skip
     return rows
 
@@ -414,7 +420,8 @@ def markdown(targets: dict[str, Any]) -> str:
         f"{anchor['end_to_end_ratio']:.1f}x, the median of "
         + ", ".join(f"{ratio:.1f}x" for ratio in anchor.get("ratios", [])),
         f"- CPU per write: producer {anchor['producer_cpu_us_per_submit']:.0f} us per submit, "
-        f"drainer {anchor['drainer_cpu_us_per_write']:.0f} us per applied write",
+        f"drainer {anchor['drainer_cpu_us_per_write']:.0f} us per applied write, Redis "
+        f"{anchor.get('redis_cpu_us_per_write', float('nan')):.0f} us per write (submit and drain)",
         f"- back-pressure wake-up (acknowledgement sent to waiting submit returned): p50 "
         f"{wake['p50_ms']:.3f} ms, p99 {wake['p99_ms']:.3f} ms",
         "- end to end in the warm-up rounds before: "
@@ -422,8 +429,8 @@ def markdown(targets: dict[str, Any]) -> str:
         "",
         f"| drain-only backlog ({SWEEP_ROUNDS} interleaved rounds) | batch size | concurrency "
         "| best writes/s | single-UNWIND floor | best share | median share | drainer CPU "
-        "us/write (best run) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "us/write (best run) | Redis CPU us/write (best run) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in targets["drain_sweep"]:
         lines.append(
@@ -431,7 +438,8 @@ def markdown(targets: dict[str, Any]) -> str:
             f"{row['drain_wps']:.0f} | "
             f"{row['floor_wps']:.0f} | {row['share_of_floor']:.0%} | "
             f"{row['median_share']:.0%} | "
-            f"{row['drainer_cpu_us_per_write']:.0f} |"
+            f"{row['drainer_cpu_us_per_write']:.0f} | "
+            f"{row.get('redis_cpu_us_per_write', float('nan')):.1f} |"
         )
     steps = targets.get("submit_steps", {})
     if steps:
