@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,15 @@ class Drainers:
         own count: `cpu_times()` counts in 10 ms ticks, 5 us a write over 2,000)."""
         return sum(process_cpu_seconds(proc.pid) for proc in self.procs)
 
+    def pause(self) -> None:
+        """Stop them where they are (SIGSTOP), holding their connections."""
+        for proc in self.procs:
+            proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> tuple[float, float]:
         """Stop them; return total CPU seconds and the largest peak RSS (MB)."""
         cpu, peak = self.cpu_seconds(), 0.0
@@ -256,16 +265,26 @@ async def queue_backlog(client: MemoryClient, workload: Workload, tag: str) -> N
         await client.buffered.submit(workload.query, params, session_id=f"s{params['session']}")
 
 
+#: Writes each drainer of a drain-only run applies before it is paused: its code paths
+#: run once, and its reads learn the size of the workload's entries.
+WARM_WRITES = 100
+
+
 async def drain_only(workload: Workload, run: str, drainers: int, *args: str) -> Drained:
-    """Queue the whole workload with no drainer, then time the drainers emptying it."""
+    """Issue 19's drain only: queue the whole workload while the drainers, started and
+    warm, are paused (SIGSTOP), then time them from their resume to `flush()`."""
     prefix = f"bench-{run}-{uuid.uuid4().hex[:6]}"
     settings = settings_for("redis", prefix)
     redis = settings.redis.client()
+    tag = f"{run}-drain-{prefix}"  # rows of their own, so keyed MERGEs create
     async with MemoryClient(settings) as client:
-        # Rows of their own (`prefix`), so keyed MERGEs create, as in every other run.
-        await queue_backlog(client, workload, f"{run}-drain-{prefix}")
-        # The clock starts when the first one is up.
-        pool = await start_drainers(drainers, prefix, *args, ready=1)
+        pool = await start_drainers(drainers, prefix, *args)
+        warm = replace(workload, name="warm", sessions=drainers, writes=WARM_WRITES * drainers)
+        await queue_backlog(client, warm, f"{tag}-warm")
+        await client.flush()
+        pool.pause()
+        await queue_backlog(client, workload, tag)
+        pool.resume()
         cpu, redis_cpu = pool.cpu_seconds(), await redis_cpu_seconds(redis)
         started = time.perf_counter()
         await client.flush()

@@ -3,12 +3,13 @@
 - submit latency against the Redis PING round trip measured just before, with a
   drainer running, and end-to-end writes/s against neo4j-agent-memory's own
   in-process `BufferedWriter` on the same Neo4j (one session, `max_pending` 200);
-- CPU microseconds per write: the producer's per submit, the drainer's per applied write;
+- CPU microseconds per write: the producer's per submit, the drainer's per applied
+  write, and Redis' per write (what a fleet's producers and drainers share);
 - the back-pressure wake-up: from a drainer's acknowledgement making room to the
   waiting submit returning;
-- drain only (a backlog queued with no drainer, timed from the drainer's start to
-  `flush()`), for 100 sessions x 20 writes and 1 session x 2,000, at several batch sizes,
-  against the same rows written by one UNWIND in one transaction;
+- drain only (a backlog queued while the drainer, started and warm, is paused; timed
+  from its resume to `flush()`), for 100 sessions x 20 writes and 1 session x 2,000, at
+  several batch sizes, against the same rows written by one UNWIND in one transaction;
 - the hottest frames of the producer's submit (pyinstrument) and of the drainer's
   drain (py-spy), so a regression shows where it came from.
 
