@@ -7,8 +7,6 @@ in `cypherstream_entries_rejected_total`, and the stream goes on.
 
 from __future__ import annotations
 
-import dataclasses
-
 from cypherstream.shared.entry import WriteEntry
 from cypherstream.shared.errors import BadSignature, QueryNotAllowed
 from cypherstream.shared.queries import QueryBook
@@ -34,7 +32,7 @@ class Admission:
                 "CYPHERSTREAM_SIGNING_KEYS set to a key this drainer accepts."
             )
         if entry.name is not None:
-            return dataclasses.replace(entry, query=self._queries.cypher(entry.name))
+            return entry._replace(query=self._queries.cypher(entry.name))
         if not self._allow_raw:
             raise QueryNotAllowed(
                 "this drainer runs named queries only (--allow-raw-cypher false): submit "

@@ -5,7 +5,6 @@ for good is reported alone."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 from cypherstream.drainer.apply import Applier, BatchResult
@@ -99,7 +98,7 @@ async def test_entries_of_one_millisecond_are_ordered_by_their_sequence_number(
     applier = Applier(neo4j, None, transactions=1)
     stream = f"{graph.label}:s"
     # ids 7-0 .. 7-11: 7-9 comes before 7-10, though not as text
-    batch = [replace(w, entry_id=f"7-{i}") for i, w in enumerate(writes(graph.label, "s", 12))]
+    batch = [w._replace(entry_id=f"7-{i}") for i, w in enumerate(writes(graph.label, "s", 12))]
     await applier.apply(stream, batch[:10])
 
     again = await applier.apply(stream, batch)
