@@ -97,6 +97,12 @@ class SessionScripts:
         self._read = LeasedReads(redis, scripts.read, scripts.claim)
         self._settle = ScriptPipeline(redis, scripts.settle)
 
+    @property
+    def scripted_reads(self) -> int:
+        """Reads that went through `read.lua` so far, not a watched transaction (see
+        `drainer/leased_reads.py` for when)."""
+        return self._read.scripted
+
     async def close(self) -> None:
         """Close the scripts' connections."""
         for pipeline in (self._read, self._settle):

@@ -81,7 +81,7 @@ async def test_reads_go_without_the_script_when_the_lease_is_held(drains: Any) -
 
     assert len(first.entries) == len(following.entries) == 2
     assert first.new and following.new
-    assert drain._read.scripted == 0
+    assert drain.scripted_reads == 0
 
 
 async def test_a_read_without_the_lease_is_refused_and_takes_nothing(
@@ -156,7 +156,7 @@ async def test_a_first_read_takes_over_a_former_owners_entries_and_returns_them_
     assert [entry_id for entry_id, _ in first.entries] == left
     assert not first.new  # the next read asks for its own pending entries again
     assert await pending(redis, keys) == {OWNER: 3}
-    assert drain._read.scripted == 0
+    assert drain.scripted_reads == 0
 
 
 async def test_a_first_read_of_a_deleted_stream_returns_nothing(
@@ -180,7 +180,7 @@ async def test_a_first_read_after_redis_lost_its_scripts_reads_and_loads_them_ag
         await redis.set(keys.lease("s"), OWNER, px=LEASE_MS)
         ((entry_id, _),) = (await drain.read("s", 1, "0", claim=True)).entries
         await drain.settle("s", [entry_id], release="yield")
-        return drain._read.scripted
+        return drain.scripted_reads
 
     assert await taking() == 0
     await redis.script_flush()  # as a restart does
