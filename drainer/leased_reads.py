@@ -1,19 +1,19 @@
 """Reading session streams only while holding their leases, without passing the
 entries through Lua.
 
-`read.lua` checks the lease and reads in one atomic step, but Redis converts every
-entry a script reads into Lua and back, which costs it more than `XREADGROUP` itself,
-on the one thread every producer and drainer of a fleet shares. So a read watches the
-lease (`WATCH`), checks its holder (and, on taking the lease, runs `claim.lua`, which
-takes over what a former owner left pending and says whether any of it is the
-caller's to read first), then reads in `MULTI`/`EXEC`, which Redis runs only if nothing
-touched the lease in between: a takeover sets it, and an expiry aborts it too. As with
-the script, a drainer that lost its lease never takes entries, which would let the new
-owner apply later ones first.
+A script that reads a stream makes Redis convert every entry into Lua and back, which
+costs it more than `XREADGROUP` itself, on the one thread every producer and drainer
+of a fleet shares. So a read watches the lease (`WATCH`), checks its holder (and, on
+taking the lease, runs `claim.lua`, which takes over what a former owner left pending
+and says whether any of it is the caller's to read first), then reads in
+`MULTI`/`EXEC`, which Redis runs only if nothing touched the lease in between: a
+takeover sets it, and an expiry aborts it too. As with a script, a drainer that lost
+its lease never takes entries, which would let the new owner apply later ones first.
 
-`read.lua` stays for the reads that branch inside Redis (own pending entries first,
-then new ones), on Redis Cluster (a batch's leases live on several nodes), and for any
-read whose transaction did not run.
+`read.lua`, which checks the lease and reads in one step, stays for the reads that
+branch inside Redis (own pending entries first, then new ones), on Redis Cluster (a
+batch's leases live on several nodes), and for any read whose transaction did not run;
+a first read there runs `claim.lua` before it, unless its watched attempt did.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from cypherstream.shared.coalescing import Coalescer
 from cypherstream.shared.keys import GROUP
-from cypherstream.shared.lane import Command, Lane, Reply
+from cypherstream.shared.lane import Command, Lane
 from cypherstream.shared.pipelines import Call, Outcome, run_many
 from cypherstream.shared.scripts import ScriptArg, ScriptReply, reply_int
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 class ReadCall(NamedTuple):
-    """One read of a session stream, as `read.lua` documents its KEYS and ARGV."""
+    """One read of a session stream."""
 
     lease: str
     stream: str
@@ -46,27 +46,50 @@ class ReadCall(NamedTuple):
     limit: int
     """The most entries to return."""
     start: Literal["0", ">"]
+    """"0": own pending entries first, else new ones; ">": new ones."""
     lease_ms: int
     claim: bool
+    """A first read: take over what a former owner left pending, first."""
 
     @property
     def watchable(self) -> bool:
         """Whether it can go without `read.lua`: new entries only, or a first read."""
         return self.start == ">" or self.claim
 
-    def script_call(self) -> Call:
-        keys = [self.lease, self.stream, self.recorded]
+    def claim_call(self) -> Call:
+        """`claim.lua`'s KEYS and ARGV."""
+        return [self.lease, self.stream, self.recorded], [self.owner, GROUP, self.owner]
+
+    def read_call(self) -> Call:
+        """`read.lua`'s KEYS and ARGV."""
         args: list[ScriptArg] = [
             self.owner, GROUP, self.owner, self.limit, self.start, self.lease_ms,
-            int(self.claim),
         ]  # fmt: skip
-        return keys, args
+        return [self.lease, self.stream], args
+
+
+class Claimed(NamedTuple):
+    """What `claim.lua` answered for a first read."""
+
+    entries: int
+    """Entries taken over from a former owner."""
+    pending: int
+    """Entries now pending for the caller: its read starts with them."""
+    recorded: ScriptReply
+    """The bookmarks `settle.lua` recorded for the session (a JSON list), or None."""
+
+
+class ReadAgain(NamedTuple):
+    """The read did not run: read through `read.lua`, after `claim.lua` for a first
+    read unless `claimed` holds what it answered already."""
+
+    claimed: Claimed | None = None
 
 
 class LeasedReads:
     """Reads for one worker, auto-batched across the sessions it drains (one batch in
-    flight at a time, so one connection carries the watches); replies as `read.lua`
-    gives them, a lease not held as its `LEASELOST` error."""
+    flight at a time, so one connection carries the watches); a lease not held is a
+    `LEASELOST` error, as the scripts answer it."""
 
     def __init__(self, redis: RedisClient, read: AsyncScript, claim: AsyncScript) -> None:
         self._redis = redis
@@ -76,13 +99,14 @@ class LeasedReads:
         self._calls: Coalescer[ReadCall, ScriptReply] = Coalescer(
             self._send, name="cypherstream-read"
         )
-        self._loaded = False  # claim.lua, before the first read (and again on NOSCRIPT)
+        self._loaded = False  # claim.lua, before the first watched read
         self.scripted = 0
         """Reads that went through `read.lua` so far."""
 
     async def call(self, read: ReadCall) -> ScriptReply:
-        """The read's reply; raises the error it met (`LEASELOST` when the lease is not
-        held)."""
+        """The read's reply: [entries claimed, `XREADGROUP`'s reply, 1 if new entries
+        else 0, recorded bookmarks or None]. Raises the error it met (`LEASELOST` when
+        the lease is not held)."""
         return await self._calls.call(read)
 
     async def close(self) -> None:
@@ -91,7 +115,7 @@ class LeasedReads:
             await self._lane.close()
 
     async def _send(self, reads: list[ReadCall]) -> list[Outcome]:
-        outcomes: list[Outcome | ReadAgain] = [ReadAgain(0)] * len(reads)
+        results: list[Outcome | ReadAgain] = [ReadAgain()] * len(reads)
         if self._lane is not None:
             watched = [i for i, read in enumerate(reads) if read.watchable]
             if watched:
@@ -99,23 +123,28 @@ class LeasedReads:
                     await self._lane.run([("SCRIPT", "LOAD", cast("str", self._claim.script))])
                     self._loaded = True
                 batch = WatchedBatch(self._lane, self._claim, [reads[i] for i in watched])
-                for i, outcome in zip(watched, await batch.run(), strict=True):
-                    outcomes[i] = outcome
-        again = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, ReadAgain)]
+                for i, result in zip(watched, await batch.run(), strict=True):
+                    results[i] = result
+        await self._scripted(reads, results)
+        return cast("list[Outcome]", results)
+
+    async def _scripted(self, reads: list[ReadCall], results: list[Outcome | ReadAgain]) -> None:
+        """Each `ReadAgain` of `results` through the scripts, in place."""
+        again = [i for i, result in enumerate(results) if isinstance(result, ReadAgain)]
+        unclaimed = [i for i in again if reads[i].claim and results[i] == ReadAgain()]
+        if unclaimed:
+            calls = [reads[i].claim_call() for i in unclaimed]
+            answers = await run_many(self._redis, self._claim, calls, lane=self._lane)
+            for i, answer in zip(unclaimed, answers, strict=True):
+                claimed = _claimed(answer)
+                results[i] = ReadAgain(claimed) if isinstance(claimed, Claimed) else claimed
+            again = [i for i in again if isinstance(results[i], ReadAgain)]
         if again:
             self.scripted += len(again)
-            calls = [reads[i].script_call() for i in again]
+            calls = [reads[i].read_call() for i in again]
             replies = await run_many(self._redis, self._read, calls, lane=self._lane)
             for i, reply in zip(again, replies, strict=True):
-                outcomes[i] = _with_claimed(reply, cast("ReadAgain", outcomes[i]).claimed)
-        return cast("list[Outcome]", outcomes)
-
-
-class ReadAgain(NamedTuple):
-    """The read did not run: read again through `read.lua`, counting the entries this
-    attempt already took over from a former owner."""
-
-    claimed: int
+                results[i] = _read_reply(reply, cast("ReadAgain", results[i]).claimed)
 
 
 class WatchedBatch:
@@ -127,7 +156,7 @@ class WatchedBatch:
         self._lane = lane
         self._claim = claim
         self._reads = reads
-        self._outcomes: list[Outcome | ReadAgain] = [ReadAgain(0)] * len(reads)
+        self._results: list[Outcome | ReadAgain] = [ReadAgain()] * len(reads)
 
     async def run(self) -> list[Outcome | ReadAgain]:
         """Each read's reply or error, or `ReadAgain` where its transaction did not run."""
@@ -139,49 +168,35 @@ class WatchedBatch:
         reads = self._reads
         leases = [read.lease for read in reads]
         claims = [i for i, read in enumerate(reads) if read.claim]
-        sha = self._claim.sha
         commands: list[Command] = [("WATCH", *leases), ("MGET", *leases)]
-        commands += [
-            ("EVALSHA", sha, 3, reads[i].lease, reads[i].stream, reads[i].recorded,
-             reads[i].owner, GROUP, reads[i].owner)
-            for i in claims
-        ]  # fmt: skip
-        watch, holders, *claimed = await self._lane.run(commands)
+        for i in claims:
+            keys, args = reads[i].claim_call()
+            commands.append(("EVALSHA", self._claim.sha, len(keys), *keys, *args))
+        watch, holders, *answers = await self._lane.run(commands)
         if isinstance(watch, rx.ResponseError) or not isinstance(holders, list):
             return []
-        if any(isinstance(reply, rx.NoScriptError) for reply in claimed):
-            await self._lane.run([("SCRIPT", "LOAD", cast("str", self._claim.script))])
-            return []  # all read through `read.lua` this once
-        by_read = dict(zip(claims, claimed, strict=True))
+        if any(isinstance(answer, rx.NoScriptError) for answer in answers):
+            return []  # the scripts load it again
+        claimed = dict(zip(claims, map(_claimed, answers), strict=True))
         plan: list[Planned] = []
         for i, (read, holder) in enumerate(zip(reads, holders, strict=True)):
+            answer = claimed.get(i)
             if holder != read.owner.encode():
-                self._outcomes[i] = _lease_lost(read)
-            elif i not in by_read:
-                plan.append(Planned(i, ">", 0, None))
+                self._results[i] = _lease_lost(read)
+            elif answer is None:
+                plan.append(Planned(i, ">", None))
+            elif isinstance(answer, Claimed):
+                plan.append(Planned(i, "0" if answer.pending else ">", answer))
             else:
-                planned = self._claimed(i, by_read[i])
-                if planned is not None:
-                    plan.append(planned)
+                self._results[i] = answer
         return plan
-
-    def _claimed(self, i: int, reply: Reply) -> Planned | None:
-        """The read after `claim.lua` answered `reply`, or None when that was the answer."""
-        if isinstance(reply, rx.ResponseError):
-            self._outcomes[i] = reply
-            return None
-        claimed, pending, recorded = cast("list[ScriptReply]", reply)
-        if reply_int(pending) < 0:  # no stream: nothing to read
-            self._outcomes[i] = [0, None, 0, None]
-            return None
-        return Planned(i, "0" if reply_int(pending) else ">", reply_int(claimed), recorded)
 
     async def execute(self, plan: list[Planned]) -> list[Outcome | ReadAgain]:
         """Read as planned, in one transaction that runs only if no lease changed since
         `watch`; each read's reply or error, or `ReadAgain` where it did not run."""
         if not plan:
             await self._lane.run([("UNWATCH",)])
-            return self._outcomes
+            return self._results
         commands: list[Command] = [("MULTI",)]
         for planned in plan:
             read = self._reads[planned.position]
@@ -190,30 +205,29 @@ class WatchedBatch:
         executed = (await self._lane.run(commands, watching=True))[-1]
         if not isinstance(executed, list):  # a lease changed (nil), or a command was refused
             for planned in plan:
-                self._outcomes[planned.position] = ReadAgain(planned.claimed)
-            return self._outcomes
+                self._results[planned.position] = ReadAgain(planned.claimed)
+            return self._results
         for planned, j in zip(plan, range(0, len(executed), 2), strict=True):
             extended, reply = executed[j], executed[j + 1]
             if extended == 0:
                 # Expired meanwhile, on a Redis too old to abort for it: what it read stays
                 # pending, and the next owner claims it before reading on.
-                self._outcomes[planned.position] = _lease_lost(self._reads[planned.position])
+                self._results[planned.position] = _lease_lost(self._reads[planned.position])
             elif isinstance(reply, rx.ResponseError):
-                self._outcomes[planned.position] = reply
+                self._results[planned.position] = reply
             else:
                 new = int(planned.start == ">")
-                entries = _as_array(reply)
-                self._outcomes[planned.position] = [planned.claimed, entries, new, planned.recorded]
-        return self._outcomes
+                self._results[planned.position] = _reply(planned.claimed, reply, new)
+        return self._results
 
 
 class Planned(NamedTuple):
-    """A read to make in the transaction: which, from where, and what `claim.lua` said."""
+    """A read to make in the transaction: which, from where, and what `claim.lua`
+    answered for it, if it is a first read."""
 
     position: int
     start: Literal["0", ">"]
-    claimed: int
-    recorded: ScriptReply
+    claimed: Claimed | None
 
 
 def _xreadgroup(read: ReadCall, start: Literal["0", ">"]) -> Command:
@@ -223,19 +237,37 @@ def _xreadgroup(read: ReadCall, start: Literal["0", ">"]) -> Command:
     )  # fmt: skip
 
 
+def _claimed(answer: Outcome) -> Claimed | Outcome:
+    """`claim.lua`'s answer as `Claimed`; else the read's result: the error it met, or
+    no entries where the stream is gone."""
+    if isinstance(answer, BaseException):
+        return answer
+    entries, pending, recorded = cast("list[ScriptReply]", answer)
+    if reply_int(pending) < 0:
+        return [0, None, 0, None]
+    return Claimed(reply_int(entries), reply_int(pending), recorded)
+
+
+def _read_reply(reply: Outcome, claimed: Claimed | None) -> Outcome:
+    """`read.lua`'s reply ([`XREADGROUP`'s reply, 1 if new entries]) as a read's."""
+    if isinstance(reply, BaseException):
+        return reply
+    entries, new = cast("list[ScriptReply]", reply)
+    return _reply(claimed, entries, reply_int(new))
+
+
+def _reply(claimed: Claimed | None, entries: object, new: int) -> ScriptReply:
+    if claimed is None:
+        return [0, _as_array(entries), new, None]
+    return [claimed.entries, _as_array(entries), new, claimed.recorded]
+
+
 def _as_array(read: object) -> ScriptReply:
     """`XREADGROUP`'s reply as a script returns it: RESP2's array of [stream, entries],
     also where the connection speaks RESP3, which answers with a map."""
     if isinstance(read, dict):
         return [[stream, entries] for stream, entries in read.items()]
     return cast("ScriptReply", read)
-
-
-def _with_claimed(reply: Outcome, claimed: int) -> Outcome:
-    """`read.lua`'s reply, counting entries an earlier attempt took over."""
-    if not claimed or not isinstance(reply, list):
-        return reply
-    return [reply_int(reply[0]) + claimed, *reply[1:]]
 
 
 def _lease_lost(read: ReadCall) -> rx.ResponseError:

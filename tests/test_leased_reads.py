@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from cypherstream.drainer.leased_reads import ReadAgain, ReadCall, WatchedBatch
+from cypherstream.drainer.leased_reads import Claimed, ReadAgain, ReadCall, WatchedBatch
 from cypherstream.drainer.session_scripts import LeaseLost, SessionScripts
 from cypherstream.shared.keys import GROUP, Keyspace
 from cypherstream.shared.lane import Lane
@@ -104,7 +104,7 @@ async def test_a_takeover_between_watching_the_lease_and_reading_stops_the_read(
 
     (outcome,) = await batch.execute(plan)
 
-    assert outcome == ReadAgain(0)  # `read.lua` then refuses it
+    assert outcome == ReadAgain()  # `read.lua` then refuses it
     assert await pending(redis, keys) == {}
 
 
@@ -126,7 +126,7 @@ async def _gone(redis: Any, key: str) -> bool:
     return not await redis.exists(key)
 
 
-async def test_a_read_whose_transaction_did_not_run_keeps_the_count_it_took_over(
+async def test_a_first_read_whose_transaction_did_not_run_keeps_what_its_claim_took_over(
     drains: Any, queued: Scripts, lane: Lane, redis: Any, keys: Keyspace
 ) -> None:
     await redis.set(keys.lease("s"), OTHER, px=LEASE_MS)
@@ -138,7 +138,7 @@ async def test_a_read_whose_transaction_did_not_run_keeps_the_count_it_took_over
 
     (outcome,) = await batch.execute(plan)
 
-    assert outcome == ReadAgain(3)
+    assert outcome == ReadAgain(Claimed(entries=3, pending=3, recorded=None))
     assert await pending(redis, keys) == {OWNER: 3}
 
 

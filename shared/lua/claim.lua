@@ -2,9 +2,9 @@
 -- On taking a session's lease, before its first read: move every entry delivered to a
 -- former owner but never acknowledged (the PEL) to the caller, so it applies them
 -- first and in order, and forget consumers that hold nothing; only while the caller
--- holds the lease. The entries themselves are read right after, outside Lua, in a
--- transaction that runs only if the lease is still untouched (`drainer/leased_reads.py`
--- watches it from before this script), so this script leaves the lease alone.
+-- holds the lease. The entries themselves are read right after: in a transaction that
+-- runs only if the lease is still untouched (`drainer/leased_reads.py` watches it from
+-- before this script, so this script leaves it alone), or by `read.lua`.
 -- KEYS[1] lease, KEYS[2] stream, KEYS[3] the session's recorded bookmarks
 -- ARGV[1] owner, ARGV[2] group, ARGV[3] consumer
 -- Returns {entries claimed, entries now pending for the caller (-1: no stream),
