@@ -4,9 +4,11 @@ place, and a connection out of step never reused."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from redis import exceptions as rx
 from redis.asyncio import Redis
 
@@ -44,63 +46,64 @@ async def test_a_batch_cancelled_before_its_replies_leaves_the_next_batch_in_ste
         await lane.close()
 
 
-async def test_a_redis_that_does_not_answer_in_time_raises_redis_timeout(redis_url: str) -> None:
-    slow = Redis.from_url(redis_url, socket_timeout=0.2)
-    lane = Lane(slow)
-    try:
-        with pytest.raises(rx.TimeoutError, match=r"did not answer within 0\.2s"):
-            await lane.run([("BLPOP", "cypherstream-test-nothing", 2)])
-        assert await lane.run([("ECHO", "again")]) == [b"again"]
-    finally:
-        await lane.close()
-        await slow.aclose()
+@pytest_asyncio.fixture
+async def timing_out(redis_url: str) -> AsyncIterator[Callable[[float], Lane]]:
+    """`timing_out(seconds)`: a lane whose batches time out after `seconds`."""
+    opened: list[tuple[Redis, Lane]] = []
+
+    def lane(seconds: float) -> Lane:
+        client = Redis.from_url(redis_url, socket_timeout=seconds)
+        opened.append((client, Lane(client)))
+        return opened[-1][1]
+
+    yield lane
+    for client, one in opened:
+        await one.close()
+        await client.aclose()
+
+
+async def test_a_redis_that_does_not_answer_in_time_raises_redis_timeout(
+    timing_out: Callable[[float], Lane],
+) -> None:
+    lane = timing_out(0.2)
+
+    with pytest.raises(rx.TimeoutError, match=r"did not answer within 0\.2s"):
+        await lane.run([("BLPOP", "cypherstream-test-nothing", 2)])
+    assert await lane.run([("ECHO", "again")]) == [b"again"]
 
 
 async def test_a_batch_counting_on_a_watch_never_goes_on_a_connection_made_again(
-    redis_url: str,
+    timing_out: Callable[[float], Lane],
 ) -> None:
-    slow = Redis.from_url(redis_url, socket_timeout=0.2)
-    lane = Lane(slow)
-    try:
-        await lane.run([("WATCH", "cypherstream-test-watched")])
-        with pytest.raises(rx.TimeoutError):  # the connection, and its watch, are dropped
-            await lane.run([("BLPOP", "cypherstream-test-nothing", 2)])
+    lane = timing_out(0.2)
+    await lane.run([("WATCH", "cypherstream-test-watched")])
+    with pytest.raises(rx.TimeoutError):  # the connection, and its watch, are dropped
+        await lane.run([("BLPOP", "cypherstream-test-nothing", 2)])
 
-        with pytest.raises(rx.ConnectionError, match="watched the keys was lost"):
-            await lane.run([("MULTI",), ("ECHO", "unguarded"), ("EXEC",)], watching=True)
-        assert await lane.run([("ECHO", "again")]) == [b"again"]  # a fresh start may
-    finally:
-        await lane.close()
-        await slow.aclose()
+    with pytest.raises(rx.ConnectionError, match="watched the keys was lost"):
+        await lane.run([("MULTI",), ("ECHO", "unguarded"), ("EXEC",)], watching=True)
+    assert await lane.run([("ECHO", "again")]) == [b"again"]  # a fresh start may
 
 
-async def test_each_batch_has_the_whole_deadline_however_late_it_starts(redis_url: str) -> None:
+async def test_each_batch_has_the_whole_deadline_however_late_it_starts(
+    timing_out: Callable[[float], Lane],
+) -> None:
     # One timer serves the lane: armed for the first batch's deadline, it must move on
     # to the second's, not cancel a batch that started 0.6 s into the first's second.
-    slow = Redis.from_url(redis_url, socket_timeout=1.0)
-    lane = Lane(slow)
-    try:
-        assert await lane.run([("ECHO", "first")]) == [b"first"]
-        await asyncio.sleep(0.6)
-        assert await lane.run([("BLPOP", "cypherstream-test-nothing", 0.8)]) == [None]
-    finally:
-        await lane.close()
-        await slow.aclose()
+    lane = timing_out(1.0)
+    assert await lane.run([("ECHO", "first")]) == [b"first"]
+    await asyncio.sleep(0.6)
+    assert await lane.run([("BLPOP", "cypherstream-test-nothing", 0.8)]) == [None]
 
 
 async def test_a_deadline_passed_while_idle_still_times_the_next_batch_out(
-    redis_url: str,
+    timing_out: Callable[[float], Lane],
 ) -> None:
-    slow = Redis.from_url(redis_url, socket_timeout=0.3)
-    lane = Lane(slow)
-    try:
-        assert await lane.run([("ECHO", "first")]) == [b"first"]
-        await asyncio.sleep(0.5)  # the first batch's deadline passes with nothing running
-        with pytest.raises(rx.TimeoutError, match=r"did not answer within 0\.3s"):
-            await lane.run([("BLPOP", "cypherstream-test-nothing", 5)])
-    finally:
-        await lane.close()
-        await slow.aclose()
+    lane = timing_out(0.3)
+    assert await lane.run([("ECHO", "first")]) == [b"first"]
+    await asyncio.sleep(0.5)  # the first batch's deadline passes with nothing running
+    with pytest.raises(rx.TimeoutError, match=r"did not answer within 0\.3s"):
+        await lane.run([("BLPOP", "cypherstream-test-nothing", 5)])
 
 
 async def test_a_script_redis_lost_is_loaded_again_and_runs_once(
