@@ -120,8 +120,11 @@ class SessionDrain:
         while not self._ctx.stopping.is_set() and not self.lost:
             delivery, entries = await self._next(start, claim)
             claim = False
-            if delivery.new or not delivery.full:
-                start = ">"  # no more pending entries of its own: new ones from now on
+            # Once a read returns new entries, or fewer of its own pending ones than it
+            # asked for, nothing of its own is pending beyond what it holds: new ones from
+            # now on. A read of new entries that had to be retried returns its own
+            # pending ones first (`_read`), and those may go on.
+            start = ">" if delivery.new or not delivery.full else "0"
             if not entries:
                 if await self._settle("idle") == 0:
                     return
@@ -179,11 +182,23 @@ class SessionDrain:
 
     async def _read(self, start: Literal["0", ">"], claim: bool = False) -> Taken:
         """A read of as many entries as the read budget allows, which learns from it,
-        its entries decoded and admitted."""
+        its entries decoded and admitted.
+
+        A retry starts from the drain's own pending entries: Redis may have run the
+        attempt that failed (its reply lost with the connection, or late past the
+        timeout), and its entries are then pending for this drainer, which must apply
+        them before any after them. Entries it applied but has not acknowledged yet
+        come back too, and the progress record skips them."""
         size = self._ctx.budget.count()
-        read = await self._redis(
-            lambda: self._ctx.calls.read(self.session_id, size, start, claim=claim)
-        )
+        attempts = 0
+
+        def attempt() -> Awaitable[Delivery]:
+            nonlocal attempts
+            attempts += 1
+            where = start if attempts == 1 else "0"
+            return self._ctx.calls.read(self.session_id, size, where, claim=claim)
+
+        read = await self._redis(attempt)
         self._ctx.budget.observe(read.entries)
         return Taken(read, [self._admitted(entry_id, fields) for entry_id, fields in read.entries])
 

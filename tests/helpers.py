@@ -118,6 +118,8 @@ class FlakyProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.drop_next_reply = False
+        self.drop_reply_with: bytes | None = None
+        """Drop the first reply holding these bytes (and break its connection)."""
         self.dropped = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
@@ -147,8 +149,9 @@ class FlakyProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
             try:
                 while data := await src.read(65536):
-                    if replies and self.drop_next_reply:
-                        self.drop_next_reply = False
+                    marked = self.drop_reply_with is not None and self.drop_reply_with in data
+                    if replies and (self.drop_next_reply or marked):
+                        self.drop_next_reply, self.drop_reply_with = False, None
                         self.dropped += 1
                         writer.close()
                         up_writer.close()

@@ -1,4 +1,5 @@
-"""Redis failing under the producer: clear errors, nothing half-written, nothing twice."""
+"""Redis failing under the producer and the drainer: clear errors, nothing
+half-written, nothing lost, nothing twice."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 
 from cypherstream import MemoryClient, RedisUnavailable
 from cypherstream.shared.entry import WriteEntry, parse
-from tests.helpers import FlakyProxy, through, wait_until
+from cypherstream.shared.settings import RedisSettings
+from tests.helpers import (
+    SEQUENCED_WRITE,
+    FlakyProxy,
+    assert_exactly_once_in_order,
+    audit,
+    through,
+    wait_until,
+)
 
 
 async def test_a_submit_whose_reply_was_lost_is_retried_without_queuing_twice(
@@ -32,6 +41,25 @@ async def test_a_submit_whose_reply_was_lost_is_retried_without_queuing_twice(
         await client.flush()
 
     assert await graph.count() == 2
+
+
+async def test_a_drainer_read_whose_reply_was_lost_applies_every_write_once_in_order(
+    make_settings: Any, proxy: FlakyProxy, graph: Any, start_drainer: Any
+) -> None:
+    # Redis ran the read (its entries are now pending for the drainer) but the reply
+    # never came: the read after it must return those entries, not the ones after them.
+    query = SEQUENCED_WRITE.format(label=graph.label)
+    async with MemoryClient(make_settings("redis")) as client:
+        for seq in range(30):
+            params = {"session": "s0", "seq": seq, "mark": f"mark-{seq:03d}"}
+            await client.buffered.submit(query, params, session_id="s0")
+        proxy.drop_reply_with = b"mark-015"  # the second read of 10: a read ahead
+        await start_drainer(redis=RedisSettings(url=f"redis://127.0.0.1:{proxy.port}/0"),
+                            batch_size=10)  # fmt: skip
+        await client.flush()
+
+    assert proxy.dropped == 1
+    assert_exactly_once_in_order(await audit(graph, {"s0": 30}))
 
 
 async def test_submit_raises_a_clear_error_and_queues_nothing_when_redis_is_gone(
