@@ -32,6 +32,7 @@ from cypherstream.shared.entry import (
     FlushSentinel,
     WriteEntry,
     as_refused_write,
+    id_key,
     parse_flat,
 )
 from cypherstream.shared.errors import RejectedEntry, RetriesExhausted
@@ -100,6 +101,9 @@ class SessionDrain:
         # last full batch, on its way while the next one is applied.
         self._prefetched: asyncio.Task[Taken] | None = None
         self._behind: asyncio.Future[None] | None = None
+        # The position of the last entry handed to `_process`: those at or before it
+        # are handled once `_process` returns.
+        self._handled: tuple[int, int] | None = None
 
     async def run(self, others_waiting: Callable[[], bool]) -> None:
         """Drain; `others_waiting()` says whether to yield the session after a long turn."""
@@ -187,8 +191,8 @@ class SessionDrain:
         A retry starts from the drain's own pending entries: Redis may have run the
         attempt that failed (its reply lost with the connection, or late past the
         timeout), and its entries are then pending for this drainer, which must apply
-        them before any after them. Entries it applied but has not acknowledged yet
-        come back too, and the progress record skips them."""
+        them before any after them. Entries it handled but has not acknowledged yet
+        come back too: `_process` only acknowledges them."""
         size = self._ctx.budget.count()
         attempts = 0
 
@@ -233,6 +237,13 @@ class SessionDrain:
     async def _process(self, entries: list[Admitted]) -> None:
         run: list[WriteEntry] = []
         for entry_id, fields, entry in entries:
+            position = id_key(entry_id)
+            if self._handled is not None and position <= self._handled:
+                # Delivered again (a retried read starts from own pending entries): this
+                # drain applied, dead-lettered or answered it already; acknowledge only.
+                self._done.append(entry_id)
+                continue
+            self._handled = position
             if self._sentinel is not None:  # answered before anything after it runs
                 await self._settle("")
             if entry is None:  # deleted after an earlier delivery applied it

@@ -54,12 +54,15 @@ async def test_a_drainer_read_whose_reply_was_lost_applies_every_write_once_in_o
             params = {"session": "s0", "seq": seq, "mark": f"mark-{seq:03d}"}
             await client.buffered.submit(query, params, session_id="s0")
         proxy.drop_reply_with = b"mark-015"  # the second read of 10: a read ahead
-        await start_drainer(redis=RedisSettings(url=f"redis://127.0.0.1:{proxy.port}/0"),
-                            batch_size=10)  # fmt: skip
+        drainer = await start_drainer(
+            redis=RedisSettings(url=f"redis://127.0.0.1:{proxy.port}/0"), batch_size=10
+        )
         await client.flush()
 
     assert proxy.dropped == 1
     assert_exactly_once_in_order(await audit(graph, {"s0": 30}))
+    # The retry returned the batch being applied too: not run again, only acknowledged.
+    assert drainer.metrics.batched_writes + drainer.metrics.single_writes == 30
 
 
 async def test_submit_raises_a_clear_error_and_queues_nothing_when_redis_is_gone(
