@@ -79,6 +79,16 @@ async def open_redis(
     except REDIS_DOWN as exc:
         await client.aclose()
         raise unreachable(settings, exc) from exc
+    except rx.ResponseError as exc:
+        await client.aclose()
+        if not transient(exc):
+            raise
+        raise RedisUnavailable(
+            f"Redis at {masked_url(settings.url)} refuses writes for now: {exc}. A primary "
+            "short of the replicas `min-replicas-to-write` asks for, or one just demoted to "
+            "replica, answers so until its replicas are back or a failover ends: check "
+            "INFO replication. The call that failed wrote nothing."
+        ) from exc
     if int(recorded) != keyspace.partitions:
         await client.aclose()
         raise ConfigurationError(

@@ -185,6 +185,41 @@ async def test_a_client_says_when_redis_cannot_be_reached(make_settings: Any) ->
         await MemoryClient(settings).open()
 
 
+@pytest.fixture
+def lonely_primary(tmp_path: Path) -> Any:
+    """A Redis primary that asks for a replica it does not have: it refuses writes."""
+    server = services.RedisServer(
+        tmp_path / "lonely", extra_args=["--min-replicas-to-write", "1"]
+    ).start()
+    yield server
+    server.stop()
+
+
+async def test_a_client_says_when_redis_refuses_writes_for_want_of_replicas(
+    make_settings: Any, lonely_primary: Any
+) -> None:
+    settings = make_settings("redis", redis_retry=0)
+    settings.redis = RedisSettings(url=lonely_primary.url)
+
+    with pytest.raises(RedisUnavailable, match="refuses writes for now: NOREPLICAS"):
+        await MemoryClient(settings).open()
+
+
+async def test_a_drainer_waits_while_redis_refuses_writes_for_want_of_replicas(
+    drainer_settings: Any, lonely_primary: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    drainer = Drainer(drainer_settings(redis=RedisSettings(url=lonely_primary.url)))
+    task = asyncio.create_task(drainer.run())
+
+    async def waiting() -> bool:  # one line per attempt, with Redis' reason
+        return "not reachable yet, retrying in" in caplog.text and "NOREPLICAS" in caplog.text
+
+    await wait_until(waiting, what="a retry line")
+    drainer.stop()
+    await asyncio.wait_for(task, 30)  # stopped while waiting: no error
+    assert not drainer.ready.is_set()
+
+
 @pytest.mark.parametrize("mode", ["sync", "embedded"])
 async def test_a_client_that_writes_to_neo4j_names_refused_credentials_at_open(
     make_settings: Any, mode: str
