@@ -194,15 +194,10 @@ class SessionDrain:
         them before any after them. Entries it handled but has not acknowledged yet
         come back too: `_process` only acknowledges them."""
         size = self._ctx.budget.count()
-        attempts = 0
-
-        def attempt() -> Awaitable[Delivery]:
-            nonlocal attempts
-            attempts += 1
-            where = start if attempts == 1 else "0"
-            return self._ctx.calls.read(self.session_id, size, where, claim=claim)
-
-        read = await self._redis(attempt)
+        starts = iter((start,))  # then "0" for every retry
+        read = await self._redis(
+            lambda: self._ctx.calls.read(self.session_id, size, next(starts, "0"), claim=claim)
+        )
         self._ctx.budget.observe(read.entries)
         return Taken(read, [self._admitted(entry_id, fields) for entry_id, fields in read.entries])
 
@@ -235,15 +230,13 @@ class SessionDrain:
                 task.exception()  # retrieved: a failed read ahead changes nothing
 
     async def _process(self, entries: list[Admitted]) -> None:
+        again = self._handled_already(entries)
+        self._done += [entry_id for entry_id, _, _ in entries[:again]]
+        entries = entries[again:]
+        if entries:
+            self._handled = id_key(entries[-1][0])
         run: list[WriteEntry] = []
         for entry_id, fields, entry in entries:
-            position = id_key(entry_id)
-            if self._handled is not None and position <= self._handled:
-                # Delivered again (a retried read starts from own pending entries): this
-                # drain applied, dead-lettered or answered it already; acknowledge only.
-                self._done.append(entry_id)
-                continue
-            self._handled = position
             if self._sentinel is not None:  # answered before anything after it runs
                 await self._settle("")
             if entry is None:  # deleted after an earlier delivery applied it
@@ -266,6 +259,18 @@ class SessionDrain:
             else:
                 run.append(entry)
         await self._apply_run(run)
+
+    def _handled_already(self, entries: list[Admitted]) -> int:
+        """How many of `entries`, from the first, this drain applied, dead-lettered or
+        answered already: a retried read starts from own pending entries, which may
+        include them. They only need acknowledging. One comparison per batch unless so."""
+        handled = self._handled
+        if handled is None or not entries or id_key(entries[0][0]) > handled:
+            return 0
+        return next(
+            (n for n, (entry_id, _, _) in enumerate(entries) if id_key(entry_id) > handled),
+            len(entries),
+        )
 
     async def _apply_run(self, writes: list[WriteEntry]) -> None:
         """Apply writes in order; acknowledge each once applied or dead-lettered.
