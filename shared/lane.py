@@ -5,8 +5,12 @@ the way, only packing, one write and the replies.
 A lone call through redis-py's client takes a connection from the pool and gives it
 back, wraps the call in its retry object and its observability hooks, packs the
 arguments in Python, and runs the socket write in a task of its own to time it out.
-Here the connection is made once, commands are packed by hiredis where it is
-installed, and one deadline covers a whole batch, kept by one timer per lane rather
+Here redis-py makes the connection (server, credentials, TLS, protocol version, as its
+pool would) and the lane then reads it itself: the bytes Redis sends go straight into
+a hiredis reader (`_Replies`), and the batch's one future is resolved once every reply
+is in, without redis-py's stream reader, its per-reply coroutines or its health-check
+`PING` (a connection Redis closed is noticed as it closes). Commands are packed by
+hiredis, and one deadline covers a whole batch, kept by one timer per lane rather
 than one per batch (`asyncio.timeout` schedules and cancels a timer each time, about
 6 us, as much as a tenth of a submit's CPU). Errors keep their meaning: a reply
 that is an error stays in its place, a batch that ran out of time raises redis-py's
@@ -19,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeAlias, cast
 
+import hiredis
 from redis import exceptions as rx
+from redis._parsers import BaseParser
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -35,21 +41,16 @@ Command: TypeAlias = "Sequence[ScriptArg]"
 Reply: TypeAlias = "ScriptReply | rx.ResponseError"
 """A command's reply, or the error Redis answered it with."""
 
-
-def _packer() -> Callable[[AbstractConnection, list[Command]], list[bytes]]:
-    """hiredis' packer where installed (about 3x faster than redis-py's own)."""
-    try:
-        import hiredis
-    except ImportError:
-        return lambda connection, commands: connection.pack_commands(commands)
-    # hiredis' stub types the argument as a tuple of one item; it takes any length.
-    return lambda _, commands: [
-        hiredis.pack_command(tuple(command))  # type: ignore[arg-type]
-        for command in commands
-    ]
+#: What a hiredis reader returns while a reply is incomplete (`False` is a RESP3 reply).
+_INCOMPLETE = object()
+#: Out-of-band RESP3 messages (client tracking), which answer no command: skipped.
+_PUSH = hiredis.PushNotification
 
 
-_pack = _packer()
+def _pack(commands: list[Command]) -> bytes:
+    # hiredis packs about 3x faster than redis-py; its stub types the argument as a
+    # tuple of one item, and it takes any length.
+    return b"".join(hiredis.pack_command(tuple(command)) for command in commands)  # type: ignore[arg-type]
 
 
 class Lane:
@@ -59,8 +60,15 @@ class Lane:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._connection: AbstractConnection | None = None
+        self._replies: _Replies | None = None
         self._timeout: float | None = None
         self._watch = _Watch()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the lane holds a connection Redis has not closed (it notices a close
+        as it happens, also while idle, and the next batch goes on a new connection)."""
+        return self._replies is not None and not self._replies.lost
 
     async def run(self, commands: list[Command], *, watching: bool = False) -> list[Reply]:
         """Send `commands` in one write; their replies in order, errors in place.
@@ -69,21 +77,20 @@ class Lane:
         or `TimeoutError`): it is then dropped, and no reply of this batch is known.
         With `watching`, the commands count on a `WATCH` an earlier batch sent: they go
         on the same connection or not at all (`ConnectionError`), never on one made
-        again meanwhile (as a failed health check would), which watches nothing.
+        again meanwhile, which watches nothing.
         """
-        connection = self._connect()
-        if watching and not connection.is_connected:
+        if watching and not self.connected:
             raise rx.ConnectionError("the connection that watched the keys was lost")
+        connection = self._connect()
         self._watch.start(self._timeout)
         try:
-            await connection.send_packed_command(
-                _pack(connection, commands), check_health=not watching
-            )
-            return [await _reply(connection) for _ in commands]
+            replies = self._replies
+            if replies is None or replies.lost:
+                replies = await self._open(connection)
+            return await replies.exchange(_pack(commands), len(commands))
         except BaseException as exc:
             # Replies may be left unread: the connection is out of step for good.
-            with contextlib.suppress(Exception):
-                await connection.disconnect(nowait=True)
+            await self._drop()
             if isinstance(exc, asyncio.CancelledError) and self._watch.expired():
                 raise rx.TimeoutError(
                     f"Redis did not answer within {self._timeout}s (REDIS_SOCKET_TIMEOUT)"
@@ -96,17 +103,110 @@ class Lane:
         if self._connection is None:
             pool = self._redis.connection_pool
             connection = pool.connection_class(**pool.connection_kwargs)
-            # One deadline per batch instead (`run`): redis-py times each socket write
-            # out in a task of its own, which costs a loop iteration per call.
+            # One deadline per batch instead (`run`).
             self._timeout, connection.socket_timeout = connection.socket_timeout, None
             self._connection = connection
         return self._connection
 
+    async def _open(self, connection: AbstractConnection) -> _Replies:
+        """Connect (redis-py's handshake, as its pool does), then read the replies here."""
+        if connection.is_connected:  # closed by Redis, which redis-py has not seen
+            await connection.disconnect(nowait=True)
+        await connection.connect()  # type: ignore[no-untyped-call]
+        # The one private part of redis-py the lane touches: the transport under the
+        # connection's stream writer, whose bytes the lane now reads instead.
+        transport = connection._writer.transport  # type: ignore[union-attr]
+        self._replies = _Replies(transport, connection)
+        return self._replies
+
+    async def _drop(self) -> None:
+        self._replies = None
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.disconnect(nowait=True)
+
     async def close(self) -> None:
         """Close the connection."""
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._replies = self._connection, None, None
         if connection is not None:
             await connection.disconnect()
+
+
+class _Replies(asyncio.Protocol):
+    """Reads a connection's replies into a hiredis reader, in place of redis-py's
+    stream reader (whose protocol it keeps, to tell it when the connection closes)."""
+
+    def __init__(self, transport: asyncio.BaseTransport, connection: AbstractConnection) -> None:
+        self._transport = transport
+        self._stream = transport.get_protocol()
+        self._where = _where(connection)
+        encoder = connection.encoder
+        self._reader = hiredis.Reader(
+            protocolError=rx.InvalidResponse,
+            replyError=BaseParser.parse_error,
+            notEnoughData=_INCOMPLETE,
+            **(
+                {"encoding": encoder.encoding, "errors": encoder.encoding_errors}
+                if encoder.decode_responses
+                else {}
+            ),
+        )
+        self._wanted = 0
+        self._replies: list[Reply] = []
+        self._done: asyncio.Future[list[Reply]] | None = None
+        self.lost = False
+        """Whether the connection closed (then a batch goes on a new one)."""
+        transport.set_protocol(self)
+
+    def exchange(self, packed: bytes, count: int) -> asyncio.Future[list[Reply]]:
+        """Write `packed`; a future of its `count` replies."""
+        self._replies, self._wanted = [], count
+        self._done = asyncio.get_running_loop().create_future()
+        self._transport.write(packed)  # type: ignore[attr-defined]
+        return self._done
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        try:
+            while self._wanted:
+                reply = self._reader.gets()
+                if reply is _INCOMPLETE:
+                    return
+                if isinstance(reply, _PUSH):
+                    continue
+                if isinstance(reply, rx.ConnectionError) or (
+                    isinstance(reply, list) and reply and isinstance(reply[0], rx.ConnectionError)
+                ):  # as redis-py: the server ends the connection (too many clients, ...)
+                    raise reply if isinstance(reply, rx.ConnectionError) else reply[0]
+                self._replies.append(cast("Reply", reply))
+                self._wanted -= 1
+        except Exception as exc:  # a protocol error: nothing after it can be trusted
+            self._fail(exc)
+            self._transport.close()
+            return
+        if self._done is not None and not self._done.done():
+            self._done.set_result(self._replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._fail(rx.ConnectionError(f"Error while reading from {self._where}: connection closed"))
+        self._stream.connection_lost(exc)  # redis-py's writer waits for it to close
+
+    def eof_received(self) -> bool | None:
+        return False  # close: Redis sends nothing after it ends its side
+
+    def _fail(self, exc: Exception) -> None:
+        self._wanted = 0
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+
+def _where(connection: AbstractConnection) -> str:
+    """The server a connection talks to, for error messages."""
+    path = getattr(connection, "path", None)
+    if path:
+        return str(path)
+    return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"
 
 
 class _Watch:
@@ -168,11 +268,3 @@ else:  # no count of cancellation requests: any cancellation at expiry is the de
 
     def _uncancel(task: asyncio.Task[object]) -> int:
         return 0
-
-
-async def _reply(connection: AbstractConnection) -> Reply:
-    try:
-        reply: ScriptReply = await connection.read_response()
-    except rx.ResponseError as exc:  # the command's own error: the connection is in step
-        return exc
-    return reply

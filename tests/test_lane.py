@@ -18,6 +18,7 @@ from cypherstream.shared.lane import Lane
 from cypherstream.shared.pipelines import ScriptPipeline
 from cypherstream.shared.scripts import Scripts, submit_call
 from cypherstream.shared.settings import StreamSettings
+from tests.helpers import wait_until
 
 
 async def test_replies_come_in_order_with_error_replies_in_their_place(redis: Any) -> None:
@@ -121,3 +122,20 @@ async def test_a_script_redis_lost_is_loaded_again_and_runs_once(
     finally:
         await pipeline.close()
     assert await redis.xlen(keys.stream("lost")) == 2
+
+
+async def test_a_connection_redis_closed_while_idle_is_replaced_before_the_next_batch(
+    redis: Any,
+) -> None:
+    lane = Lane(redis)
+
+    async def closed() -> bool:
+        return not lane.connected
+
+    try:
+        (own_id,) = await lane.run([("CLIENT", "ID")])
+        assert await redis.client_kill_filter(_id=own_id) == 1
+        await wait_until(closed, timeout=5, what="the lane to see its connection closed")
+        assert await lane.run([("ECHO", "after")]) == [b"after"]
+    finally:
+        await lane.close()
