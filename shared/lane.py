@@ -136,9 +136,9 @@ class _Replies(asyncio.Protocol):
     """Reads a connection's replies into a hiredis reader, in place of redis-py's
     stream reader (whose protocol it keeps, to tell it when the connection closes)."""
 
-    def __init__(self, transport: asyncio.BaseTransport, connection: AbstractConnection) -> None:
+    def __init__(self, transport: asyncio.WriteTransport, connection: AbstractConnection) -> None:
         self._transport = transport
-        self._stream = transport.get_protocol()
+        self._redis_py_protocol = transport.get_protocol()
         self._where = _where(connection)
         encoder = connection.encoder
         self._reader = hiredis.Reader(
@@ -162,7 +162,7 @@ class _Replies(asyncio.Protocol):
         """Write `packed`; a future of its `count` replies."""
         self._replies, self._wanted = [], count
         self._done = asyncio.get_running_loop().create_future()
-        self._transport.write(packed)  # type: ignore[attr-defined]
+        self._transport.write(packed)
         return self._done
 
     def data_received(self, data: bytes) -> None:
@@ -190,7 +190,7 @@ class _Replies(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._fail(rx.ConnectionError(f"Error while reading from {self._where}: connection closed"))
-        self._stream.connection_lost(exc)  # redis-py's writer waits for it to close
+        self._redis_py_protocol.connection_lost(exc)  # redis-py's writer waits for it
 
     def eof_received(self) -> bool | None:
         return False  # close: Redis sends nothing after it ends its side
