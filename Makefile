@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SERVICES := $(BIN)/python deploy/local/services.py
 
-.PHONY: demo test bench bench-scale image lint format services services-down prereqs clean help
+.PHONY: demo test bench bench-ab bench-scale image lint format services services-down prereqs clean help
 
 help:
 	@echo "make demo           run the main job: services, drainers, producers, verify in Neo4j"
 	@echo "make test           the whole suite against real Redis and Neo4j"
 	@echo "make bench          every way of writing, side by side (examples/benchmark/)"
+	@echo "make bench-ab       the working tree against BASE (default HEAD), in interleaved pairs"
 	@echo "make bench-scale    100,000 sessions, 1/2/4 drainers, single Redis vs cluster"
 	@echo "make image          build the drainer image (podman or docker; deploy/local/images.py)"
 	@echo "make lint           ruff and mypy"
@@ -40,6 +41,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: prereqs $(BENCH_STAMP)
 	$(BIN)/python examples/benchmark/bench.py $(BENCH_ARGS)
+
+BASE ?= HEAD
+bench-ab: prereqs $(BENCH_STAMP)
+	$(BIN)/python examples/benchmark/ab.py --base $(BASE) $(BENCH_ARGS)
 
 bench-scale: prereqs $(BENCH_STAMP)
 	$(BIN)/python examples/benchmark/many_sessions.py $(BENCH_ARGS)
