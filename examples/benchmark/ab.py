@@ -130,19 +130,25 @@ def one(shape: str) -> None:
     print(json.dumps({"code": cypherstream.__file__, **figures}))
 
 
-def measured(shape: str, package: Path | None) -> dict[str, Any]:
+def measured(shape: str, package: Path, base: bool) -> dict[str, Any]:
     env = dict(os.environ)
-    if package is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(package), env.get("PYTHONPATH", "")])
+    if base:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), env.get("PYTHONPATH")]))
+    # The drainers run `python -m cypherstream.drainer`, which puts the working
+    # directory first on the path, ahead of the editable install's finder: the base
+    # side runs in the revision's folder, the working tree's side in one without a
+    # `cypherstream` (the repository's own, without its parts, would do for the
+    # editable install, not for the revision).
     done = subprocess.run(
-        [sys.executable, __file__, "--one", shape],
+        [sys.executable, str(HERE / "ab.py"), "--one", shape],
+        cwd=package if base else package.parent,
         env=env, capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"a {shape} measurement failed:\n{done.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     code = figures.pop("code")
-    if package is not None and not code.startswith(str(package)):
+    if base and not code.startswith(str(package)):
         raise SystemExit(f"the base side ran {code}, not the revision's code: {package}")
     return figures
 
@@ -151,7 +157,7 @@ def compare(shape: str, package: Path, pairs: int) -> str:
     runs: dict[str, list[dict[str, Any]]] = {"base": [], "tree": []}
     for pair in range(pairs):
         for side in ("base", "tree") if pair % 2 == 0 else ("tree", "base"):
-            runs[side].append(measured(shape, package if side == "base" else None))
+            runs[side].append(measured(shape, package, base=side == "base"))
         print(f"{shape}: pair {pair + 1} of {pairs}", file=sys.stderr)
     lines = [f"| {shape} | base | working tree | working tree better |", "|---|---:|---:|---:|"]
     for name, more_is_better in FIGURES["e2e" if shape == "e2e" else "drain"].items():
