@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -71,36 +70,16 @@ async def measure_e2e() -> dict[str, Any]:
     import bench
     import targets
 
-    from cypherstream import MemoryClient
-
-    workload = targets.msg_workload(1, targets.ANCHOR_WRITES)
     run = f"ab{uuid.uuid4().hex[:6]}"
-    prefix = f"bench-anchor-{run}"
-    settings = bench.settings_for("redis", prefix)
-    settings.memory.max_pending = targets.ANCHOR_MAX_PENDING
-    pool = await bench.start_drainers(1, prefix)
-    redis = settings.redis.client()
-    async with MemoryClient(settings) as client:
-        drainer_cpu, cpu = pool.cpu_seconds(), time.process_time()
-        redis_cpu = await bench.redis_cpu_seconds(redis)
-        started = time.perf_counter()
-        latencies = await bench.timed_submits(client, workload, run, workload.writes)
-        cpu = time.process_time() - cpu
-        await client.flush()
-        elapsed = time.perf_counter() - started
-        drainer_cpu = pool.cpu_seconds() - drainer_cpu
-        redis_cpu = await bench.redis_cpu_seconds(redis) - redis_cpu
-    pool.stop()
-    await redis.aclose()
+    ours = await targets.ours_end_to_end(run, targets.msg_workload(1, targets.ANCHOR_WRITES))
     await bench.cleanup(run)
-    per_write = 1e6 / workload.writes
     return {
-        "writes_per_s": workload.writes / elapsed,
-        "submit_p50_ms": bench._quantile(latencies, 0.5) * 1000,
-        "submit_p99_ms": bench._quantile(latencies, 0.99) * 1000,
-        "producer_cpu_us": cpu * per_write,
-        "drainer_cpu_us": drainer_cpu * per_write,
-        "redis_cpu_us": redis_cpu * per_write,
+        "writes_per_s": ours["cypherstream_wps"],
+        "submit_p50_ms": ours["submit_p50_ms"],
+        "submit_p99_ms": ours["submit_p99_ms"],
+        "producer_cpu_us": ours["producer_cpu_us_per_submit"],
+        "drainer_cpu_us": ours["drainer_cpu_us_per_write"],
+        "redis_cpu_us": ours["redis_cpu_us_per_write"],
     }
 
 

@@ -92,33 +92,45 @@ async def versus_agent_memory(run: str, writes: int = ANCHOR_WRITES) -> dict[str
     await theirs_client.close()
 
     ping_p50, ping_p99 = await bench.ping_floor()
+    ours = await ours_end_to_end(run + "-ours", workload)
+    return {
+        "writes": workload.writes,
+        "ping_p50_ms": ping_p50, "ping_p99_ms": ping_p99,
+        "submit_p50_over_ping": ours["submit_p50_ms"] / ping_p50,
+        "agent_memory_wps": theirs, "end_to_end_ratio": ours["cypherstream_wps"] / theirs,
+        **ours,
+    }  # fmt: skip
+
+
+async def ours_end_to_end(run: str, workload: bench.Workload) -> dict[str, float]:
+    """The anchor's cypherstream side: `workload` submitted one write after the other
+    with one drainer running and `max_pending` 200, until `flush()` returns."""
     prefix = f"bench-anchor-{run}"
-    ours_settings = bench.settings_for("redis", prefix)
-    ours_settings.memory.max_pending = ANCHOR_MAX_PENDING
+    settings = bench.settings_for("redis", prefix)
+    settings.memory.max_pending = ANCHOR_MAX_PENDING
     pool = await bench.start_drainers(1, prefix)
-    redis = ours_settings.redis.client()
-    async with MemoryClient(ours_settings) as client:
+    redis = settings.redis.client()
+    async with MemoryClient(settings) as client:
         drainer_cpu, cpu = pool.cpu_seconds(), time.process_time()
         redis_cpu = await bench.redis_cpu_seconds(redis)
         started = time.perf_counter()
-        latencies = await bench.timed_submits(client, workload, run + "-ours", workload.writes)
+        latencies = await bench.timed_submits(client, workload, run, workload.writes)
         submit_cpu = time.process_time() - cpu
         await client.flush()
-        ours = workload.writes / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
         drainer_cpu = pool.cpu_seconds() - drainer_cpu
         redis_cpu = await bench.redis_cpu_seconds(redis) - redis_cpu
     pool.stop()
     await redis.aclose()
-    p50, p99 = bench._quantile(latencies, 0.5) * 1000, bench._quantile(latencies, 0.99) * 1000
+    per_write = 1e6 / workload.writes
     return {
-        "writes": workload.writes,
-        "ping_p50_ms": ping_p50, "ping_p99_ms": ping_p99,
-        "submit_p50_ms": p50, "submit_p99_ms": p99, "submit_p50_over_ping": p50 / ping_p50,
-        "agent_memory_wps": theirs, "cypherstream_wps": ours, "end_to_end_ratio": ours / theirs,
-        "producer_cpu_us_per_submit": submit_cpu / workload.writes * 1e6,
-        "drainer_cpu_us_per_write": drainer_cpu / workload.writes * 1e6,
-        "redis_cpu_us_per_write": redis_cpu / workload.writes * 1e6,
-    }  # fmt: skip
+        "cypherstream_wps": workload.writes / elapsed,
+        "submit_p50_ms": bench._quantile(latencies, 0.5) * 1000,
+        "submit_p99_ms": bench._quantile(latencies, 0.99) * 1000,
+        "producer_cpu_us_per_submit": submit_cpu * per_write,
+        "drainer_cpu_us_per_write": drainer_cpu * per_write,
+        "redis_cpu_us_per_write": redis_cpu * per_write,
+    }
 
 
 async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
