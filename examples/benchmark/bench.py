@@ -498,7 +498,11 @@ async def redis_bytes_per_write(workload: Workload, run: str, count: int = 1000)
 async def cleanup(run: str) -> None:
     """Delete this run's nodes, in batches (CALL IN TRANSACTIONS needs an auto-commit run),
     and its sessions' progress records: no drainer of its key prefixes runs again to
-    forget them, and 128,000 of them had piled up in a local store over many runs."""
+    forget them, and 128,000 of them had piled up in a local store over many runs.
+    Then its Redis keys (drained streams, idempotency marks, bookmarks), which would
+    otherwise expire together a day later: 484,845 of them (190 MB) were waiting in the
+    local Redis, whose expiry work would land in some later run's measurements."""
+    await _delete_redis_keys(f"{{bench-*{run}*")  # every key prefix is `bench-...{run}...`
     driver = MemorySettings().neo4j.driver()
     async with driver, driver.session() as session:
         matches = [f"MATCH (n:{label}) WHERE n.run STARTS WITH $run"
@@ -515,6 +519,21 @@ async def cleanup(run: str) -> None:
                 f"{match} CALL (n) {{ DETACH DELETE n }} IN TRANSACTIONS OF 5000 ROWS", run=run
             )
             await result.consume()
+
+
+async def _delete_redis_keys(pattern: str) -> None:
+    redis = MemorySettings().redis.client()
+    try:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=pattern, count=10_000):
+            batch.append(key)
+            if len(batch) == 1000:
+                await redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            await redis.unlink(*batch)
+    finally:
+        await redis.aclose()
 
 
 SCHEMA = (
