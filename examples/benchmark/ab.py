@@ -42,8 +42,8 @@ FIGURES = {
             "producer_cpu_us": False, "drainer_cpu_us": False, "redis_cpu_us": False},
     "drain": {"writes_per_s": True, "drainer_cpu_us": False, "redis_cpu_us": False},
 }  # fmt: skip
-#: Drops the editable install's finder, which would find the working tree's
-#: `cypherstream` ahead of the revision's on PYTHONPATH.
+#: Drops the editable install's finder from the base side: consulted after the path,
+#: it would fill in any module the revision lacks from the working tree, silently.
 _SITECUSTOMIZE = """import sys
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
 """
