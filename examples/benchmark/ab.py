@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -52,9 +53,10 @@ sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower(
 def revision_tree(revision: str, folder: Path) -> Path:
     """`revision`'s code laid out as the package `cypherstream` under `folder/pkg`
     (for PYTHONPATH), as the wheel lays it out."""
-    archive = subprocess.run(
-        ["git", "archive", revision], cwd=ROOT, capture_output=True, check=True
-    ).stdout
+    archived = subprocess.run(["git", "archive", revision], cwd=ROOT, capture_output=True)
+    if archived.returncode != 0:
+        raise SystemExit(f"no revision {revision!r} to compare with: {archived.stderr.decode()}")
+    archive = archived.stdout
     source = folder / "src"
     source.mkdir()
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
@@ -113,11 +115,9 @@ def measured(shape: str, package: Path, base: bool) -> dict[str, Any]:
     env = dict(os.environ)
     if base:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package), env.get("PYTHONPATH")]))
-    # The drainers run `python -m cypherstream.drainer`, which puts the working
-    # directory first on the path, ahead of the editable install's finder: the base
-    # side runs in the revision's folder, the working tree's side in one without a
-    # `cypherstream` (the repository's own, without its parts, would do for the
-    # editable install, not for the revision).
+    # The drainers start with `python -m`, which puts the working directory first on
+    # the path: the base side runs from the revision's folder, the working tree's
+    # side from one with no `cypherstream` in it.
     done = subprocess.run(
         [sys.executable, str(HERE / "ab.py"), "--one", shape],
         cwd=package if base else package.parent,
@@ -142,7 +142,7 @@ def compare(shape: str, package: Path, pairs: int) -> str:
     for name, more_is_better in FIGURES["e2e" if shape == "e2e" else "drain"].items():
         base = [run[name] for run in runs["base"]]
         tree = [run[name] for run in runs["tree"]]
-        better = sum((t > b) == more_is_better for b, t in zip(base, tree, strict=True))
+        better = sum(t > b if more_is_better else t < b for b, t in zip(base, tree, strict=True))
         lines.append(
             f"| {name} (median) | {statistics.median(base):,.2f} | "
             f"{statistics.median(tree):,.2f} | {better} of {pairs} |"
@@ -160,13 +160,19 @@ def main() -> None:
     if args.one:
         one(args.one)
         return
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    shapes = args.shapes.split(",")
+    for shape in shapes:
+        if shape != "e2e" and not re.fullmatch(r"[1-9]\d*x[1-9]\d*", shape):
+            parser.error(f"unknown shape {shape!r}: e2e, or SESSIONSxWRITES such as 100x20")
     services.up_and_export()
     import bench  # this folder is the script's: first on the path
 
     asyncio.run(bench.ensure_schema())  # and the ballast, once
     with tempfile.TemporaryDirectory(prefix="cypherstream-ab-") as folder:
         package = revision_tree(args.base, Path(folder))
-        tables = [compare(shape, package, args.pairs) for shape in args.shapes.split(",")]
+        tables = [compare(shape, package, args.pairs) for shape in shapes]
     print(f"\nWorking tree against {args.base}, {args.pairs} pairs per shape:\n")
     print("\n\n".join(tables))
 
