@@ -19,10 +19,12 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -253,9 +255,33 @@ async def measure(workload: Workload, mode: str, run: str, drainers: int = 0, *a
 
 @dataclass(frozen=True)
 class Drained:
+    """A timed drain, and the CPU each part used for it, per write: the drainers, Redis,
+    Neo4j (None where it does not say) and this process (the flush's sentinels and its
+    waiting)."""
+
     writes_per_s: float
     drainer_cpu_us_per_write: float
     redis_cpu_us_per_write: float
+    neo4j_cpu_us_per_write: float | None = None
+    client_cpu_us_per_write: float = 0.0
+
+    @property
+    def cpu_us_per_write(self) -> float | None:
+        """All parts' CPU per write; None without Neo4j's."""
+        if self.neo4j_cpu_us_per_write is None:
+            return None
+        return (self.drainer_cpu_us_per_write + self.redis_cpu_us_per_write
+                + self.neo4j_cpu_us_per_write + self.client_cpu_us_per_write)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The single-UNWIND floor's best attempt, and the CPU it took per write: Neo4j's
+    (None where it does not say) and this process's (building the rows, the driver)."""
+
+    writes_per_s: float
+    neo4j_cpu_us_per_write: float | None = None
+    client_cpu_us_per_write: float = 0.0
 
 
 async def queue_backlog(client: MemoryClient, workload: Workload, tag: str) -> None:
@@ -277,6 +303,8 @@ async def drain_only(workload: Workload, run: str, drainers: int, *args: str) ->
     settings = settings_for("redis", prefix)
     redis = settings.redis.client()
     tag = f"{run}-drain-{prefix}"  # rows of their own, so keyed MERGEs create
+    driver = settings.neo4j.driver()
+    neo4j_seconds = await neo4j_cpu_reader(driver)
     async with MemoryClient(settings) as client:
         pool = await start_drainers(drainers, prefix, *args)
         warm = replace(workload, name="warm", sessions=drainers, writes=WARM_WRITES * drainers)
@@ -284,17 +312,70 @@ async def drain_only(workload: Workload, run: str, drainers: int, *args: str) ->
         await client.flush()
         pool.pause()
         await queue_backlog(client, workload, tag)
+        neo4j_cpu, redis_cpu = await neo4j_seconds(), await redis_cpu_seconds(redis)
         pool.resume()
-        cpu, redis_cpu = pool.cpu_seconds(), await redis_cpu_seconds(redis)
+        cpu, client_cpu = pool.cpu_seconds(), process_cpu_seconds(os.getpid())
         started = time.perf_counter()
         await client.flush()
         elapsed = time.perf_counter() - started
-        cpu = pool.cpu_seconds() - cpu
+        cpu, client_cpu = pool.cpu_seconds() - cpu, process_cpu_seconds(os.getpid()) - client_cpu
         redis_cpu = await redis_cpu_seconds(redis) - redis_cpu
+        neo4j_after = await neo4j_seconds()
     pool.stop()
     await redis.aclose()
+    await driver.close()
     per_write = 1e6 / workload.writes
-    return Drained(workload.writes / elapsed, cpu * per_write, redis_cpu * per_write)
+    return Drained(
+        workload.writes / elapsed, cpu * per_write, redis_cpu * per_write,
+        None if neo4j_cpu is None or neo4j_after is None else (neo4j_after - neo4j_cpu) * per_write,
+        client_cpu * per_write,
+    )  # fmt: skip
+
+
+CpuReader = Callable[[], Awaitable[float | None]]
+
+
+async def neo4j_cpu_reader(driver: Any) -> CpuReader:
+    """A reader of the CPU seconds the Neo4j server has used so far: its process's own
+    count where it runs on this machine (`process_cpu_seconds`, to the nanosecond), else
+    its JVM's `ProcessCpuTime` (10 ms ticks: 5 us a write over 2,000), both through
+    `dbms.queryJmx`; the reader answers None where the server says neither."""
+    local = _local_pid(await _jmx(driver, "java.lang:type=Runtime", "Name"))
+    if local is not None:
+        pid = local
+
+        async def scheduled() -> float | None:
+            return process_cpu_seconds(pid)
+
+        return scheduled
+
+    async def jvm() -> float | None:
+        ns = await _jmx(driver, "java.lang:type=OperatingSystem", "ProcessCpuTime")
+        return ns / 1e9 if isinstance(ns, int) else None
+
+    return jvm
+
+
+def _local_pid(runtime: object) -> int | None:
+    """The process id in a JVM's runtime name ("pid@host") if it runs on this machine."""
+    pid, _, host = str(runtime).partition("@")
+    if host == socket.gethostname() and pid.isdigit() and Path(f"/proc/{pid}").exists():
+        return int(pid)
+    return None
+
+
+async def _jmx(driver: Any, bean: str, attribute: str) -> object:
+    """One attribute of one of the server's JMX beans; None where it refuses."""
+    from neo4j.exceptions import Neo4jError
+
+    try:
+        records, _, _ = await driver.execute_query(
+            "CALL dbms.queryJmx($bean) YIELD attributes RETURN attributes[$name].value AS v",
+            bean=bean, name=attribute,
+        )  # fmt: skip
+    except Neo4jError:
+        return None
+    return records[0]["v"] if records else None
 
 
 async def ping_floor(samples: int = 2000) -> tuple[float, float]:
@@ -456,24 +537,38 @@ async def tracing_cost(workload: Workload, run: str, samples: int = 2000) -> dic
     }
 
 
-async def unwind_floor(workload: Workload, run: str, repeats: int = 1) -> float:
+async def unwind_floor(workload: Workload, run: str, repeats: int = 1) -> Floor:
     """Writes per second when all rows go in one UNWIND, one transaction (the best of
     `repeats`, each with rows of its own): the usual idiom, a list of row maps,
-    `UNWIND $rows AS row CALL { WITH row <the query reading row.p> }`."""
+    `UNWIND $rows AS row CALL { WITH row <the query reading row.p> }`; with the CPU
+    Neo4j and the driver used for it."""
     form = rewrite(workload.query)
     assert isinstance(form, Rewrite), form
     text = f"UNWIND $rows AS {ROW} CALL {{ WITH {ROW} {form.inner}\n}}"
     warm = [workload.params(run + "-warm", i) for i in range(min(20, workload.writes))]
-    best = 0.0
+    best = Floor(0.0)
+    per_write = 1e6 / workload.writes
     driver = MemorySettings().neo4j.driver()
     async with driver:
         # Planned once first, as the drainers' statements are by the time they are timed.
         await driver.execute_query(text, parameters_={"rows": warm})
+        neo4j_seconds = await neo4j_cpu_reader(driver)
         for attempt in range(repeats):
             rows = [workload.params(f"{run}-unwind{attempt}", i) for i in range(workload.writes)]
+            neo4j_cpu = await neo4j_seconds()
+            client_cpu = process_cpu_seconds(os.getpid())
             t0 = time.perf_counter()
             await driver.execute_query(text, parameters_={"rows": rows})
-            best = max(best, workload.writes / (time.perf_counter() - t0))
+            elapsed = time.perf_counter() - t0
+            client_cpu = process_cpu_seconds(os.getpid()) - client_cpu
+            neo4j_after = await neo4j_seconds()
+            if workload.writes / elapsed > best.writes_per_s:
+                best = Floor(
+                    workload.writes / elapsed,
+                    None if neo4j_cpu is None or neo4j_after is None
+                    else (neo4j_after - neo4j_cpu) * per_write,
+                    client_cpu * per_write,
+                )  # fmt: skip
     return best
 
 
@@ -610,7 +705,7 @@ async def run_all(scale: int, only: str | None = None, part: str = "all") -> dic
                 progress.update(task, description=f"{workload.name}: {mode} {drainers or ''}")
                 rows.append(await measure(workload, mode, run, drainers, *args))
                 progress.advance(task)
-            refs[f"unwind_wps:{workload.name}"] = await unwind_floor(workload, run)
+            refs[f"unwind_wps:{workload.name}"] = (await unwind_floor(workload, run)).writes_per_s
             progress.advance(task)
             refs[f"redis_bytes_per_write:{workload.name}"] = await redis_bytes_per_write(
                 workload, run
