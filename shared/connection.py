@@ -82,7 +82,7 @@ async def open_redis(
     except rx.ResponseError as exc:
         await client.aclose()
         if not transient(exc):
-            raise
+            raise _refused(settings, keyspace, exc) from exc
         raise RedisUnavailable(
             f"Redis at {masked_url(settings.url)} refuses writes for now: {exc}. A primary "
             "short of the replicas `min-replicas-to-write` asks for, or one just demoted to "
@@ -97,6 +97,33 @@ async def open_redis(
             "drainers must agree: set CYPHERSTREAM_PARTITIONS to the recorded value."
         )
     return client
+
+
+def _refused(
+    settings: RedisSettings, keyspace: Keyspace, exc: rx.ResponseError
+) -> ConfigurationError:
+    """What a Redis that answers, but refuses the start-up script for good, says: the
+    reply, and what to change."""
+    reply = str(exc)
+    if reply.startswith("WRONGTYPE"):
+        hint = (
+            f"The key {keyspace.meta!r} holds another kind of value: something else uses "
+            f"the key prefix {keyspace.prefix!r}. Give cypherstream a prefix of its own "
+            "(CYPHERSTREAM_KEY_PREFIX)."
+        )
+    elif reply.lower().startswith("unknown command"):
+        hint = (
+            "cypherstream runs Lua scripts (EVALSHA, SCRIPT LOAD): use a Redis, or a proxy, "
+            "that allows them."
+        )
+    elif "compiling script" in reply or "shebang" in reply:
+        hint = "cypherstream's scripts need Redis 7.0 or newer."
+    else:
+        hint = "See the README's 'What Redis must run with'."
+    return ConfigurationError(
+        f"Redis at {masked_url(settings.url)} refused cypherstream's start-up script: "
+        f"{' '.join(reply.split()).rstrip('.')}. {hint}"
+    )
 
 
 async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:

@@ -220,6 +220,54 @@ async def test_a_drainer_waits_while_redis_refuses_writes_for_want_of_replicas(
     assert not drainer.ready.is_set()
 
 
+@pytest.fixture
+def scriptless_redis(tmp_path: Path) -> Any:
+    """A Redis that refuses Lua scripts (EVAL and EVALSHA renamed away), as some
+    locked-down servers and proxies do."""
+    renamed = ["--rename-command", "EVALSHA", "", "--rename-command", "EVAL", ""]
+    server = services.RedisServer(tmp_path / "scriptless", extra_args=renamed).start()
+    yield server
+    server.stop()
+
+
+async def test_a_client_says_when_redis_refuses_scripts(
+    make_settings: Any, scriptless_redis: Any
+) -> None:
+    settings = make_settings("redis", redis_retry=0)
+    settings.redis = RedisSettings(url=scriptless_redis.url)
+
+    with pytest.raises(ConfigurationError, match="refused cypherstream's start-up script: unknown"):
+        await MemoryClient(settings).open()
+
+
+async def test_a_client_names_a_key_prefix_something_else_uses(
+    make_settings: Any, redis: Any
+) -> None:
+    settings = make_settings("redis")
+    meta = settings.streams.keyspace().meta
+    await redis.set(meta, "another application's value")
+    try:
+        with pytest.raises(ConfigurationError, match="CYPHERSTREAM_KEY_PREFIX"):
+            await MemoryClient(settings).open()
+    finally:
+        await redis.delete(meta)
+
+
+async def test_a_drainer_names_a_key_prefix_something_else_uses_in_one_line(
+    env: dict[str, str], streams: Any, redis: Any
+) -> None:
+    meta = streams.keyspace().meta
+    await redis.set(meta, "another application's value")
+    try:
+        code, stderr = await drainer_run(env)
+    finally:
+        await redis.delete(meta)
+
+    assert code == 2, stderr
+    assert stderr.startswith("drainer: ") and stderr.count("\n") == 1, stderr
+    assert "holds another kind of value" in stderr and "CYPHERSTREAM_KEY_PREFIX" in stderr
+
+
 @pytest.mark.parametrize("mode", ["sync", "embedded"])
 async def test_a_client_that_writes_to_neo4j_names_refused_credentials_at_open(
     make_settings: Any, mode: str
