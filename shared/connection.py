@@ -34,20 +34,28 @@ REDIS_DOWN = (
 """What redis-py raises when Redis cannot be reached for now (as opposed to a command
 error): worth retrying with backoff."""
 
-# Replies of a node that cannot take writes for now: a primary short of the replicas
-# `min-replicas-to-write` asks for, or a primary just demoted to replica.
-_REFUSING_WRITES = ("NOREPLICAS", "READONLY")
+# Replies of a node that cannot take a command for now, given before it runs any of
+# it: a primary short of the replicas `min-replicas-to-write` asks for (NOREPLICAS), or
+# a node busy running a script past `busy-reply-threshold`, someone else's since
+# cypherstream's are short (BUSY; with its space, as BUSYGROUP is another matter), both
+# a plain `ResponseError` to redis-py; and a primary just demoted to replica by a
+# failover (READONLY), its `ReadOnlyError`.
+_FOR_NOW = ("NOREPLICAS", "BUSY ")
 
 
 def transient(exc: BaseException) -> bool:
-    """Whether `exc` says Redis is unreachable or refusing writes for now: worth a retry."""
-    if isinstance(exc, REDIS_DOWN):
+    """Whether `exc` says Redis is unreachable, or refusing commands for now: worth a
+    retry."""
+    if isinstance(exc, (*REDIS_DOWN, rx.ReadOnlyError)):
         return True
-    return isinstance(exc, rx.ResponseError) and str(exc).startswith(_REFUSING_WRITES)
+    return isinstance(exc, rx.ResponseError) and str(exc).startswith(_FOR_NOW)
 
 
 def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable:
-    """The error both sides raise when Redis cannot be reached."""
+    """The error both sides raise when Redis cannot be reached, or refuses commands for
+    now (`transient`)."""
+    if isinstance(exc, rx.ResponseError) and not isinstance(exc, REDIS_DOWN):
+        return RedisUnavailable(f"{_not_now(settings, exc)} The call that failed wrote nothing.")
     return RedisUnavailable(
         f"cannot reach Redis at {masked_url(settings.url)}: {exc}. Check REDIS_URL and that "
         "Redis is running. The call that failed wrote nothing."
@@ -83,12 +91,7 @@ async def open_redis(
         await client.aclose()
         if not transient(exc):
             raise _refused(settings, keyspace, exc) from exc
-        raise RedisUnavailable(
-            f"Redis at {masked_url(settings.url)} refuses writes for now: {exc}. A primary "
-            "short of the replicas `min-replicas-to-write` asks for, or one just demoted to "
-            "replica, answers so until its replicas are back or a failover ends: check "
-            "INFO replication. The call that failed wrote nothing."
-        ) from exc
+        raise unreachable(settings, exc) from exc
     if int(recorded) != keyspace.partitions:
         await client.aclose()
         raise ConfigurationError(
@@ -97,6 +100,22 @@ async def open_redis(
             "drainers must agree: set CYPHERSTREAM_PARTITIONS to the recorded value."
         )
     return client
+
+
+def _not_now(settings: RedisSettings, exc: rx.ResponseError) -> str:
+    """What a Redis that refuses commands for now says, and why it may."""
+    url = masked_url(settings.url)
+    if str(exc).startswith("BUSY "):
+        return (
+            f"Redis at {url} is busy running a script ({exc}) and answers nothing else "
+            "until it ends or SCRIPT KILL stops it: a script of something else's, since "
+            "cypherstream's are short."
+        )
+    return (
+        f"Redis at {url} refuses writes for now: {str(exc).rstrip('.')}. A primary short of "
+        "the replicas `min-replicas-to-write` asks for, or one just demoted to replica, "
+        "answers so until its replicas are back or a failover ends: check INFO replication."
+    )
 
 
 def _refused(

@@ -4,10 +4,16 @@ half-written, nothing lost, nothing twice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+import services
 
 from cypherstream import MemoryClient, RedisUnavailable
 from cypherstream.shared.entry import WriteEntry, parse
@@ -119,3 +125,108 @@ async def test_flush_waits_through_a_broken_connection_shorter_than_redis_retry(
 
 async def _length_is(redis: Any, stream: str, length: int) -> bool:
     return bool(await redis.xlen(stream) == length)
+
+
+#: A script that keeps Redis busy for ARGV[1] microseconds: past `busy-reply-threshold`,
+#: Redis answers every other command with BUSY until it ends (as while someone else's
+#: slow script runs; cypherstream's own are short).
+_BUSY_SCRIPT = """
+local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]
+repeat local n = redis.call('TIME') until (n[1] * 1000000 + n[2]) - start > tonumber(ARGV[1])
+return 1
+"""
+
+
+@pytest.fixture
+def busy_redis(tmp_path: Path) -> Iterator[services.RedisServer]:
+    """A redis-server of its own that answers BUSY 100 ms into a long script."""
+    server = services.RedisServer(
+        tmp_path / "busy-redis", extra_args=["--busy-reply-threshold", "100"]
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def keep_busy(busy_redis: services.RedisServer) -> AsyncIterator[Any]:
+    """`await keep_busy(seconds)`: run the busy script that long, once Redis answers BUSY."""
+    runner, probe = aioredis.from_url(busy_redis.url), aioredis.from_url(busy_redis.url)
+    scripts: list[asyncio.Task[Any]] = []
+
+    async def start(seconds: float) -> asyncio.Task[Any]:
+        script = asyncio.create_task(runner.eval(_BUSY_SCRIPT, 0, int(seconds * 1e6)))
+        scripts.append(script)
+
+        async def busy() -> bool:
+            try:
+                await probe.ping()
+            except Exception as exc:
+                return str(exc).startswith("BUSY")
+            return False
+
+        await wait_until(busy, what="Redis answering BUSY")
+        return script
+
+    yield start
+    await asyncio.gather(*scripts, return_exceptions=True)
+    await runner.aclose()
+    await probe.aclose()
+
+
+def _on(settings: Any, server: services.RedisServer) -> Any:
+    settings.redis = RedisSettings(url=server.url)
+    return settings
+
+
+async def test_a_submit_waits_while_redis_is_busy_running_a_script_then_queues(
+    make_settings: Any,
+    busy_redis: services.RedisServer,
+    keep_busy: Any,
+    streams: Any,
+    graph: Any,
+    start_drainer: Any,
+) -> None:
+    async with MemoryClient(_on(make_settings("redis", redis_retry=30), busy_redis)) as client:
+        script = await keep_busy(1.0)
+
+        await client.buffered.submit(f"CREATE (:{graph.label})")
+
+        await script
+        probe = aioredis.from_url(busy_redis.url)
+        assert await probe.xlen(streams.keyspace().stream(client.session_id)) == 1
+        await probe.aclose()
+        await start_drainer(redis=RedisSettings(url=busy_redis.url))
+    assert await graph.count() == 1
+
+
+async def test_opening_a_client_while_redis_is_busy_running_a_script_says_so(
+    make_settings: Any, busy_redis: services.RedisServer, keep_busy: Any
+) -> None:
+    await keep_busy(1.0)
+
+    with pytest.raises(RedisUnavailable, match="busy running a script"):
+        await MemoryClient(_on(make_settings("redis", redis_retry=0), busy_redis)).open()
+
+
+async def test_a_drainer_waits_out_a_busy_redis_and_drains_what_came_during_it(
+    make_settings: Any,
+    busy_redis: services.RedisServer,
+    keep_busy: Any,
+    start_drainer: Any,
+    graph: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await start_drainer(redis=RedisSettings(url=busy_redis.url), poll_interval=0.01)
+    async with MemoryClient(_on(make_settings("redis", redis_retry=30), busy_redis)) as client:
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 1}})")
+        await client.flush()
+        caplog.set_level(logging.WARNING)
+        script = await keep_busy(1.0)
+
+        await client.buffered.submit(f"CREATE (:{graph.label} {{i: 2}})")
+        await client.flush()
+
+        await script
+    assert await graph.count() == 2
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not failures, [r.getMessage() for r in failures]

@@ -205,6 +205,28 @@ async def test_a_client_says_when_redis_refuses_writes_for_want_of_replicas(
         await MemoryClient(settings).open()
 
 
+@pytest.fixture
+def replica(tmp_path: Path) -> Any:
+    """A Redis replica of a primary of its own: it refuses writes, as a primary just
+    demoted by a failover does."""
+    primary = services.RedisServer(tmp_path / "primary").start()
+    follows = ["--replicaof", "127.0.0.1", str(primary.port)]
+    server = services.RedisServer(tmp_path / "replica", extra_args=follows).start()
+    yield server
+    server.stop()
+    primary.stop()
+
+
+async def test_a_client_says_when_redis_refuses_writes_as_a_replica(
+    make_settings: Any, replica: Any
+) -> None:
+    settings = make_settings("redis", redis_retry=0)
+    settings.redis = RedisSettings(url=replica.url)
+
+    with pytest.raises(RedisUnavailable, match="refuses writes for now: You can't write against"):
+        await MemoryClient(settings).open()
+
+
 async def test_a_drainer_waits_while_redis_refuses_writes_for_want_of_replicas(
     drainer_settings: Any, lonely_primary: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
