@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,16 +168,31 @@ async def proxy(redis_url: str) -> AsyncIterator[FlakyProxy]:
 SMALL_REDIS_MAXMEMORY = 4 * 1024 * 1024
 
 
+OwnRedis = Callable[..., services.RedisServer]
+"""`own_redis(name, *args)`: start a redis-server of the test's own with `args`."""
+
+
 @pytest.fixture
-def small_redis(tmp_path: Path) -> Iterator[services.RedisServer]:
-    """A redis-server of its own with a small maxmemory (noeviction), to fill up."""
-    server = services.RedisServer(
-        tmp_path / "small-redis", extra_args=["--maxmemory", str(SMALL_REDIS_MAXMEMORY)]
-    ).start()
-    try:
-        yield server
-    finally:
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """Redis servers of this test's own, each started with its own arguments (a small
+    maxmemory, a replica's primary, a command renamed away); all stopped at the end,
+    the last started first."""
+    started: list[services.RedisServer] = []
+
+    def start(name: str, *args: str) -> services.RedisServer:
+        server = services.RedisServer(tmp_path / name, extra_args=list(args)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture
+def small_redis(own_redis: OwnRedis) -> services.RedisServer:
+    """A redis-server of its own with a small maxmemory (noeviction), to fill up."""
+    return own_redis("small-redis", "--maxmemory", str(SMALL_REDIS_MAXMEMORY))
 
 
 @pytest.fixture(scope="session")

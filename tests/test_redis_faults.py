@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ import services
 from cypherstream import MemoryClient, RedisUnavailable
 from cypherstream.shared.entry import WriteEntry, parse
 from cypherstream.shared.settings import RedisSettings
+from tests.conftest import OwnRedis
 from tests.helpers import (
     SEQUENCED_WRITE,
     FlakyProxy,
@@ -138,13 +138,9 @@ return 1
 
 
 @pytest.fixture
-def busy_redis(tmp_path: Path) -> Iterator[services.RedisServer]:
+def busy_redis(own_redis: OwnRedis) -> services.RedisServer:
     """A redis-server of its own that answers BUSY 100 ms into a long script."""
-    server = services.RedisServer(
-        tmp_path / "busy-redis", extra_args=["--busy-reply-threshold", "100"]
-    ).start()
-    yield server
-    server.stop()
+    return own_redis("busy-redis", "--busy-reply-threshold", "100")
 
 
 @pytest_asyncio.fixture

@@ -14,7 +14,7 @@ import services
 from cypherstream import ConfigurationError, MemoryClient, RedisUnavailable
 from cypherstream.drainer.worker import Drainer
 from cypherstream.shared.settings import RedisSettings
-from tests.conftest import SecureRedis
+from tests.conftest import OwnRedis, SecureRedis
 from tests.helpers import DRAINER, DrainerProcess, http_get, wait_until
 
 
@@ -186,45 +186,17 @@ async def test_a_client_says_when_redis_cannot_be_reached(make_settings: Any) ->
 
 
 @pytest.fixture
-def lonely_primary(tmp_path: Path) -> Any:
+def lonely_primary(own_redis: OwnRedis) -> services.RedisServer:
     """A Redis primary that asks for a replica it does not have: it refuses writes."""
-    server = services.RedisServer(
-        tmp_path / "lonely", extra_args=["--min-replicas-to-write", "1"]
-    ).start()
-    yield server
-    server.stop()
-
-
-async def test_a_client_says_when_redis_refuses_writes_for_want_of_replicas(
-    make_settings: Any, lonely_primary: Any
-) -> None:
-    settings = make_settings("redis", redis_retry=0)
-    settings.redis = RedisSettings(url=lonely_primary.url)
-
-    with pytest.raises(RedisUnavailable, match="refuses writes for now: NOREPLICAS"):
-        await MemoryClient(settings).open()
+    return own_redis("lonely", "--min-replicas-to-write", "1")
 
 
 @pytest.fixture
-def replica(tmp_path: Path) -> Any:
+def replica(own_redis: OwnRedis) -> services.RedisServer:
     """A Redis replica of a primary of its own: it refuses writes, as a primary just
     demoted by a failover does."""
-    primary = services.RedisServer(tmp_path / "primary").start()
-    follows = ["--replicaof", "127.0.0.1", str(primary.port)]
-    server = services.RedisServer(tmp_path / "replica", extra_args=follows).start()
-    yield server
-    server.stop()
-    primary.stop()
-
-
-async def test_a_client_says_when_redis_refuses_writes_as_a_replica(
-    make_settings: Any, replica: Any
-) -> None:
-    settings = make_settings("redis", redis_retry=0)
-    settings.redis = RedisSettings(url=replica.url)
-
-    with pytest.raises(RedisUnavailable, match="refuses writes for now: You can't write against"):
-        await MemoryClient(settings).open()
+    primary = own_redis("primary")
+    return own_redis("replica", "--replicaof", "127.0.0.1", str(primary.port))
 
 
 async def test_a_drainer_waits_while_redis_refuses_writes_for_want_of_replicas(
@@ -243,22 +215,33 @@ async def test_a_drainer_waits_while_redis_refuses_writes_for_want_of_replicas(
 
 
 @pytest.fixture
-def scriptless_redis(tmp_path: Path) -> Any:
+def scriptless_redis(own_redis: OwnRedis) -> services.RedisServer:
     """A Redis that refuses Lua scripts (EVAL and EVALSHA renamed away), as some
     locked-down servers and proxies do."""
-    renamed = ["--rename-command", "EVALSHA", "", "--rename-command", "EVAL", ""]
-    server = services.RedisServer(tmp_path / "scriptless", extra_args=renamed).start()
-    yield server
-    server.stop()
+    return own_redis(
+        "scriptless", "--rename-command", "EVALSHA", "", "--rename-command", "EVAL", ""
+    )
 
 
-async def test_a_client_says_when_redis_refuses_scripts(
-    make_settings: Any, scriptless_redis: Any
+@pytest.mark.parametrize(
+    ("server", "error", "says"),
+    [
+        ("lonely_primary", RedisUnavailable, "refuses writes for now: NOREPLICAS"),
+        ("replica", RedisUnavailable, "refuses writes for now: You can't write against"),
+        ("scriptless_redis", ConfigurationError, "refused cypherstream's start-up script: unknown"),
+    ],
+)
+async def test_a_client_opened_on_a_redis_that_refuses_says_why(
+    make_settings: Any,
+    request: pytest.FixtureRequest,
+    server: str,
+    error: type[Exception],
+    says: str,
 ) -> None:
     settings = make_settings("redis", redis_retry=0)
-    settings.redis = RedisSettings(url=scriptless_redis.url)
+    settings.redis = RedisSettings(url=request.getfixturevalue(server).url)
 
-    with pytest.raises(ConfigurationError, match="refused cypherstream's start-up script: unknown"):
+    with pytest.raises(error, match=says):
         await MemoryClient(settings).open()
 
 
