@@ -107,9 +107,9 @@ def _not_now(settings: RedisSettings, exc: rx.ResponseError) -> str:
     url = masked_url(settings.url)
     if str(exc).startswith("BUSY "):
         return (
-            f"Redis at {url} is busy running a script ({exc}) and answers nothing else "
-            "until it ends or SCRIPT KILL stops it: a script of something else's, since "
-            "cypherstream's are short."
+            f"Redis at {url} is busy running a script ({str(exc).rstrip('.')}) and answers "
+            "nothing else until it ends or SCRIPT KILL stops it; not one of cypherstream's, "
+            "which are short."
         )
     return (
         f"Redis at {url} refuses writes for now: {str(exc).rstrip('.')}. A primary short of "

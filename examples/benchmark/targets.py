@@ -171,7 +171,7 @@ async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
     }
 
 
-async def drain_sweep(run: str) -> list[dict[str, float | str]]:
+async def drain_sweep(run: str) -> list[dict[str, Any]]:
     """Drain-only throughput against the single-UNWIND floor: each batch size at the
     default concurrency, then each concurrency at the default batch size for the many
     sessions; `SWEEP_ROUNDS` rounds of every configuration in turn (interleaved)."""
