@@ -327,9 +327,13 @@ async def drain_only(workload: Workload, run: str, drainers: int, *args: str) ->
     per_write = 1e6 / workload.writes
     return Drained(
         workload.writes / elapsed, cpu * per_write, redis_cpu * per_write,
-        None if neo4j_cpu is None or neo4j_after is None else (neo4j_after - neo4j_cpu) * per_write,
-        client_cpu * per_write,
+        _used(neo4j_cpu, neo4j_after, per_write), client_cpu * per_write,
     )  # fmt: skip
+
+
+def _used(before: float | None, after: float | None, per_write: float) -> float | None:
+    """CPU microseconds per write between two readings; None if either is missing."""
+    return None if before is None or after is None else (after - before) * per_write
 
 
 CpuReader = Callable[[], Awaitable[float | None]]
@@ -340,12 +344,12 @@ async def neo4j_cpu_reader(driver: Any) -> CpuReader:
     count where it runs on this machine (`process_cpu_seconds`, to the nanosecond), else
     its JVM's `ProcessCpuTime` (10 ms ticks: 5 us a write over 2,000), both through
     `dbms.queryJmx`; the reader answers None where the server says neither."""
-    local = _local_pid(await _jmx(driver, "java.lang:type=Runtime", "Name"))
-    if local is not None:
-        pid = local
+    pid = _local_pid(await _jmx(driver, "java.lang:type=Runtime", "Name"))
+    if pid is not None:
+        local: int = pid
 
         async def scheduled() -> float | None:
-            return process_cpu_seconds(pid)
+            return process_cpu_seconds(local)
 
         return scheduled
 
@@ -565,10 +569,9 @@ async def unwind_floor(workload: Workload, run: str, repeats: int = 1) -> Floor:
             if workload.writes / elapsed > best.writes_per_s:
                 best = Floor(
                     workload.writes / elapsed,
-                    None if neo4j_cpu is None or neo4j_after is None
-                    else (neo4j_after - neo4j_cpu) * per_write,
+                    _used(neo4j_cpu, neo4j_after, per_write),
                     client_cpu * per_write,
-                )  # fmt: skip
+                )
     return best
 
 
