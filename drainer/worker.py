@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -40,11 +41,13 @@ from cypherstream.shared.connection import (
     check_neo4j,
     neo4j_unreachable,
     open_redis,
+    refused,
     transient,
 )
 from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.entry import announcement
 from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
+from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.memory import WARN_RATIO, memory_use
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.retry import Backoff, call_with_retry
@@ -64,6 +67,8 @@ _STARTUP_RETRY_FIRST = 0.5
 _PROBE_TIMEOUT = 2.0
 #: Seconds between warnings while Redis memory stays above `WARN_RATIO`.
 _MEMORY_WARN_EVERY = 60.0
+#: Seconds between log lines of one refusal while Redis keeps refusing the same work.
+_REFUSAL_LOG_EVERY = 60.0
 
 
 class Drainer:
@@ -88,6 +93,7 @@ class Drainer:
         self._memory_warned: float | None = None  # when the last memory warning was logged
         self._waiting_for: str | None = None  # the server start-up waits for, if any
         self._upkeep: WorkerScripts  # set once connected
+        self._failures = _Failures(settings, self.keys)
 
     def stop(self) -> None:
         """Begin a graceful shutdown: no new sessions, finish in-flight batches."""
@@ -229,15 +235,15 @@ class Drainer:
         """Heartbeat, sweep and watch in the background; schedule sessions until stopped."""
         settings = self.settings
         await self._heartbeat(context)
+        fail, stats = self._failures, settings.stats_interval
         background = [
-            _every(settings.lease_ttl / 3, lambda: self._heartbeat(context), "heartbeat"),
-            _every(settings.sweep_interval, lambda: self._sweep(context), "sweep"),
-            _every(settings.stats_interval, lambda: self._watch_memory(context), "memory"),
+            _every(settings.lease_ttl / 3, lambda: self._heartbeat(context), "the heartbeat", fail),
+            _every(settings.sweep_interval, lambda: self._sweep(context), "the sweep", fail),
+            _every(stats, lambda: self._watch_memory(context), "the memory check", fail),
         ]
         if settings.metrics_port is not None:
-            background.append(
-                _every(settings.stats_interval, lambda: self._backlog_stats(context), "stats")
-            )
+            figures = functools.partial(self._backlog_stats, context)
+            background.append(_every(stats, figures, "the backlog figures", fail))
         # Submits announce sessions that became ready: look at once, not at the next poll.
         announcements = Channel(
             context.redis, self.keys.ready_channel, self._announced,
@@ -254,9 +260,18 @@ class Drainer:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            with contextlib.suppress(*REDIS_DOWN):
-                await context.redis.zrem(self.keys.drainers, settings.drainer_id)
-                await context.redis.delete(self.keys.drainer_info(settings.drainer_id))
+            await self._leave(context.redis)
+
+    async def _leave(self, redis: RedisClient) -> None:
+        """Take this drainer off the registry; where Redis cannot or will not, its
+        heartbeat record goes stale instead, which flushes read the same way."""
+        try:
+            await redis.zrem(self.keys.drainers, self.settings.drainer_id)
+            await redis.delete(self.keys.drainer_info(self.settings.drainer_id))
+        except REDIS_DOWN:
+            pass
+        except rx.ResponseError as exc:
+            self._failures("leaving the drainer registry", exc)
 
     async def _stop_endpoints(self) -> None:
         if self.endpoints is not None:
@@ -362,12 +377,7 @@ class Drainer:
                         self._start(context, session_id)
                         started += 1
             except Exception as exc:  # the scheduler outlives any one failed look
-                if transient(exc):
-                    log.warning(
-                        "Redis unavailable while looking for work", extra={"error": str(exc)}
-                    )
-                else:
-                    log.exception("looking for work failed", extra={"error": repr(exc)})
+                self._failures("looking for work", exc)
             if started == 0 and not announced:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -396,12 +406,9 @@ class Drainer:
         self._active.pop(session_id, None)
         self.metrics.owning(len(self._active))
         self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "session drain crashed; its lease expires and it is taken over",
-                exc_info=task.exception(),
-                extra={"session_id": session_id},
-            )
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, Exception):  # its lease expires and the session is taken over
+            self._failures("draining a session", exc, session_id=session_id)
 
     # -- liveness -------------------------------------------------------------------------
 
@@ -479,9 +486,15 @@ def _redis_pool(settings: DrainerSettings) -> int:
     return settings.concurrency * 2 + 8
 
 
-def _every(interval: float, action: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
+def _every(
+    interval: float,
+    action: Callable[[], Awaitable[None]],
+    name: str,
+    failed: Callable[[str, Exception], None],
+) -> asyncio.Task[None]:
     """A task running `action` every `interval` seconds until cancelled; a failed run is
-    logged and the next one goes ahead (a missed heartbeat must never end the loop)."""
+    reported to `failed` and the next one goes ahead (a missed heartbeat must never end
+    the loop)."""
 
     async def loop() -> None:
         while True:
@@ -489,9 +502,34 @@ def _every(interval: float, action: Callable[[], Awaitable[None]], name: str) ->
             try:
                 await action()
             except Exception as exc:
-                log.warning("%s failed", name, extra={"error": repr(exc)})
+                failed(name, exc)
 
     return asyncio.create_task(loop(), name=name)
+
+
+class _Failures:
+    """Logs a failure the worker outlives in one line: Redis unreachable or refusing for
+    now as a warning; Redis refusing the work for good (a revoked ACL right, a key of
+    another type under the prefix) as an error saying what to change, once a minute
+    while it lasts; anything else with its traceback, since that is a bug."""
+
+    def __init__(self, settings: DrainerSettings, keys: Keyspace) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._refusals: dict[str, float] = {}  # message -> when last logged
+
+    def __call__(self, what: str, exc: Exception, **extra: object) -> None:
+        fields = {"error": repr(exc), **extra}
+        if transient(exc):
+            log.warning("%s failed: Redis unavailable (%s)", what, exc, extra=fields)
+        elif isinstance(exc, rx.ResponseError):
+            message = str(refused(self._settings.redis, self._keys, exc, what))
+            now = time.monotonic()
+            if now - self._refusals.get(message, -_REFUSAL_LOG_EVERY) >= _REFUSAL_LOG_EVERY:
+                self._refusals[message] = now
+                log.error("%s", message, extra=fields)
+        else:
+            log.error("%s failed", what, exc_info=exc, extra=fields)
 
 
 def _effective(settings: DrainerSettings) -> dict[str, object]:

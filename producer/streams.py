@@ -20,7 +20,7 @@ from cypherstream.producer.handoff import Handoff
 from cypherstream.producer.room import RoomSignal
 from cypherstream.producer.settings import MemoryOptions
 from cypherstream.shared.codec import encode_params
-from cypherstream.shared.connection import REDIS_DOWN, RedisClient, transient, unreachable
+from cypherstream.shared.connection import RedisClient, refused, transient, unreachable
 from cypherstream.shared.entry import VERSION, EntryVersion, end_fields, flush_fields
 from cypherstream.shared.errors import (
     BackpressureTimeout,
@@ -57,6 +57,8 @@ _REDIS_RETRY_FIRST = 0.05
 _REDIS_RETRY_CAP = 1.0
 # How long Redis remembers a client's highest appended sequence number per session.
 _SEEN_TTL_SECONDS = 3600
+#: What a submit's error calls the script that appends a write.
+_SUBMIT = "cypherstream's submit script"
 _START_DRAINER = (
     "Start one with `drainer run` (it reads REDIS_URL, NEO4J_URI, NEO4J_USERNAME and "
     "NEO4J_PASSWORD from the environment, or see `drainer run --help`)."
@@ -199,7 +201,8 @@ class StreamBackend:
     async def _offer(self, keys: list[str], args: list[ScriptArg]) -> tuple[bool, bool]:
         """One try of the submit script: (appended, refused because Redis is full)."""
         try:
-            return await self._call(lambda: self._submit.call(keys, args)) is not None, False
+            appended = await self._call(lambda: self._submit.call(keys, args), _SUBMIT)
+            return appended is not None, False
         except rx.OutOfMemoryError:  # refused whole: nothing was written
             return False, True
 
@@ -224,9 +227,10 @@ class StreamBackend:
             f"none drained. Is a drainer running and is Neo4j reachable? {_START_DRAINER}"
         )
 
-    async def _call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, attempt: Callable[[], Awaitable[T]], call: str) -> T:
         """Run `attempt`, retrying for `memory.redis_retry` seconds while Redis is
-        unreachable or its replicas lag behind `memory.wait_replicas`."""
+        unreachable or its replicas lag behind `memory.wait_replicas`; what `call` is
+        names it in the error if Redis refuses it for good."""
         try:
             return await call_with_retry(
                 attempt,
@@ -235,12 +239,19 @@ class StreamBackend:
                 on_retry=_log_retry,
                 window=self._options.redis_retry,
             )
-        except NotReplicated:
-            raise
-        except Exception as exc:
-            if transient(exc):
-                raise unreachable(self._redis_settings, exc) from exc
-            raise
+        except rx.OutOfMemoryError:
+            raise  # refused whole: a submit waits for room
+        except (rx.RedisError, OSError) as exc:
+            raise self._failed(exc, call) from exc
+
+    def _failed(self, exc: rx.RedisError | OSError, call: str) -> CypherstreamError:
+        """Our error for what redis-py raised: Redis unreachable or refusing for now, or
+        refusing `call` for good (a revoked ACL right, a key of another type under the
+        prefix)."""
+        if isinstance(exc, rx.ResponseError) and not transient(exc):
+            partway = ": the write may be queued even so" if call == _SUBMIT else ""
+            return refused(self._redis_settings, self._keys, exc, call, partway=partway)
+        return unreachable(self._redis_settings, exc)
 
     def _session_lock(self, session_id: str) -> _SessionLock:
         return _SessionLock(self._locks, session_id)
@@ -315,7 +326,7 @@ class StreamBackend:
             pop = functools.partial(
                 self._redis.blmpop, wait, len(keys), *keys, direction="LEFT", count=len(waiting)
             )
-            popped = await self._call(pop)
+            popped = await self._call(pop, "the wait for flush replies")
             if popped is None:
                 await self._require_live_drainer(deadline)
                 continue
@@ -355,7 +366,9 @@ class StreamBackend:
         )
 
     async def _presence(self) -> Presence:
-        return await self._call(lambda: presence(self._scripts.live, self._keys))
+        return await self._call(
+            lambda: presence(self._scripts.live, self._keys), "the check for live drainers"
+        )
 
     async def end(self, session_ids: set[str], timeout: float) -> None:
         # An end marker is a flush sentinel after which drainers drop the session.
@@ -367,14 +380,14 @@ class StreamBackend:
         held = self._handoff.held if self._handoff is not None else 0
         if not self._sessions:
             return held
-        try:
+
+        async def lengths() -> list[int]:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in self._sessions:
                     pipe.xlen(self._keys.stream(session_id))
-                lengths = await pipe.execute()
-        except REDIS_DOWN as exc:
-            raise unreachable(self._redis_settings, exc) from exc
-        return held + int(sum(lengths))
+                return cast("list[int]", await pipe.execute())
+
+        return held + sum(await self._call(lengths, "the count of queued writes"))
 
     async def close(self) -> None:
         if self._handoff is not None:

@@ -77,21 +77,14 @@ async def open_redis(
             f"Redis at {masked_url(settings.url)} refused the credentials ({exc}). Check "
             "REDIS_USERNAME and REDIS_PASSWORD."
         ) from exc
-    except rx.NoPermissionError as exc:
-        await client.aclose()
-        raise RedisPermissionDenied(
-            f"the Redis user {settings.username or 'default'!r} may not use cypherstream's keys "
-            f"under {keyspace.prefix!r} ({exc}). Grant it the ACL rules in the README's "
-            "Security section."
-        ) from exc
     except REDIS_DOWN as exc:
         await client.aclose()
         raise unreachable(settings, exc) from exc
     except rx.ResponseError as exc:
         await client.aclose()
-        if not transient(exc):
-            raise _refused(settings, keyspace, exc) from exc
-        raise unreachable(settings, exc) from exc
+        if transient(exc):
+            raise unreachable(settings, exc) from exc
+        raise refused(settings, keyspace, exc, "cypherstream's start-up script") from exc
     if int(recorded) != keyspace.partitions:
         await client.aclose()
         raise ConfigurationError(
@@ -118,16 +111,28 @@ def _not_now(settings: RedisSettings, exc: rx.ResponseError) -> str:
     )
 
 
-def _refused(
-    settings: RedisSettings, keyspace: Keyspace, exc: rx.ResponseError
+def refused(
+    settings: RedisSettings,
+    keyspace: Keyspace,
+    exc: rx.ResponseError,
+    call: str,
+    *,
+    partway: str = "",
 ) -> ConfigurationError:
-    """What a Redis that answers, but refuses the start-up script for good, says: the
-    reply, and what to change."""
-    reply = str(exc)
+    """What a Redis that answers, but refuses `call` for good, says: its reply, what to
+    change, and whether the call wrote anything (`partway`: what that means to the
+    caller where a script stopped partway)."""
+    reply = " ".join(str(exc).split()).rstrip(".")
+    if isinstance(exc, rx.NoPermissionError) or "can't run this command" in reply:
+        return RedisPermissionDenied(
+            f"the Redis user {settings.user!r} may not use cypherstream's keys under "
+            f"{keyspace.prefix!r}, or a command its scripts run ({reply}). Grant it the ACL "
+            f"rules in the README's Security section.{_written(reply, partway)}"
+        )
     if reply.startswith("WRONGTYPE"):
         hint = (
-            f"The key {keyspace.meta!r} holds another kind of value: something else uses "
-            f"the key prefix {keyspace.prefix!r}. Give cypherstream a prefix of its own "
+            f"A key under the prefix {keyspace.prefix!r} holds another kind of value: "
+            "something else uses the prefix. Give cypherstream a prefix of its own "
             "(CYPHERSTREAM_KEY_PREFIX)."
         )
     elif reply.lower().startswith("unknown command"):
@@ -139,10 +144,19 @@ def _refused(
         hint = "cypherstream's scripts need Redis 7.0 or newer."
     else:
         hint = "See the README's 'What Redis must run with'."
+    written = _written(reply, partway)
     return ConfigurationError(
-        f"Redis at {masked_url(settings.url)} refused cypherstream's start-up script: "
-        f"{' '.join(reply.split()).rstrip('.')}. {hint}"
+        f"Redis at {masked_url(settings.url)} refused {call}: {reply}. {hint}{written}"
     )
+
+
+def _written(reply: str, partway: str) -> str:
+    """Whether a refused call wrote anything: Redis refuses a command whole, but stops a
+    script where it fails and keeps what the script wrote before (its reply then names
+    the script's line)."""
+    if "@user_script" not in reply:
+        return " Nothing was written."
+    return f" Redis stopped the script there and keeps what it wrote before{partway}."
 
 
 async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:

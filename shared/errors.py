@@ -96,7 +96,8 @@ class RetriesExhausted(CypherstreamError):
 
 
 class RedisPermissionDenied(ConfigurationError):
-    """Redis refused a command for this user (ACL); nothing was queued."""
+    """Redis refused a command or key to this user (ACL): at open, or at a submit after
+    its rights were taken away. The message says whether the call wrote anything."""
 
 
 class NotReplicated(CypherstreamError):

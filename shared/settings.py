@@ -54,6 +54,17 @@ class RedisSettings(BaseSettings):
         description="connections per process; callers beyond it wait for one (not an error)",
     )
 
+    @property
+    def user(self) -> str:
+        """The ACL user this connects as: `username`, else the URL's, else `default`."""
+        if self.username:
+            return self.username
+        url = (self.url or "").split(",")[0].strip()
+        try:
+            return urlsplit(url).username or "default"
+        except ValueError:  # not a URL: the client says so when it connects
+            return "default"
+
     def client(self, **overrides: object) -> RedisClient:
         """A redis.asyncio client for `url` (bytes replies)."""
         from redis import asyncio as aioredis

@@ -258,6 +258,22 @@ async def test_a_client_names_a_key_prefix_something_else_uses(
         await redis.delete(meta)
 
 
+async def test_a_submit_names_a_key_of_another_type_under_the_prefix(
+    make_settings: Any, redis: Any
+) -> None:
+    client = MemoryClient(make_settings("redis"))
+    await client.open()
+    stream = client.settings.streams.keyspace().stream(client.session_id)
+    await redis.set(stream, "another application's value")
+    try:
+        with pytest.raises(ConfigurationError, match=r"another kind of value.*KEY_PREFIX"):
+            await client.buffered.submit("RETURN 1")
+        assert await redis.get(stream) == b"another application's value"
+    finally:
+        await redis.delete(stream)
+        await client.close()
+
+
 async def test_a_drainer_names_a_key_prefix_something_else_uses_in_one_line(
     env: dict[str, str], streams: Any, redis: Any
 ) -> None:
