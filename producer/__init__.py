@@ -29,6 +29,7 @@ from cypherstream.shared.errors import (
     Neo4jUnavailable,
     NotReplicated,
     ReadFailed,
+    RedisPermissionDenied,
     RedisUnavailable,
     UnsupportedParameter,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "NotReplicated",
     "ReadFailed",
     "ReasoningStep",
+    "RedisPermissionDenied",
     "RedisSettings",
     "RedisUnavailable",
     "StreamSettings",

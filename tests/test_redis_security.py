@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from cypherstream import MemoryClient
-from cypherstream.shared.errors import ConfigurationError, RedisPermissionDenied
+from cypherstream import ConfigurationError, MemoryClient, RedisPermissionDenied
 from cypherstream.shared.settings import RedisSettings, StreamSettings
 from tests.conftest import ACL_USERS, SecureRedis
 from tests.helpers import DrainerProcess, wait_until
