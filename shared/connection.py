@@ -174,16 +174,45 @@ async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
             f"({exc.message or exc}). Check NEO4J_USERNAME and NEO4J_PASSWORD."
         ) from exc
     except nx.Neo4jError as exc:
-        if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
-            raise ConfigurationError(
-                f"Neo4j at {settings.uri} has no database {settings.database!r}. Check "
-                "NEO4J_DATABASE (unset: the server's default database)."
-            ) from exc
-        if classify(exc) is Disposition.DEAD_LETTER:
-            raise
+        refusal = _neo4j_refusal(settings, exc)
+        if refusal is not None:
+            raise refusal from exc
         raise neo4j_unreachable(settings, exc) from exc
     except (nx.DriverError, OSError) as exc:
         raise neo4j_unreachable(settings, exc) from exc
+
+
+#: Neo4j's code for a user whose password must be changed before any other query: a
+#: user created without `CHANGE NOT REQUIRED`, or a fresh server's `neo4j` user.
+_CREDENTIALS_EXPIRED = "Neo.ClientError.Security.CredentialsExpired"
+
+
+def _neo4j_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> ConfigurationError | None:
+    """What a Neo4j that answers, but refuses the start-up check for good, says; None
+    for a refusal that passes (a leader election, a database starting)."""
+    who = f"Neo4j at {settings.uri} "
+    if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
+        return ConfigurationError(
+            f"{who}has no database {settings.database!r}. Check NEO4J_DATABASE (unset: the "
+            "server's default database)."
+        )
+    if exc.code == _CREDENTIALS_EXPIRED:
+        return ConfigurationError(
+            f"{who}accepted the password of user {settings.username!r}, but requires it to "
+            "be changed before any other query (a new user, or a fresh server's `neo4j`). "
+            "Change it (`ALTER CURRENT USER SET PASSWORD FROM ... TO ...` on the system "
+            "database, or `neo4j-admin dbms set-initial-password` before the first start), "
+            "then set NEO4J_PASSWORD."
+        )
+    if (exc.code or "").startswith("Neo.ClientError.Security.") or (
+        classify(exc) is Disposition.DEAD_LETTER
+    ):
+        return ConfigurationError(
+            f"{who}refused user {settings.username!r} a read on database "
+            f"{settings.database or '(default)'!r}: {error_message(exc)} ({exc.code}). Grant "
+            "the user access to the database (README, Security)."
+        )
+    return None
 
 
 def neo4j_unreachable(settings: Neo4jSettings, exc: BaseException) -> Neo4jUnavailable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +288,44 @@ async def test_a_drainer_names_a_key_prefix_something_else_uses_in_one_line(
     assert code == 2, stderr
     assert stderr.startswith("drainer: ") and stderr.count("\n") == 1, stderr
     assert "holds another kind of value" in stderr and "CYPHERSTREAM_KEY_PREFIX" in stderr
+
+
+@pytest.fixture
+async def user_to_change(neo4j: Any, tag: str) -> AsyncIterator[tuple[str, str]]:
+    """A Neo4j user, and its password, that must change it before any other query: as
+    every user created without `CHANGE NOT REQUIRED` is, and a fresh server's `neo4j`."""
+    user, password = f"fresh_{tag}", f"first-password-{tag}"
+    async with neo4j.session(database="system") as session:
+        create = f"CREATE USER {user} SET PASSWORD $password CHANGE REQUIRED"
+        await (await session.run(create, password=password)).consume()
+    yield user, password
+    async with neo4j.session(database="system") as session:
+        await (await session.run(f"DROP USER {user}")).consume()
+
+
+async def test_a_client_names_a_neo4j_password_that_must_be_changed_at_open(
+    make_settings: Any, user_to_change: tuple[str, str]
+) -> None:
+    settings = make_settings("sync")
+    settings.neo4j.username, settings.neo4j.password = user_to_change
+
+    with pytest.raises(ConfigurationError, match="requires it to be changed") as caught:
+        await MemoryClient(settings).open()
+
+    assert user_to_change[1] not in str(caught.value)
+
+
+async def test_a_drainer_names_a_neo4j_password_that_must_be_changed_in_one_line(
+    env: dict[str, str], user_to_change: tuple[str, str]
+) -> None:
+    user, password = user_to_change
+
+    code, stderr = await drainer_run({**env, "NEO4J_USERNAME": user, "NEO4J_PASSWORD": password})
+
+    assert code == 2, stderr
+    assert stderr.startswith("drainer: ") and stderr.count("\n") == 1, stderr
+    assert f"user {user!r}" in stderr and "requires it to be changed" in stderr
+    assert password not in stderr
 
 
 @pytest.mark.parametrize("mode", ["sync", "embedded"])
