@@ -56,6 +56,13 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable
     now (`transient`)."""
     if isinstance(exc, rx.ResponseError) and not isinstance(exc, REDIS_DOWN):
         return RedisUnavailable(f"{_not_now(settings, exc)} The call that failed wrote nothing.")
+    if "max number of clients" in str(exc):
+        return RedisUnavailable(
+            f"Redis at {masked_url(settings.url)} refuses new connections: it serves as many "
+            f"clients as its maxclients allows ({exc}). Raise maxclients, or open fewer: "
+            "REDIS_MAX_CONNECTIONS per client process (64), two per --concurrency slot per "
+            "drainer. The call that failed wrote nothing."
+        )
     return RedisUnavailable(
         f"cannot reach Redis at {masked_url(settings.url)}: {exc}. Check REDIS_URL and that "
         "Redis is running. The call that failed wrote nothing."

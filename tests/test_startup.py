@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import services
+from redis import asyncio as aioredis
 
 from cypherstream import ConfigurationError, MemoryClient, RedisUnavailable
 from cypherstream.drainer.worker import Drainer
@@ -244,6 +245,24 @@ async def test_a_client_opened_on_a_redis_that_refuses_says_why(
 
     with pytest.raises(error, match=says):
         await MemoryClient(settings).open()
+
+
+async def test_a_client_opened_on_a_redis_at_its_maxclients_says_so(
+    own_redis: OwnRedis, make_settings: Any
+) -> None:
+    server = own_redis("full-of-clients", "--maxclients", "2")
+    others = [aioredis.from_url(server.url) for _ in range(2)]
+    try:
+        for other in others:
+            await other.ping()
+        settings = make_settings("redis", redis_retry=0)
+        settings.redis = RedisSettings(url=server.url)
+
+        with pytest.raises(RedisUnavailable, match=r"refuses new connections.*maxclients"):
+            await MemoryClient(settings).open()
+    finally:
+        for other in others:
+            await other.aclose()
 
 
 async def test_a_client_names_a_key_prefix_something_else_uses(
