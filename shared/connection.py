@@ -136,7 +136,13 @@ def refused(
             f"{keyspace.prefix!r}, or a command its scripts run ({reply}). Grant it the ACL "
             f"rules in the README's Security section.{_written(reply, partway)}"
         )
-    if reply.startswith("WRONGTYPE"):
+    if isinstance(exc, rx.AskError):  # redis-py strips MOVED or ASK from the reply
+        reply = f"{'MOVED' if isinstance(exc, rx.MovedError) else 'ASK'} {reply}"
+        hint = (
+            "It is a node of a Redis Cluster, which sends the key to another node: set "
+            "REDIS_CLUSTER=true."
+        )
+    elif reply.startswith("WRONGTYPE"):
         hint = (
             f"A key under the prefix {keyspace.prefix!r} holds another kind of value: "
             "something else uses the prefix. Give cypherstream a prefix of its own "

@@ -87,6 +87,18 @@ async def test_a_list_of_seed_nodes_reaches_the_cluster_while_one_seed_is_down(
         await client.aclose()
 
 
+async def test_a_cluster_node_given_without_redis_cluster_is_named(
+    cluster: Any, make_settings: Any, streams: Any
+) -> None:
+    meta = cluster.get_node_from_key(streams.keyspace().meta)
+    other = next(node for node in cluster.get_primaries() if node.name != meta.name)
+    settings = make_settings("redis", redis_retry=0)
+    settings.redis = RedisSettings(url=f"redis://{other.host}:{other.port}/0")
+
+    with pytest.raises(ConfigurationError, match=r"MOVED .*set REDIS_CLUSTER=true"):
+        await MemoryClient(settings).open()
+
+
 def test_a_list_of_urls_without_redis_cluster_is_refused() -> None:
     settings = RedisSettings(url="redis://a:6379,redis://b:6379")
 
