@@ -227,9 +227,15 @@ def cpu_bound(cpu_us_per_write: list[float | None], floor_wps: float) -> dict[st
     return {"cpu_us_per_write": cpu, "cpu_bound_wps": bound, "cpu_bound_share": bound / floor_wps}
 
 
+#: Passes of each timing in `submit_steps`; the least disturbed one counts.
+_PASSES = 3
+
+
 async def submit_steps(run: str, samples: int = 3000) -> dict[str, float]:
     """CPU microseconds of each step of a submit, one coroutine, no drainer: the steps
-    without I/O alone, then the script's round trip, the whole call and a PING."""
+    without I/O alone, then the script's round trip, the whole call and a PING. Each is
+    the best of `_PASSES` passes (timeit's rule: noise only ever adds), so the steps'
+    sum and the whole are compared at their least disturbed."""
     from cypherstream.shared.codec import encode_params
     from cypherstream.shared.keys import validate_session_id
     from cypherstream.shared.pipelines import ScriptPipeline
@@ -246,10 +252,22 @@ async def submit_steps(run: str, samples: int = 3000) -> dict[str, float]:
     fields = signed_write_fields(None, "s0", MSG_QUERY, packed, "c", 1)
 
     def cpu_us(step: Any) -> float:
-        started = time.process_time()
-        for i in range(samples):
-            step(i)
-        return (time.process_time() - started) / samples * 1e6
+        best = float("inf")
+        for _ in range(_PASSES):
+            started = time.process_time()
+            for i in range(samples):
+                step(i)
+            best = min(best, time.process_time() - started)
+        return best / samples * 1e6
+
+    async def cpu_us_async(call: Any) -> float:
+        best = float("inf")
+        for _ in range(_PASSES):
+            started = time.process_time()
+            for _ in range(samples):
+                await call()
+            best = min(best, time.process_time() - started)
+        return best / samples * 1e6
 
     steps = {
         "session id check": cpu_us(lambda i: validate_session_id("s0")),
@@ -265,19 +283,17 @@ async def submit_steps(run: str, samples: int = 3000) -> dict[str, float]:
     redis = settings.redis.client()
     pipeline = ScriptPipeline(redis, Scripts(redis).submit)
     script_keys, args = submit_call(keys, "s0", fields, limit=0, client_id="c")
-    started = time.process_time()
-    for _ in range(samples):
-        await pipeline.call(script_keys, args)
-    steps["submit.lua, one round trip"] = (time.process_time() - started) / samples * 1e6
-    started = time.process_time()
-    for _ in range(samples):
-        await redis.ping()
-    steps["redis-py PING, for comparison"] = (time.process_time() - started) / samples * 1e6
+    steps["submit.lua, one round trip"] = await cpu_us_async(
+        lambda: pipeline.call(script_keys, args)
+    )
+    steps["redis-py PING, for comparison"] = await cpu_us_async(redis.ping)
     await pipeline.close()
+    whole = float("inf")
     async with MemoryClient(settings) as client:
-        started = time.process_time()
-        await bench.timed_submits(client, workload, run + "-steps", samples)
-        whole = (time.process_time() - started) / samples * 1e6
+        for attempt in range(_PASSES):
+            started = time.process_time()
+            await bench.timed_submits(client, workload, f"{run}-steps{attempt}", samples)
+            whole = min(whole, (time.process_time() - started) / samples * 1e6)
         await redis.delete(keys.stream("s0"))
         for session_id in client._backend._sessions:  # type: ignore[union-attr]
             await redis.delete(keys.stream(session_id))
