@@ -381,18 +381,41 @@ def make_tls_files(folder: Path) -> TlsFiles:
     return files
 
 
-async def run_python(script: Path, *args: str, env: dict[str, str], timeout: float = 300) -> str:
-    """Run a Python script to the end; its stdout. Fails the test when it exits non-zero.
+@dataclass(frozen=True)
+class Ended:
+    """A child process run to its end: its exit code and output."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_to_end(
+    *command: str, env: dict[str, str], stdin: bytes | None = None, timeout: float = 60
+) -> Ended:
+    """Run `command` to its end, its output captured. One still running after `timeout`
+    seconds is killed and fails the test, so no child outlives it.
 
     Not subprocess.run: in-process drainers share the test's event loop.
     """
-    import sys
     from asyncio.subprocess import PIPE
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), *args, env=env, stdout=PIPE, stderr=PIPE
+        *command, env=env, stdin=PIPE if stdin is not None else None, stdout=PIPE, stderr=PIPE
     )
-    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
-    output = stdout.decode()
-    assert proc.returncode == 0, output + stderr.decode()
-    return output
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{' '.join(command)} still ran after {timeout}s: killed") from None
+    return Ended(
+        int(proc.returncode or 0), out.decode(errors="replace"), err.decode(errors="replace")
+    )
+
+
+async def run_python(script: Path, *args: str, env: dict[str, str], timeout: float = 300) -> str:
+    """Run a Python script to the end; its stdout. Fails the test when it exits non-zero."""
+    ended = await run_to_end(sys.executable, str(script), *args, env=env, timeout=timeout)
+    assert ended.code == 0, ended.stdout + ended.stderr
+    return ended.stdout

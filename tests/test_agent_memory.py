@@ -14,7 +14,7 @@ from neo4j import AsyncDriver, AsyncGraphDatabase
 
 from cypherstream import Neo4jSettings
 from cypherstream.shared.errors import ClientClosed, WriteFailed
-from tests.helpers import wait_until
+from tests.helpers import run_to_end, wait_until
 
 pytest.importorskip("neo4j_agent_memory", reason="neo4j-agent-memory needs Python >= 3.11")
 
@@ -208,12 +208,10 @@ async def test_a_producer_killed_after_submit_loses_nothing(
     env: dict[str, str], start_drainer: Any, neo4j: AsyncDriver, tag: str
 ) -> None:
     child_env = {**env, "PYTHONPATH": str(Path.cwd())}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(PRODUCER), f"{tag}-chat", "20", env=child_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 9 and b"submitted" in out, err.decode()[-2000:]
+    ended = await run_to_end(
+        sys.executable, str(PRODUCER), f"{tag}-chat", "20", env=child_env, timeout=120
+    )
+    assert ended.code == 9 and "submitted" in ended.stdout, ended.stderr[-2000:]
 
     await start_drainer()
 

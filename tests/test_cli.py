@@ -13,7 +13,7 @@ from cypherstream import MemoryClient
 from cypherstream.drainer.cli import serve
 from cypherstream.drainer.settings import DrainerSettings
 from cypherstream.drainer.worker import Drainer
-from tests.helpers import DRAINER, SEQUENCED_WRITE, audit, wait_until
+from tests.helpers import DRAINER, SEQUENCED_WRITE, audit, run_to_end, wait_until
 
 
 async def test_sigterm_finishes_the_work_and_exits_zero(
@@ -36,16 +36,13 @@ async def test_refuses_to_run_when_redis_may_evict_queued_writes(
 ) -> None:
     await redis.config_set("maxmemory-policy", "allkeys-lru")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *DRAINER, "run", env=env, stderr=asyncio.subprocess.PIPE
-        )
-        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        ended = await run_to_end(*DRAINER, "run", env=env)
     finally:
         await redis.config_set("maxmemory-policy", "noeviction")
 
-    assert proc.returncode == 2
-    assert b"allkeys-lru" in stderr
-    assert b"--allow-eviction" in stderr
+    assert ended.code == 2
+    assert "allkeys-lru" in ended.stderr
+    assert "--allow-eviction" in ended.stderr
 
 
 def test_help_lists_every_setting_with_its_environment_variable() -> None:

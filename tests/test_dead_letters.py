@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from cypherstream import MemoryClient
-from tests.helpers import DRAINER
+from tests.helpers import DRAINER, run_to_end
 
 
 async def dlq(env: dict[str, str], *args: str, stdin: bytes = b"") -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *DRAINER, "dlq", *args,
-        env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    out, _ = await asyncio.wait_for(proc.communicate(stdin), 60)
-    return int(proc.returncode or 0), out.decode()
+    ended = await run_to_end(*DRAINER, "dlq", *args, env=env, stdin=stdin)
+    return ended.code, ended.stdout + ended.stderr
 
 
 async def test_list_shows_each_dead_letter_with_its_code_and_session(

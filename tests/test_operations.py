@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -17,7 +16,7 @@ from cypherstream.drainer.metrics import BatchHistogram
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.lane import Lane
 from cypherstream.shared.settings import Neo4jSettings, RedisSettings
-from tests.helpers import DRAINER, FlakyProxy, http_get, wait_until
+from tests.helpers import DRAINER, FlakyProxy, http_get, run_to_end, wait_until
 
 
 def metric(text: str, name: str) -> float:
@@ -114,12 +113,8 @@ async def test_readiness_follows_neo4j_and_liveness_stays_up(
 
 
 async def drainer_status(env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *DRAINER, "status", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return int(proc.returncode or 0), out.decode() + err.decode()
+    ended = await run_to_end(*DRAINER, "status", *args, env=env)
+    return ended.code, ended.stdout + ended.stderr
 
 
 async def test_status_fails_when_writes_wait_and_no_drainer_is_alive(

@@ -14,7 +14,7 @@ from neo4j import exceptions as nx
 
 from cypherstream import MemoryClient, ReadFailed, SyncMemoryClient
 from cypherstream.shared.settings import Neo4jSettings, StreamSettings
-from tests.helpers import FlakyProxy, wait_until
+from tests.helpers import FlakyProxy, run_to_end, wait_until
 
 PRODUCER = Path(__file__).with_name("unflushed_producer.py")
 
@@ -23,13 +23,11 @@ async def test_a_process_flushes_a_session_another_process_wrote_and_left(
     drainer: Any, client: MemoryClient, env: dict[str, str], graph: Any, tag: str
 ) -> None:
     session = f"{tag}-worker"
-    proc = await asyncio.create_subprocess_exec(
+    ended = await run_to_end(
         sys.executable, str(PRODUCER), graph.label, session, "40",
-        env={**env, "PYTHONPATH": str(Path.cwd())}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        env={**env, "PYTHONPATH": str(Path.cwd())},
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert b"submitted" in out, err.decode()[-2000:]
+    assert "submitted" in ended.stdout, ended.stderr[-2000:]
 
     result = await client.flush(session_ids=[session])
 

@@ -17,17 +17,13 @@ from cypherstream import ConfigurationError, MemoryClient, RedisUnavailable
 from cypherstream.drainer.worker import Drainer
 from cypherstream.shared.settings import RedisSettings
 from tests.conftest import OwnRedis, SecureRedis
-from tests.helpers import DRAINER, DrainerProcess, http_get, wait_until
+from tests.helpers import DRAINER, DrainerProcess, http_get, run_to_end, wait_until
 
 
 async def drainer_run(env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run `drainer run` until it exits by itself: (exit code, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        *DRAINER, "run", *args,
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    return int(proc.returncode or 0), stderr.decode()
+    ended = await run_to_end(*DRAINER, "run", *args, env=env)
+    return ended.code, ended.stderr
 
 
 def without(env: dict[str, str], *names: str) -> dict[str, str]:
