@@ -271,7 +271,7 @@ class Drainer:
         except REDIS_DOWN:
             pass
         except rx.ResponseError as exc:
-            self._failures("leaving the drainer registry", exc)
+            self._failures("the drainer's removal from the registry", exc)
 
     async def _stop_endpoints(self) -> None:
         if self.endpoints is not None:
@@ -377,7 +377,7 @@ class Drainer:
                         self._start(context, session_id)
                         started += 1
             except Exception as exc:  # the scheduler outlives any one failed look
-                self._failures("looking for work", exc)
+                self._failures("the look for ready sessions", exc)
             if started == 0 and not announced:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
@@ -408,7 +408,7 @@ class Drainer:
         self._wake.set()
         exc = None if task.cancelled() else task.exception()
         if isinstance(exc, Exception):  # its lease expires and the session is taken over
-            self._failures("draining a session", exc, session_id=session_id)
+            self._failures("a session's drain", exc, session_id=session_id)
 
     # -- liveness -------------------------------------------------------------------------
 
