@@ -217,13 +217,17 @@ def _neo4j_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> Configuration
             "database, or `neo4j-admin dbms set-initial-password` before the first start), "
             "then set NEO4J_PASSWORD."
         )
-    if (exc.code or "").startswith("Neo.ClientError.Security.") or (
-        classify(exc) is Disposition.DEAD_LETTER
-    ):
+    database = settings.database or "(default)"
+    if (exc.code or "").startswith("Neo.ClientError.Security."):
         return ConfigurationError(
-            f"{who}refused user {settings.username!r} a read on database "
-            f"{settings.database or '(default)'!r}: {error_message(exc)} ({exc.code}). Grant "
-            "the user access to the database (README, Security)."
+            f"{who}refused user {settings.username!r} a read on database {database!r}: "
+            f"{error_message(exc)} ({exc.code}). Grant the user access to the database "
+            "(README, Security)."
+        )
+    if classify(exc) is Disposition.DEAD_LETTER:
+        return ConfigurationError(
+            f"{who}refused the start-up read (RETURN 1) of user {settings.username!r} on "
+            f"database {database!r}: {error_message(exc)} ({exc.code})."
         )
     return None
 
