@@ -57,8 +57,10 @@ _REDIS_RETRY_FIRST = 0.05
 _REDIS_RETRY_CAP = 1.0
 # How long Redis remembers a client's highest appended sequence number per session.
 _SEEN_TTL_SECONDS = 3600
-#: What a submit's error calls the script that appends a write.
+#: What a submit's error calls the script that appends a write, and what its stopping
+#: partway means (Redis keeps what a script wrote before it failed).
 _SUBMIT = "cypherstream's submit script"
+_PARTWAY = ": the write may be queued even so"
 _START_DRAINER = (
     "Start one with `drainer run` (it reads REDIS_URL, NEO4J_URI, NEO4J_USERNAME and "
     "NEO4J_PASSWORD from the environment, or see `drainer run --help`)."
@@ -201,7 +203,9 @@ class StreamBackend:
     async def _offer(self, keys: list[str], args: list[ScriptArg]) -> tuple[bool, bool]:
         """One try of the submit script: (appended, refused because Redis is full)."""
         try:
-            appended = await self._call(lambda: self._submit.call(keys, args), _SUBMIT)
+            appended = await self._call(
+                lambda: self._submit.call(keys, args), _SUBMIT, partway=_PARTWAY
+            )
             return appended is not None, False
         except rx.OutOfMemoryError:  # refused whole: nothing was written
             return False, True
@@ -227,10 +231,13 @@ class StreamBackend:
             f"none drained. Is a drainer running and is Neo4j reachable? {_START_DRAINER}"
         )
 
-    async def _call(self, attempt: Callable[[], Awaitable[T]], call: str) -> T:
+    async def _call(
+        self, attempt: Callable[[], Awaitable[T]], call: str, *, partway: str = ""
+    ) -> T:
         """Run `attempt`, retrying for `memory.redis_retry` seconds while Redis is
-        unreachable or its replicas lag behind `memory.wait_replicas`; what `call` is
-        names it in the error if Redis refuses it for good."""
+        unreachable or its replicas lag behind `memory.wait_replicas`. If Redis refuses
+        it for good, the error names it `call`, and says `partway` where Redis stopped
+        its script partway."""
         try:
             return await call_with_retry(
                 attempt,
@@ -242,16 +249,10 @@ class StreamBackend:
         except rx.OutOfMemoryError:
             raise  # refused whole: a submit waits for room
         except (rx.RedisError, OSError) as exc:
-            raise self._failed(exc, call) from exc
-
-    def _failed(self, exc: rx.RedisError | OSError, call: str) -> CypherstreamError:
-        """Our error for what redis-py raised: Redis unreachable or refusing for now, or
-        refusing `call` for good (a revoked ACL right, a key of another type under the
-        prefix)."""
-        if isinstance(exc, rx.ResponseError) and not transient(exc):
-            partway = ": the write may be queued even so" if call == _SUBMIT else ""
-            return refused(self._redis_settings, self._keys, exc, call, partway=partway)
-        return unreachable(self._redis_settings, exc)
+            if isinstance(exc, rx.ResponseError) and not transient(exc):
+                # for good: a revoked ACL right, a key of another type under the prefix
+                raise refused(self._redis_settings, self._keys, exc, call, partway=partway) from exc
+            raise unreachable(self._redis_settings, exc) from exc
 
     def _session_lock(self, session_id: str) -> _SessionLock:
         return _SessionLock(self._locks, session_id)
