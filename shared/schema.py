@@ -33,9 +33,13 @@ _UNIQUE = re.compile(
     r"FOR\s*\(\s*\w+\s*:\s*`?(\w+)`?\s*\)\s*REQUIRE\s+\w+\.`?(\w+)`?\s+IS\s+UNIQUE",
     re.IGNORECASE,
 )
+# The constraints that make a node property unique, named as Cypher 5 names them
+# (`UNIQUENESS`) and as Cypher 25 does (`NODE_PROPERTY_UNIQUENESS`): a database's
+# default language decides which, and Neo4j 2026.02+ creates databases with Cypher 25.
 _CONSTRAINTS = (
     "SHOW CONSTRAINTS YIELD type, labelsOrTypes AS labels, properties "
-    "WHERE type IN ['UNIQUENESS', 'NODE_KEY'] RETURN labels, properties"
+    "WHERE type IN ['UNIQUENESS', 'NODE_PROPERTY_UNIQUENESS', 'NODE_KEY'] "
+    "RETURN labels, properties"
 )
 _BLOCKING = (
     "SHOW INDEXES YIELD name, labelsOrTypes, properties, owningConstraint "
