@@ -79,4 +79,4 @@ services-down:
 	@$(PYTHON) deploy/local/services.py down
 
 clean: services-down
-	rm -rf $(VENV) .local deploy/local/neo4j/target .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .local deploy/local/neo4j/target deploy/local/neo4j/target-* .pytest_cache .mypy_cache .ruff_cache .hypothesis

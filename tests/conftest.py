@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j import AsyncDriver, AsyncGraphDatabase, GraphDatabase
 from redis import asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,6 +134,36 @@ def agent_memory_neo4j(tmp_services: Path, neo4j_target: Neo4jTarget) -> Iterato
         yield Neo4jTarget(server.uri, "neo4j", server.password)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def latest_neo4j(tmp_services: Path) -> Iterator[Neo4jTarget]:
+    """A local Neo4j of the newest release (`services.LATEST_NEO4J`) whose database's
+    default language is Cypher 25, as Neo4j 2026.02+ and new Aura instances create
+    them: what a user of a current Neo4j meets. Skipped where no Java 21 is installed."""
+    try:
+        server = services.Neo4jServer(
+            tmp_services / "neo4j-latest", version=services.LATEST_NEO4J
+        ).start()
+    except services.MissingPrerequisite as exc:
+        pytest.skip(f"no Neo4j {services.LATEST_NEO4J} here: {exc}")
+    try:
+        target = Neo4jTarget(server.uri, "neo4j", server.password)
+        _default_language(target, "CYPHER 25")
+        yield target
+    finally:
+        server.stop()
+
+
+def _default_language(target: Neo4jTarget, language: str) -> None:
+    with GraphDatabase.driver(target.uri, auth=(target.username, target.password)) as driver:
+        driver.execute_query(
+            f"ALTER DATABASE neo4j SET DEFAULT LANGUAGE {language}", database_="system"
+        )
+        rows, _, _ = driver.execute_query(
+            "SHOW DATABASE neo4j YIELD defaultLanguage", database_="system"
+        )
+        assert rows[0]["defaultLanguage"] == language, rows
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -36,6 +36,9 @@ LAUNCHER_JAR = LAUNCHER_DIR / "target" / "neo4j-local-1.0.0.jar"
 STATE_DIR = ROOT / ".local"
 STATE_FILE = STATE_DIR / "services.json"
 DEFAULT_PASSWORD = "cypherstream-local"
+#: The newest Neo4j release the tests also run against, on a database whose default
+#: language is Cypher 25, as Neo4j 2026.02 and later create them.
+LATEST_NEO4J = "2026.08.1"
 
 
 class MissingPrerequisite(RuntimeError):
@@ -95,28 +98,53 @@ def _java_major(java: str) -> int:
     return 0
 
 
-def ensure_launcher() -> tuple[str, Path]:
-    """Java and the built Neo4j launcher jar; builds it with Maven when needed."""
-    java = shutil.which("java")
-    if not java or _java_major(java) < 17:
-        raise _missing("Java 17 or newer", "apt-get install openjdk-17-jre-headless")
+def _find_java(major: int) -> str | None:
+    """A `java` of at least `major`: on the PATH, under JAVA_HOME, or an installed JDK."""
+    home = os.environ.get("JAVA_HOME")
+    candidates = [
+        shutil.which("java"),
+        f"{home}/bin/java" if home else None,
+        *(str(path) for path in sorted(Path("/usr/lib/jvm").glob("*/bin/java"))),
+    ]
+    for java in candidates:
+        if java and Path(java).exists() and _java_major(java) >= major:
+            return java
+    return None
+
+
+def launcher_jar(neo4j_version: str | None = None) -> Path:
+    """Where the launcher for `neo4j_version` (None: the pom's, 5.26) is built."""
+    build = f"target-{neo4j_version}" if neo4j_version else "target"
+    return LAUNCHER_DIR / build / LAUNCHER_JAR.name
+
+
+def ensure_launcher(neo4j_version: str | None = None) -> tuple[str, Path]:
+    """Java and the built Neo4j launcher jar; builds it with Maven when needed.
+    `neo4j_version` builds it for another Neo4j release (2025.x and later need Java 21)."""
+    need = 21 if neo4j_version else 17
+    java = _find_java(need)
+    if not java:
+        raise _missing(f"Java {need} or newer", f"apt-get install openjdk-{need}-jre-headless")
+    jar = launcher_jar(neo4j_version)
     sources = [LAUNCHER_DIR / "pom.xml", *LAUNCHER_DIR.glob("src/**/*.java")]
     newest_source = max(p.stat().st_mtime for p in sources)
-    if LAUNCHER_JAR.exists() and LAUNCHER_JAR.stat().st_mtime >= newest_source:
-        return java, LAUNCHER_JAR
+    if jar.exists() and jar.stat().st_mtime >= newest_source:
+        return java, jar
     mvn = shutil.which("mvn")
     if not mvn:
         raise _missing("Maven (to build the embedded Neo4j launcher)", "apt-get install maven")
-    print("building the embedded Neo4j launcher with Maven (first time only)", file=sys.stderr)
-    result = subprocess.run(
-        [mvn, "-B", "-q", "package", "-DskipTests"],
-        cwd=LAUNCHER_DIR,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0 or not LAUNCHER_JAR.exists():
+    print(f"building the embedded Neo4j {neo4j_version or ''} launcher with Maven (first "
+          "time only)", file=sys.stderr)  # fmt: skip
+    args = [mvn, "-B", "-q", "package", "-DskipTests"]
+    if neo4j_version:
+        args += [f"-Dneo4j.version={neo4j_version}", f"-Dmaven.compiler.release={need}",
+                 f"-Dlauncher.build={jar.parent}"]  # fmt: skip
+    # Maven compiles with the JDK it runs on: the one found above.
+    env = {**os.environ, "JAVA_HOME": str(Path(java).resolve().parents[1])}
+    result = subprocess.run(args, cwd=LAUNCHER_DIR, capture_output=True, text=True, env=env)
+    if result.returncode != 0 or not jar.exists():
         raise RuntimeError(f"building the Neo4j launcher failed:\n{result.stdout}{result.stderr}")
-    return java, LAUNCHER_JAR
+    return java, jar
 
 
 def _wait(condition: object, deadline: float, what: str, proc: subprocess.Popen[bytes]) -> None:
@@ -255,6 +283,8 @@ class Neo4jServer:
     port: int = field(default_factory=free_port)
     password: str = DEFAULT_PASSWORD
     heap: str = "768m"
+    #: The Neo4j release to run; None for the launcher's own (5.26).
+    version: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -262,7 +292,7 @@ class Neo4jServer:
         return f"bolt://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 180.0, tie_to_parent: bool = True) -> Neo4jServer:
-        java, jar = ensure_launcher()
+        java, jar = ensure_launcher(self.version)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "launcher.log", "ab")  # noqa: SIM115 - owned by the child
         classpath = f"{jar}:{jar.parent / 'lib'}/*"
