@@ -122,7 +122,7 @@ def neo4j_target(neo4j_server: services.Neo4jServer | None) -> Iterator[Neo4jTar
 
 
 @pytest.fixture(scope="session")
-def agent_memory_neo4j(tmp_services: Path, neo4j_target: Neo4jTarget) -> Iterator[Neo4jTarget]:
+def agent_memory_server(tmp_services: Path, neo4j_target: Neo4jTarget) -> Iterator[Neo4jTarget]:
     """A Neo4j of its own for neo4j-agent-memory's client, whose schema set-up (its
     constraints and indexes on Message, Entity, ...) would otherwise change the schema
     every other test relies on. An external Neo4j (NEO4J_URI) is shared."""
@@ -134,6 +134,43 @@ def agent_memory_neo4j(tmp_services: Path, neo4j_target: Neo4jTarget) -> Iterato
         yield Neo4jTarget(server.uri, "neo4j", server.password)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def agent_memory_neo4j(
+    agent_memory_server: Neo4jTarget, neo4j_target: Neo4jTarget
+) -> Iterator[Neo4jTarget]:
+    """The Neo4j for one test's neo4j-agent-memory clients. Where it is the suite's own
+    (an external one), the constraints and indexes the test created are dropped after
+    it: the library's index on :Entity(name) would keep the typed records' uniqueness
+    constraint from being created in every test after it."""
+    if agent_memory_server != neo4j_target:
+        yield agent_memory_server
+        return
+    with GraphDatabase.driver(
+        neo4j_target.uri, auth=(neo4j_target.username, neo4j_target.password)
+    ) as driver:
+        before = _schema_rules(driver)
+        yield neo4j_target
+        constraints, indexes = _schema_rules(driver)
+        for name in constraints - before[0]:
+            driver.execute_query(f"DROP CONSTRAINT `{name}` IF EXISTS")
+        for name in indexes - before[1]:
+            driver.execute_query(f"DROP INDEX `{name}` IF EXISTS")
+
+
+def _schema_rules(driver: Any) -> tuple[set[str], set[str]]:
+    """The names of a database's constraints and of its indexes no constraint owns,
+    other than cypherstream's own (drainers create those again as they start)."""
+    constraints = driver.execute_query("SHOW CONSTRAINTS YIELD name").records
+    indexes = driver.execute_query(
+        "SHOW INDEXES YIELD name, owningConstraint WHERE owningConstraint IS NULL RETURN name"
+    ).records
+    return _not_ours(constraints), _not_ours(indexes)
+
+
+def _not_ours(rows: list[Any]) -> set[str]:
+    return {row["name"] for row in rows if not row["name"].startswith("cypherstream_")}
 
 
 @pytest.fixture(scope="session")
