@@ -173,11 +173,12 @@ def _not_ours(rows: list[Any]) -> set[str]:
     return {row["name"] for row in rows if not row["name"].startswith("cypherstream_")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def latest_neo4j(tmp_services: Path) -> Iterator[Neo4jTarget]:
     """A local Neo4j of the newest release (`services.LATEST_NEO4J`) whose database's
     default language is Cypher 25, as Neo4j 2026.02+ and new Aura instances create
-    them: what a user of a current Neo4j meets. Skipped where no Java 21 is installed."""
+    them: what a user of a current Neo4j meets. Skipped where no Java 21 is installed;
+    stopped after the module that uses it, so no third JVM runs under later tests."""
     try:
         server = services.Neo4jServer(
             tmp_services / "neo4j-latest", version=services.LATEST_NEO4J
