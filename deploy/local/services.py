@@ -133,8 +133,9 @@ def ensure_launcher(neo4j_version: str | None = None) -> tuple[str, Path]:
     mvn = shutil.which("mvn")
     if not mvn:
         raise _missing("Maven (to build the embedded Neo4j launcher)", "apt-get install maven")
-    print(f"building the embedded Neo4j {neo4j_version or ''} launcher with Maven (first "
-          "time only)", file=sys.stderr)  # fmt: skip
+    release = f"Neo4j {neo4j_version}" if neo4j_version else "Neo4j"
+    print(f"building the embedded {release} launcher with Maven (first time only)",
+          file=sys.stderr)  # fmt: skip
     args = [mvn, "-B", "-q", "package", "-DskipTests"]
     if neo4j_version:
         args += [f"-Dneo4j.version={neo4j_version}", f"-Dmaven.compiler.release={need}",
