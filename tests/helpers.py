@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from neo4j import AsyncDriver
+
+from cypherstream.shared.errors import ConfigurationError
+from cypherstream.shared.schema import create_schema
 
 
 class Graph:
@@ -38,6 +42,23 @@ class Graph:
         for row in await self.query("SHOW CONSTRAINTS YIELD name, labelsOrTypes"):
             if self.label in (row["labelsOrTypes"] or []):
                 await self.query(f"DROP CONSTRAINT {row['name']}")
+
+
+async def index_in_the_way_is_named(neo4j: AsyncDriver, tag: str) -> None:
+    """Creating a uniqueness constraint on `:<tag>(name)` while a plain index on the
+    property is in the way raises `ConfigurationError` naming the index; with the index
+    gone, the constraint is created."""
+    await neo4j.execute_query(f"CREATE INDEX {tag}_name FOR (n:{tag}) ON (n.name)")
+    unique = f"CREATE CONSTRAINT {tag}_u IF NOT EXISTS FOR (n:{tag}) REQUIRE n.name IS UNIQUE"
+    try:
+        with pytest.raises(ConfigurationError, match=rf"'{tag}_name' on the same property"):
+            await create_schema(neo4j, None, [unique])
+
+        await neo4j.execute_query(f"DROP INDEX {tag}_name")
+        await create_schema(neo4j, None, [unique])  # with the index gone it is created
+    finally:
+        await neo4j.execute_query(f"DROP INDEX {tag}_name IF EXISTS")
+        await neo4j.execute_query(f"DROP CONSTRAINT {tag}_u IF EXISTS")
 
 
 async def count_is(graph: Graph, count: int) -> bool:

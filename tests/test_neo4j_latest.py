@@ -12,11 +12,9 @@ import pytest_asyncio
 from neo4j import AsyncDriver, AsyncGraphDatabase
 
 from cypherstream import SCHEMA, MemoryClient
-from cypherstream.shared.errors import ConfigurationError
-from cypherstream.shared.schema import create_schema
 from cypherstream.shared.settings import Neo4jSettings
 from tests.conftest import Neo4jTarget
-from tests.helpers import Graph
+from tests.helpers import Graph, index_in_the_way_is_named
 
 CHAIN = 200
 
@@ -83,11 +81,4 @@ async def test_the_typed_record_schema_is_created_and_found(
 async def test_an_index_in_the_way_of_a_uniqueness_constraint_is_still_named(
     latest: AsyncDriver, tag: str
 ) -> None:
-    await latest.execute_query(f"CREATE INDEX {tag}_name FOR (n:{tag}) ON (n.name)")
-    unique = f"CREATE CONSTRAINT {tag}_u IF NOT EXISTS FOR (n:{tag}) REQUIRE n.name IS UNIQUE"
-    try:
-        with pytest.raises(ConfigurationError, match=rf"'{tag}_name' on the same property"):
-            await create_schema(latest, None, [unique])
-    finally:
-        await latest.execute_query(f"DROP INDEX {tag}_name IF EXISTS")
-        await latest.execute_query(f"DROP CONSTRAINT {tag}_u IF EXISTS")
+    await index_in_the_way_is_named(latest, tag)

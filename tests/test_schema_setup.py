@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from neo4j import AsyncDriver
 
 from cypherstream import SCHEMA, MemoryClient
 from cypherstream.drainer.worker import Drainer
-from cypherstream.shared.errors import ConfigurationError
-from cypherstream.shared.schema import create_schema
+from tests.helpers import index_in_the_way_is_named
 
 ROUNDS = 10
 DRAINERS = 4
@@ -71,14 +69,4 @@ async def test_clients_creating_the_typed_record_schema_together_all_succeed(
 async def test_an_index_in_the_way_of_a_uniqueness_constraint_is_named_not_ignored(
     neo4j: AsyncDriver, tag: str
 ) -> None:
-    await neo4j.execute_query(f"CREATE INDEX {tag}_name FOR (n:{tag}) ON (n.name)")
-    unique = f"CREATE CONSTRAINT {tag}_u IF NOT EXISTS FOR (n:{tag}) REQUIRE n.name IS UNIQUE"
-    try:
-        with pytest.raises(ConfigurationError, match=rf"'{tag}_name' on the same property"):
-            await create_schema(neo4j, None, [unique])
-
-        await neo4j.execute_query(f"DROP INDEX {tag}_name")
-        await create_schema(neo4j, None, [unique])  # with the index gone it is created
-    finally:
-        await neo4j.execute_query(f"DROP INDEX {tag}_name IF EXISTS")
-        await neo4j.execute_query(f"DROP CONSTRAINT {tag}_u IF EXISTS")
+    await index_in_the_way_is_named(neo4j, tag)
