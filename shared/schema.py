@@ -33,13 +33,13 @@ _UNIQUE = re.compile(
     r"FOR\s*\(\s*\w+\s*:\s*`?(\w+)`?\s*\)\s*REQUIRE\s+\w+\.`?(\w+)`?\s+IS\s+UNIQUE",
     re.IGNORECASE,
 )
-# The constraints that make a node property unique, named as Cypher 5 names them
-# (`UNIQUENESS`) and as Cypher 25 does (`NODE_PROPERTY_UNIQUENESS`): a database's
-# default language decides which, and Neo4j 2026.02+ creates databases with Cypher 25.
+# The constraints that make node properties unique (uniqueness and key constraints):
+# those backed by an index of their own. Asked so, not by `type`, whose names depend on
+# the database's default language: Cypher 5's `UNIQUENESS` is Cypher 25's
+# `NODE_PROPERTY_UNIQUENESS`, and Neo4j 2026.02+ creates databases with Cypher 25.
 _CONSTRAINTS = (
-    "SHOW CONSTRAINTS YIELD type, labelsOrTypes AS labels, properties "
-    "WHERE type IN ['UNIQUENESS', 'NODE_PROPERTY_UNIQUENESS', 'NODE_KEY'] "
-    "RETURN labels, properties"
+    "SHOW CONSTRAINTS YIELD entityType, ownedIndex, labelsOrTypes AS labels, properties "
+    "WHERE entityType = 'NODE' AND ownedIndex IS NOT NULL RETURN labels, properties"
 )
 _BLOCKING = (
     "SHOW INDEXES YIELD name, labelsOrTypes, properties, owningConstraint "
