@@ -7,9 +7,11 @@
   write, and Redis' per write (what a fleet's producers and drainers share);
 - the back-pressure wake-up: from a drainer's acknowledgement making room to the
   waiting submit returning;
+- submit p99 beside a PING's p99 under the same load (`tail_under_load`);
 - drain only (a backlog queued while the drainer, started and warm, is paused; timed
   from its resume to `flush()`), for 100 sessions x 20 writes and 1 session x 2,000, at
-  several batch sizes, against the same rows written by one UNWIND in one transaction;
+  several batch sizes, concurrencies and `--transactions`, against the same rows
+  written by one UNWIND in one transaction;
 - the hottest frames of the producer's submit (pyinstrument) and of the drainer's
   drain (py-spy), so a regression shows where it came from.
 
@@ -21,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import bench
+import pinger
 
 import cypherstream.drainer
 import cypherstream.producer
@@ -52,6 +57,12 @@ ANCHOR_RUNS = 3
 BATCH_SIZES = (100, 250, 500, 1000)
 #: Drainer concurrencies the drain-only measurement tries on the many-sessions shape.
 CONCURRENCIES = (16, 32, 64, 128)
+#: `--transactions` (commits in flight) the drain-only measurement tries on both shapes,
+#: besides the default (2, measured at each batch size): round fourteen could not tell
+#: them apart on a server that was cold or sick, nor round fifteen on a warm one (at 1 /
+#: 2 / 4, medians of 6 interleaved rounds: 15,864 / 14,066 / 16,249 writes/s for 100 x
+#: 20, 26,015 / 25,299 / 25,110 for 1 x 2,000), so every run now says.
+TRANSACTIONS = (1, 4)
 #: (sessions, writes per session) shapes of the drain-only backlog.
 SHAPES = ((100, 20), (1, 2000))
 #: Rounds of the drain-only sweep: each round runs every configuration once, and each
@@ -133,6 +144,35 @@ async def ours_end_to_end(run: str, workload: bench.Workload) -> dict[str, float
     }
 
 
+#: End-to-end runs with a PING beside them, in `tail_under_load`.
+TAIL_RUNS = 3
+
+
+async def tail_under_load(run: str) -> list[dict[str, float]]:
+    """Submit p99 beside the PING's own under the same load: `TAIL_RUNS` runs of the
+    end-to-end comparison's cypherstream side, each with `pinger.py` pinging from a
+    process of its own meanwhile. The PING measured before (`ping_floor`) meets an idle
+    machine; on cores the drainer, Redis and Neo4j share with the producer, the round
+    trip's own tail under their load is what a submit's is to be compared with."""
+    runs = []
+    for index in range(TAIL_RUNS):
+        pinging = await asyncio.create_subprocess_exec(
+            sys.executable, pinger.__file__, stdout=subprocess.PIPE
+        )
+        assert pinging.stdout is not None
+        await pinging.stdout.readline()  # "ready": connected, pinging from now on
+        ours = await ours_end_to_end(f"{run}-tail{index}", msg_workload(1, ANCHOR_WRITES))
+        pinging.terminate()
+        out, _ = await pinging.communicate()
+        ping = json.loads(out.decode().strip().splitlines()[-1])
+        runs.append({
+            "submit_p50_ms": ours["submit_p50_ms"], "submit_p99_ms": ours["submit_p99_ms"],
+            "ping_p50_ms": ping["p50_ms"], "ping_p99_ms": ping["p99_ms"],
+            "ping_samples": ping["samples"],
+        })  # fmt: skip
+    return runs
+
+
 async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
     """A session holds its one allowed entry; a submit waits for room; the drainer's
     acknowledgement (`settle`, as a drainer runs it) deletes the entry. Timed from
@@ -174,9 +214,13 @@ async def wake_delay(run: str, samples: int = 200) -> dict[str, float]:
 async def drain_sweep(run: str) -> list[dict[str, Any]]:
     """Drain-only throughput against the single-UNWIND floor: each batch size at the
     default concurrency, then each concurrency at the default batch size for the many
-    sessions; `SWEEP_ROUNDS` rounds of every configuration in turn (interleaved)."""
-    configs = [(shape, size, None) for shape in SHAPES for size in BATCH_SIZES]
-    configs += [(SHAPES[0], None, concurrency) for concurrency in CONCURRENCIES]
+    sessions, then each `--transactions` for both shapes; `SWEEP_ROUNDS` rounds of
+    every configuration in turn (interleaved)."""
+    configs: list[tuple[tuple[int, int], str, int]] = [
+        (shape, "batch_size", size) for shape in SHAPES for size in BATCH_SIZES
+    ]
+    configs += [(SHAPES[0], "concurrency", concurrency) for concurrency in CONCURRENCIES]
+    configs += [(shape, "transactions", count) for shape in SHAPES for count in TRANSACTIONS]
     floors: dict[tuple[int, int], list[bench.Floor]] = {shape: [] for shape in SHAPES}
     runs: list[list[bench.Drained]] = [[] for _ in configs]
     for round_ in range(SWEEP_ROUNDS):
@@ -184,12 +228,12 @@ async def drain_sweep(run: str) -> list[dict[str, Any]]:
             workload = msg_workload(sessions, sessions * per_session)
             floor = await bench.unwind_floor(workload, f"{run}-{round_}")
             floors[sessions, per_session].append(floor)
-        for n, ((sessions, per_session), size, concurrency) in enumerate(configs):
+        for n, ((sessions, per_session), setting, value) in enumerate(configs):
             workload = msg_workload(sessions, sessions * per_session)
-            args = ["--batch-size", str(size)] if size else ["--concurrency", str(concurrency)]
-            runs[n].append(await bench.drain_only(workload, run, 1, *args))
+            flag = "--" + setting.replace("_", "-")
+            runs[n].append(await bench.drain_only(workload, run, 1, flag, str(value)))
     rows: list[dict[str, Any]] = []
-    for ((sessions, per_session), size, concurrency), attempts in zip(configs, runs, strict=True):
+    for ((sessions, per_session), setting, value), attempts in zip(configs, runs, strict=True):
         shape_floors = floors[sessions, per_session]
         best_floor = max(shape_floors, key=lambda floor: floor.writes_per_s)
         floor = best_floor.writes_per_s
@@ -198,7 +242,8 @@ async def drain_sweep(run: str) -> list[dict[str, Any]]:
         median = bench._quantile([drained.writes_per_s for drained in attempts], 0.5)
         rows.append({
             "shape": f"{sessions} x {per_session}",
-            "batch_size": size or "default", "concurrency": concurrency or "default",
+            **{name: value if name == setting else "default"
+               for name in ("batch_size", "concurrency", "transactions")},
             "drain_wps": best.writes_per_s, "median_wps": median, "floor_wps": floor,
             "median_floor_wps": median_floor,
             "floors_wps": [f.writes_per_s for f in shape_floors],
@@ -452,6 +497,7 @@ async def run_targets(run: str) -> dict[str, Any]:
         "warm_up_ratios": warm_up_ratios,
         "versus_agent_memory": await median_comparison(run),
         "wake_delay": await wake_delay(run),
+        "tail_under_load": await tail_under_load(run),
         "drain_sweep": await drain_sweep(run),
         "submit_steps": await submit_steps(run),
         "producer_profile": await producer_profile(run),
@@ -464,6 +510,17 @@ def _cpu_split(row: dict[str, Any]) -> str:
     parts = ("drainer", "redis", "neo4j", "client")
     figures = [row.get(f"{part}_cpu_us_per_write") for part in parts]
     return " / ".join("-" if cpu is None else f"{cpu:.1f}" for cpu in figures)
+
+
+def _tail_lines(runs: list[dict[str, float]]) -> list[str]:
+    """`tail_under_load`'s runs as one line; none for a run from before it existed."""
+    if not runs:
+        return []
+    pairs = ", ".join(f"{r['submit_p99_ms']:.2f} / {r['ping_p99_ms']:.2f}" for r in runs)
+    return [
+        f"- submit p99 / PING p99 under the same load (a PING every {pinger.INTERVAL * 1e3:g} ms "
+        f"from a process of its own beside the end-to-end run; {len(runs)} runs): {pairs} ms"
+    ]
 
 
 def markdown(targets: dict[str, Any]) -> str:
@@ -485,18 +542,21 @@ def markdown(targets: dict[str, Any]) -> str:
         f"{anchor.get('redis_cpu_us_per_write', float('nan')):.0f} us per write (submit and drain)",
         f"- back-pressure wake-up (acknowledgement sent to waiting submit returned): p50 "
         f"{wake['p50_ms']:.3f} ms, p99 {wake['p99_ms']:.3f} ms",
+        *_tail_lines(targets.get("tail_under_load", [])),
         "- end to end in the warm-up rounds before: "
         + ", ".join(f"{ratio:.1f}x" for ratio in targets.get("warm_up_ratios", [])),
         "",
         f"| drain-only backlog ({SWEEP_ROUNDS} interleaved rounds) | batch size | concurrency "
-        "| best writes/s | single-UNWIND floor, best / median | best share (of the best) | "
-        "median share (of the median) | CPU us/write, drainer / Redis / Neo4j / client "
-        "(best run) | CPU bound (share of the best floor) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| transactions | best writes/s | single-UNWIND floor, best / median | "
+        "best share (of the best) | median share (of the median) | "
+        "CPU us/write, drainer / Redis / Neo4j / client (best run) | "
+        "CPU bound (share of the best floor) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in targets["drain_sweep"]:
         lines.append(
             f"| {row['shape']} | {row['batch_size']} | {row['concurrency']} | "
+            f"{row.get('transactions', 'default')} | "
             f"{row['drain_wps']:.0f} | "
             f"{row['floor_wps']:.0f} / {row.get('median_floor_wps', row['floor_wps']):.0f} | "
             f"{row['share_of_floor']:.0%} | "
