@@ -32,6 +32,7 @@ from cypherstream.shared.errors import (
     RedisPermissionDenied,
     RedisUnavailable,
     UnsupportedParameter,
+    WriteFailed,
 )
 from cypherstream.shared.settings import Neo4jSettings, RedisSettings, StreamSettings
 from cypherstream.shared.write_errors import BufferedWriteError
@@ -67,4 +68,5 @@ __all__ = [
     "SyncMemoryClient",
     "ToolCall",
     "UnsupportedParameter",
+    "WriteFailed",
 ]

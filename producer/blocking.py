@@ -161,7 +161,7 @@ class SyncMemoryClient:
         self._call(self._inner.open())
 
     def execute_write(self, query: str, params: Mapping[str, object] | None = None) -> None:
-        """Run one write inline, whatever the write mode; its errors propagate."""
+        """Run one write inline, whatever the write mode; see `MemoryClient.execute_write`."""
         self._call(self._inner.execute_write(query, params))
 
     def ensure_schema(self) -> None:

@@ -13,7 +13,7 @@ from neo4j import AsyncDriver
 
 from cypherstream.producer.backend import WriteBackend
 from cypherstream.producer.embedded import EmbeddedBackend
-from cypherstream.producer.inline import InlineBackend, run_write
+from cypherstream.producer.inline import InlineBackend, run_inline
 from cypherstream.producer.reads import FlushResult, run_read
 from cypherstream.producer.records import (
     SCHEMA,
@@ -26,7 +26,7 @@ from cypherstream.producer.records import (
 )
 from cypherstream.producer.settings import MemorySettings
 from cypherstream.producer.streams import StreamBackend
-from cypherstream.shared.codec import check_params, check_text
+from cypherstream.shared.codec import check_text
 from cypherstream.shared.connection import check_neo4j, open_redis
 from cypherstream.shared.errors import ClientClosed, InvalidWrite, Neo4jUnavailable
 from cypherstream.shared.keys import validate_session_id
@@ -61,7 +61,9 @@ class BufferedWrites:
 
         Buffered: returns once the write is safely handed over; waits only while the
         session already holds `memory.max_pending` queued writes. Failures of the write
-        itself appear in `client.write_errors` after a flush, never here.
+        itself appear in `client.write_errors` after a flush, never here. Sync: returns
+        once Neo4j committed it; raises `WriteFailed` for a write Neo4j refuses (its
+        `code` Neo4j's), `Neo4jUnavailable` while Neo4j cannot be reached.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidWrite(f"query must be a non-empty str of Cypher, got {query!r:.80}")
@@ -209,7 +211,7 @@ class MemoryClient:
         database = self.settings.neo4j.database
         if memory.write_mode == "sync":
             await check_neo4j(self.settings.neo4j, self._neo4j())
-            return InlineBackend(self._neo4j(), database, self._queries)
+            return InlineBackend(self._neo4j(), self.settings.neo4j, self._queries)
         if not self.settings.redis.url:
             try:
                 await check_neo4j(self.settings.neo4j, self._neo4j())
@@ -264,9 +266,9 @@ class MemoryClient:
                 log.exception("on_error callback raised; the error is still in write_errors")
 
     async def execute_write(self, query: str, params: Mapping[str, object] | None = None) -> None:
-        """Run one write inline, whatever the write mode; its errors propagate."""
-        checked = check_params(params)
-        await run_write(self._neo4j(), self.settings.neo4j.database, query, checked)
+        """Run one write inline, whatever the write mode. Raises `WriteFailed` for a
+        write Neo4j refuses, `Neo4jUnavailable` while it cannot be reached."""
+        await run_inline(self._neo4j(), self.settings.neo4j, query, params, self.session_id)
 
     async def ensure_schema(self) -> None:
         """Create the constraints the typed records rely on (idempotent, and safe with

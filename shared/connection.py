@@ -181,13 +181,8 @@ async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
             database=settings.database, default_access_mode=READ_ACCESS
         ) as session:
             await (await session.run("RETURN 1")).consume()
-    except nx.AuthError as exc:
-        raise ConfigurationError(
-            f"Neo4j at {settings.uri} refused the credentials of user {settings.username!r} "
-            f"({exc.message or exc}). Check NEO4J_USERNAME and NEO4J_PASSWORD."
-        ) from exc
     except nx.Neo4jError as exc:
-        refusal = _neo4j_refusal(settings, exc)
+        refusal = neo4j_refused(settings, exc, "a read") or _start_up_refusal(settings, exc)
         if refusal is not None:
             raise refusal from exc
         raise neo4j_unreachable(settings, exc) from exc
@@ -200,10 +195,14 @@ async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
 _CREDENTIALS_EXPIRED = "Neo.ClientError.Security.CredentialsExpired"
 
 
-def _neo4j_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> ConfigurationError | None:
-    """What a Neo4j that answers, but refuses the start-up check for good, says; None
-    for a refusal that passes (a leader election, a database starting)."""
+def neo4j_refused(
+    settings: Neo4jSettings, exc: nx.Neo4jError, work: str
+) -> ConfigurationError | None:
+    """What only the operator can fix, named: credentials refused or to be changed, a
+    database that does not exist, a permission missing for `work` ("a read", "the
+    write"); None for any other error."""
     who = f"Neo4j at {settings.uri} "
+    database = settings.database or "(default)"
     if exc.code == "Neo.ClientError.Database.DatabaseNotFound":
         return ConfigurationError(
             f"{who}has no database {settings.database!r}. Check NEO4J_DATABASE (unset: the "
@@ -217,23 +216,37 @@ def _neo4j_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> Configuration
             "database, or `neo4j-admin dbms set-initial-password` before the first start), "
             "then set NEO4J_PASSWORD."
         )
-    database = settings.database or "(default)"
+    if isinstance(exc, nx.AuthError):
+        return ConfigurationError(
+            f"{who}refused the credentials of user {settings.username!r} "
+            f"({exc.message or exc}). Check NEO4J_USERNAME and NEO4J_PASSWORD."
+        )
     if (exc.code or "").startswith("Neo.ClientError.Security."):
         return ConfigurationError(
-            f"{who}refused user {settings.username!r} a read on database {database!r}: "
+            f"{who}refused user {settings.username!r} {work} on database {database!r}: "
             f"{error_message(exc)} ({exc.code}). Grant the user access to the database "
             "(README, Security)."
-        )
-    if classify(exc) is Disposition.DEAD_LETTER:
-        return ConfigurationError(
-            f"{who}refused the start-up read (RETURN 1) of user {settings.username!r} on "
-            f"database {database!r}: {error_message(exc)} ({exc.code})."
         )
     return None
 
 
-def neo4j_unreachable(settings: Neo4jSettings, exc: BaseException) -> Neo4jUnavailable:
+def _start_up_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> ConfigurationError | None:
+    """The start-up read refused for good otherwise; None for a refusal that passes (a
+    leader election, a database starting)."""
+    if classify(exc) is not Disposition.DEAD_LETTER:
+        return None
+    return ConfigurationError(
+        f"Neo4j at {settings.uri} refused the start-up read (RETURN 1) of user "
+        f"{settings.username!r} on database {settings.database or '(default)'!r}: "
+        f"{error_message(exc)} ({exc.code})."
+    )
+
+
+def neo4j_unreachable(
+    settings: Neo4jSettings, exc: BaseException, outcome: str = ""
+) -> Neo4jUnavailable:
+    """Neo4j not answering, named; `outcome` says what became of the call's work."""
     return Neo4jUnavailable(
-        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. Check NEO4J_URI and "
-        "that Neo4j is running."
+        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. {outcome}"
+        "Check NEO4J_URI and that Neo4j is running."
     )

@@ -105,9 +105,10 @@ class NotReplicated(CypherstreamError):
 
 
 class WriteFailed(CypherstreamError):
-    """A buffered write a drainer gave up on, as an exception: what neo4j-agent-memory's
-    `BufferedWriteError.error` holds for a write cypherstream applied (`code` is the
-    Neo4j error code, `reason` why it was given up, as in `BufferedWriteError`)."""
+    """A write Neo4j refused (`code` is its error code, `reason` why it was given up, as
+    in `BufferedWriteError`): raised by a write awaited inline (sync mode,
+    `execute_write`), and what neo4j-agent-memory's `BufferedWriteError.error` holds for
+    a buffered write a drainer gave up on."""
 
     def __init__(self, code: str, message: str, *, reason: str, session_id: str) -> None:
         super().__init__(f"{code}: {message}")
