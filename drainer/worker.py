@@ -39,18 +39,17 @@ from cypherstream.shared.connection import (
     REDIS_DOWN,
     RedisClient,
     check_neo4j,
-    neo4j_unreachable,
     open_redis,
     refused,
     transient,
 )
-from cypherstream.shared.dispositions import Disposition, classify
 from cypherstream.shared.entry import announcement
 from cypherstream.shared.errors import Neo4jUnavailable, RedisUnavailable, UnsafeRedisConfig
 from cypherstream.shared.keys import Keyspace
 from cypherstream.shared.memory import WARN_RATIO, memory_use
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.retry import Backoff, call_with_retry
+from cypherstream.shared.schema import schema_failure
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.settings import masked_url
 from cypherstream.shared.signing import fingerprints_text
@@ -189,10 +188,8 @@ class Drainer:
         try:
             await progress.ensure_schema()
             await applier.open_connections()
-        except Exception as exc:
-            if classify(exc) is Disposition.RETRY and not isinstance(exc, nx.AuthError):
-                raise neo4j_unreachable(self.settings.neo4j, exc) from exc
-            raise
+        except (nx.Neo4jError, nx.DriverError, OSError) as exc:
+            raise schema_failure(self.settings.neo4j, exc) from exc
         return True
 
     async def _until_up(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T | None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from neo4j import AsyncDriver
+from neo4j import exceptions as nx
 
 from cypherstream.producer.backend import WriteBackend
 from cypherstream.producer.embedded import EmbeddedBackend
@@ -32,7 +33,7 @@ from cypherstream.shared.errors import ClientClosed, InvalidWrite, Neo4jUnavaila
 from cypherstream.shared.keys import validate_session_id
 from cypherstream.shared.presence import presence
 from cypherstream.shared.queries import BUILTIN_PREFIX, QueryBook
-from cypherstream.shared.schema import create_schema
+from cypherstream.shared.schema import create_schema, schema_failure
 from cypherstream.shared.scripts import Scripts
 from cypherstream.shared.signing import check_producer
 from cypherstream.shared.tracing import span
@@ -273,7 +274,10 @@ class MemoryClient:
     async def ensure_schema(self) -> None:
         """Create the constraints the typed records rely on (idempotent, and safe with
         other clients doing it at the same moment; runs inline)."""
-        await create_schema(self._neo4j(), self.settings.neo4j.database, SCHEMA)
+        try:
+            await create_schema(self._neo4j(), self.settings.neo4j.database, SCHEMA)
+        except (nx.Neo4jError, nx.DriverError, OSError) as exc:
+            raise schema_failure(self.settings.neo4j, exc) from exc
 
     async def flush(
         self, timeout: float | None = None, *, session_ids: Iterable[str] | None = None

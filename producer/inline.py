@@ -8,9 +8,9 @@ from neo4j import AsyncDriver, AsyncManagedTransaction
 from neo4j import exceptions as nx
 
 from cypherstream.shared.codec import check_params
-from cypherstream.shared.connection import neo4j_refused, neo4j_unreachable
+from cypherstream.shared.connection import neo4j_failure
 from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
-from cypherstream.shared.errors import CypherstreamError, Neo4jUnavailable, WriteFailed
+from cypherstream.shared.errors import CypherstreamError, WriteFailed
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.settings import Neo4jSettings
 
@@ -42,45 +42,31 @@ async def run_inline(
     checked = check_params(params)
     try:
         return await run_write(driver, settings.database, query, checked)
-    except _NAMED as exc:
+    except (nx.Neo4jError, nx.DriverError, OSError) as exc:
         raise inline_failure(settings, exc, session_id) from exc
 
 
-#: What `inline_failure` names: Neo4j's answers, and the connection failing. Any other
-#: exception of the driver's is a misuse of it, a bug to see with its traceback.
-_NAMED = (nx.Neo4jError, nx.ServiceUnavailable, nx.SessionExpired, nx.IncompleteCommit, OSError)
-
-
 def inline_failure(settings: Neo4jSettings, exc: Exception, session_id: str) -> CypherstreamError:
-    """What a write awaited inline raises for the driver's `exc` (after the driver's
-    own retries): `ConfigurationError` for what only the operator can fix,
-    `Neo4jUnavailable` while Neo4j cannot be reached, `WriteFailed` for the write's own
-    failure, with its Neo4j code. Each says whether the write was applied."""
-    if isinstance(exc, nx.IncompleteCommit):
-        return Neo4jUnavailable(
-            f"lost the connection to Neo4j at {settings.uri} while it committed a write: "
-            "the write may or may not have been applied. Read before writing it again."
+    """What a write awaited inline raises for the driver's `exc` (`neo4j_failure`):
+    `WriteFailed` with Neo4j's code for the write's own failure. Each error says
+    whether the write was applied."""
+
+    def own(error: nx.Neo4jError) -> WriteFailed:
+        hint = (
+            "it failed on its own (a timeout, a deadlock, the transaction's memory) and "
+            "may pass if tried again"
+            if classify(error) is Disposition.RETRY_BUDGETED
+            else "fix the query or its parameters"
         )
-    if isinstance(exc, nx.Neo4jError):
-        refusal = neo4j_refused(settings, exc, "the write")
-        if refusal is not None:
-            return refusal
-    kind = classify(exc)
-    if kind is Disposition.RETRY or not isinstance(exc, nx.Neo4jError):
-        return neo4j_unreachable(settings, exc, "The write was not applied. ")
-    hint = (
-        "it failed on its own (a timeout, a deadlock, the transaction's memory) and may "
-        "pass if tried again"
-        if kind is Disposition.RETRY_BUDGETED
-        else "fix the query or its parameters"
-    )
-    message = " ".join(error_message(exc).split())  # one line
-    return WriteFailed(
-        error_code(exc),
-        f"{message.rstrip('.')}. The write was not applied: {hint}.",
-        reason="failed",
-        session_id=session_id,
-    )
+        message = " ".join(error_message(error).split())  # one line
+        return WriteFailed(
+            error_code(error),
+            f"{message.rstrip('.')}. The write was not applied: {hint}.",
+            reason="failed",
+            session_id=session_id,
+        )
+
+    return neo4j_failure(settings, exc, "the write", own, "The write was not applied. ")
 
 
 class InlineBackend:

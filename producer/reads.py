@@ -17,8 +17,8 @@ from neo4j import READ_ACCESS, AsyncDriver, AsyncManagedTransaction, Bookmarks
 from neo4j import exceptions as nx
 
 from cypherstream.shared.codec import check_params
-from cypherstream.shared.connection import neo4j_refused, neo4j_unreachable
-from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
+from cypherstream.shared.connection import neo4j_failure
+from cypherstream.shared.dispositions import error_code, error_message
 from cypherstream.shared.errors import ReadFailed
 from cypherstream.shared.settings import Neo4jSettings
 
@@ -60,13 +60,10 @@ async def run_read(
     try:
         async with session:
             return await session.execute_read(work)
-    except nx.Neo4jError as exc:
-        refusal = neo4j_refused(settings, exc, "the read")
-        if refusal is not None:
-            raise refusal from exc
-        if classify(exc) is Disposition.RETRY:
-            raise neo4j_unreachable(settings, exc) from exc
-        message = " ".join(error_message(exc).split())  # one line
-        raise ReadFailed(f"the read failed: {error_code(exc)}: {message}. Fix the query.") from exc
-    except nx.DriverError as exc:
-        raise neo4j_unreachable(settings, exc) from exc
+    except (nx.Neo4jError, nx.DriverError, OSError) as exc:
+        raise neo4j_failure(settings, exc, "the read", _read_failed) from exc
+
+
+def _read_failed(exc: nx.Neo4jError) -> ReadFailed:
+    message = " ".join(error_message(exc).split())  # one line
+    return ReadFailed(f"the read failed: {error_code(exc)}: {message}. Fix the query.")

@@ -3,6 +3,8 @@ telling a server that is not up yet from one configured wrongly."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import TypeAlias
 
 from neo4j import READ_ACCESS, AsyncDriver
@@ -13,6 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 from cypherstream.shared.dispositions import Disposition, classify, error_message
 from cypherstream.shared.errors import (
     ConfigurationError,
+    CypherstreamError,
     Neo4jUnavailable,
     RedisPermissionDenied,
     RedisUnavailable,
@@ -181,13 +184,8 @@ async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
             database=settings.database, default_access_mode=READ_ACCESS
         ) as session:
             await (await session.run("RETURN 1")).consume()
-    except nx.Neo4jError as exc:
-        refusal = neo4j_refused(settings, exc, "a read") or _start_up_refusal(settings, exc)
-        if refusal is not None:
-            raise refusal from exc
-        raise neo4j_unreachable(settings, exc) from exc
-    except (nx.DriverError, OSError) as exc:
-        raise neo4j_unreachable(settings, exc) from exc
+    except (nx.Neo4jError, nx.DriverError, OSError) as exc:
+        raise neo4j_failure(settings, exc, "a read", partial(_start_up_refusal, settings)) from exc
 
 
 #: Neo4j's code for a user whose password must be changed before any other query: a
@@ -230,11 +228,11 @@ def neo4j_refused(
     return None
 
 
-def _start_up_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> ConfigurationError | None:
-    """The start-up read refused for good otherwise; None for a refusal that passes (a
-    leader election, a database starting)."""
+def _start_up_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> CypherstreamError:
+    """The start-up read refused otherwise: for good, `ConfigurationError`; for now (a
+    leader election, a database starting), `Neo4jUnavailable`, to wait out."""
     if classify(exc) is not Disposition.DEAD_LETTER:
-        return None
+        return neo4j_unreachable(settings, exc)
     return ConfigurationError(
         f"Neo4j at {settings.uri} refused the start-up read (RETURN 1) of user "
         f"{settings.username!r} on database {settings.database or '(default)'!r}: "
@@ -242,11 +240,39 @@ def _start_up_refusal(settings: Neo4jSettings, exc: nx.Neo4jError) -> Configurat
     )
 
 
+def neo4j_failure(
+    settings: Neo4jSettings,
+    exc: BaseException,
+    work: str,
+    own: Callable[[nx.Neo4jError], CypherstreamError],
+    not_done: str = "",
+) -> CypherstreamError:
+    """`exc`, raised by the driver (after its own retries) while it ran `work` ("the
+    write", "the read"), as cypherstream's error: `ConfigurationError` for what only
+    the operator can fix, `Neo4jUnavailable` while Neo4j cannot be reached or the
+    driver fails otherwise (`not_done` says `work` did not happen; a connection lost
+    during the commit, that it may have), and `own(exc)` for Neo4j's answer about
+    `work` itself (a syntax error, a constraint)."""
+    if isinstance(exc, nx.IncompleteCommit):
+        return Neo4jUnavailable(
+            f"lost the connection to Neo4j at {settings.uri} while it committed {work}: "
+            f"it may or may not have been applied. Read before trying it again."
+        )
+    if not isinstance(exc, nx.Neo4jError):
+        return neo4j_unreachable(settings, exc, not_done)
+    refusal = neo4j_refused(settings, exc, work)
+    if refusal is not None:
+        return refusal
+    if classify(exc) is Disposition.RETRY:
+        return neo4j_unreachable(settings, exc, not_done)
+    return own(exc)
+
+
 def neo4j_unreachable(
-    settings: Neo4jSettings, exc: BaseException, outcome: str = ""
+    settings: Neo4jSettings, exc: BaseException, not_done: str = ""
 ) -> Neo4jUnavailable:
-    """Neo4j not answering, named; `outcome` says what became of the call's work."""
+    """Neo4j not answering, named; `not_done` says what of the call did not happen."""
     return Neo4jUnavailable(
-        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. {outcome}"
+        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. {not_done}"
         "Check NEO4J_URI and that Neo4j is running."
     )

@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from neo4j import AsyncDriver, AsyncManagedTransaction
 from neo4j import exceptions as nx
 
-from cypherstream.shared.dispositions import Disposition, classify
-from cypherstream.shared.errors import ConfigurationError
+from cypherstream.shared.connection import neo4j_failure
+from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
+from cypherstream.shared.errors import ConfigurationError, CypherstreamError
 from cypherstream.shared.retry import Backoff, call_with_retry
+from cypherstream.shared.settings import Neo4jSettings
 
 # Another process created the same rule between our check and our commit.
 _ALREADY_THERE = frozenset(
@@ -48,6 +50,8 @@ _BLOCKING = (
 )
 #: Seconds one schema statement may keep losing races (deadlocks) before it fails.
 _RACE_WINDOW = 10.0
+#: Neo4j's code for a uniqueness constraint that nodes already in the graph break.
+_BROKEN_BY_DATA = "Neo.DatabaseError.Schema.ConstraintCreationFailed"
 
 
 async def create_schema(
@@ -102,3 +106,24 @@ async def _create(driver: AsyncDriver, database: str | None, statement: str) -> 
 
 async def _run(tx: AsyncManagedTransaction, statement: str) -> None:
     await (await tx.run(statement)).consume()
+
+
+def schema_failure(settings: Neo4jSettings, exc: BaseException) -> CypherstreamError:
+    """`create_schema`'s failure from the driver, named (`neo4j_failure`); Neo4j refusing
+    a rule is a `ConfigurationError`: nodes already there that break a uniqueness
+    constraint, say, which only their owner can sort out."""
+
+    def refused(error: nx.Neo4jError) -> ConfigurationError:
+        message = " ".join(error_message(error).split())  # one line
+        if error.code == _BROKEN_BY_DATA:
+            return ConfigurationError(
+                f"Neo4j at {settings.uri} cannot create a uniqueness constraint cypherstream "
+                f"relies on, because nodes already in the graph break it: {message} Merge or "
+                "remove the duplicates, then try again."
+            )
+        return ConfigurationError(
+            f"Neo4j at {settings.uri} refused a constraint or index cypherstream relies on: "
+            f"{error_code(error)}: {message}"
+        )
+
+    return neo4j_failure(settings, exc, "a schema change", refused)

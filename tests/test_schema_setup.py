@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from neo4j import AsyncDriver
+from neo4j import exceptions as nx
 
-from cypherstream import SCHEMA, MemoryClient
+from cypherstream import SCHEMA, ConfigurationError, MemoryClient
 from cypherstream.drainer.worker import Drainer
 from tests.helpers import index_in_the_way_is_named
 
@@ -70,3 +72,28 @@ async def test_an_index_in_the_way_of_a_uniqueness_constraint_is_named_not_ignor
     neo4j: AsyncDriver, tag: str
 ) -> None:
     await index_in_the_way_is_named(neo4j, tag)
+
+
+async def test_nodes_that_break_a_uniqueness_constraint_are_named_and_then_it_is_created(
+    neo4j: AsyncDriver, make_settings: Any, tag: str
+) -> None:
+    await drop(neo4j, ["cypherstream_message_id"])
+    twice = "UNWIND [1, 2] AS n CREATE (:Message {id: $id, n: n})"
+    await neo4j.execute_query(twice, id=f"{tag}-m")
+    try:
+        async with MemoryClient(make_settings("sync")) as client:
+            with pytest.raises(ConfigurationError) as raised:
+                await client.ensure_schema()
+            assert "nodes already in the graph break it" in str(raised.value)
+            assert f"`id` = '{tag}-m'" in str(raised.value)  # Neo4j names one of them
+            assert "Merge or remove the duplicates" in str(raised.value)
+            assert isinstance(raised.value.__cause__, nx.Neo4jError)
+    finally:
+        await neo4j.execute_query("MATCH (m:Message {id: $id}) DELETE m", id=f"{tag}-m")
+
+    async with MemoryClient(make_settings("sync")) as client:
+        await client.ensure_schema()  # the duplicates gone, it is created
+    rows, _, _ = await neo4j.execute_query(
+        "SHOW CONSTRAINTS YIELD name WHERE name = 'cypherstream_message_id' RETURN name"
+    )
+    assert len(rows) == 1
