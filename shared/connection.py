@@ -67,8 +67,8 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable
             "drainer. The call that failed wrote nothing."
         )
     return RedisUnavailable(
-        f"cannot reach Redis at {masked_url(settings.url)}: {exc}. Check REDIS_URL and that "
-        "Redis is running. The call that failed wrote nothing."
+        f"cannot reach Redis at {masked_url(settings.url)}: {_clause(str(exc))}. Check "
+        "REDIS_URL and that Redis is running. The call that failed wrote nothing."
     )
 
 
@@ -162,7 +162,7 @@ def refused(
         hint = "See the README's 'What Redis must run with'."
     written = _written(reply, partway)
     return ConfigurationError(
-        f"Redis at {masked_url(settings.url)} refused {call}: {reply}. {hint}{written}"
+        f"Redis at {masked_url(settings.url)} refused {call}: {_clause(reply)}. {hint}{written}"
     )
 
 
@@ -273,6 +273,12 @@ def neo4j_unreachable(
 ) -> Neo4jUnavailable:
     """Neo4j not answering, named; `not_done` says what of the call did not happen."""
     return Neo4jUnavailable(
-        f"cannot reach Neo4j at {settings.uri}: {error_message(exc)}. {not_done}"
+        f"cannot reach Neo4j at {settings.uri}: {_clause(error_message(exc))}. {not_done}"
         "Check NEO4J_URI and that Neo4j is running."
     )
+
+
+def _clause(text: str) -> str:
+    """A server's or library's message as part of a sentence of ours: on one line, with
+    no full stop of its own."""
+    return " ".join(text.split()).rstrip(".")
