@@ -256,7 +256,7 @@ def neo4j_failure(
     if isinstance(exc, nx.IncompleteCommit):
         return Neo4jUnavailable(
             f"lost the connection to Neo4j at {settings.uri} while it committed {work}: "
-            f"it may or may not have been applied. Read before trying it again."
+            "it may or may not have been applied. Read before trying it again."
         )
     if not isinstance(exc, nx.Neo4jError):
         return neo4j_unreachable(settings, exc, not_done)
