@@ -97,3 +97,18 @@ async def test_nodes_that_break_a_uniqueness_constraint_are_named_and_then_it_is
         "SHOW CONSTRAINTS YIELD name WHERE name = 'cypherstream_message_id' RETURN name"
     )
     assert len(rows) == 1
+
+
+async def test_a_drainer_names_progress_records_that_break_their_constraint_and_stops(
+    neo4j: AsyncDriver, drainer_settings: Any, tag: str
+) -> None:
+    await drop(neo4j, list(PROGRESS_SCHEMA))
+    twice = "UNWIND [1, 2] AS n CREATE (:CypherstreamProgress {stream: $stream, n: n})"
+    await neo4j.execute_query(twice, stream=f"{tag}:s")
+    try:
+        with pytest.raises(ConfigurationError, match="nodes already in the graph break it"):
+            await asyncio.wait_for(Drainer(drainer_settings()).run(), 60)
+    finally:
+        await neo4j.execute_query(
+            "MATCH (p:CypherstreamProgress {stream: $stream}) DELETE p", stream=f"{tag}:s"
+        )
