@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from neo4j import AsyncDriver
+from neo4j import exceptions as nx
 
 from cypherstream.shared.errors import ConfigurationError
 from cypherstream.shared.schema import create_schema
@@ -440,3 +441,9 @@ async def run_python(script: Path, *args: str, env: dict[str, str], timeout: flo
     ended = await run_to_end(sys.executable, str(script), *args, env=env, timeout=timeout)
     assert ended.code == 0, ended.stdout + ended.stderr
     return ended.stdout
+
+
+def neo4j_error(code: str, message: str = "m") -> nx.Neo4jError:
+    """The driver's exception for a failure the server reports with `code` (for tests
+    of pure functions)."""
+    return nx.Neo4jError._hydrate_neo4j(code=code, message=message)  # type: ignore[attr-defined,no-any-return]

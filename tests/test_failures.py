@@ -6,10 +6,7 @@ import pytest
 from neo4j import exceptions as nx
 
 from cypherstream.shared.dispositions import Disposition, classify
-
-
-def neo4j_error(code: str) -> nx.Neo4jError:
-    return nx.Neo4jError._hydrate_neo4j(code=code, message="m")  # type: ignore[attr-defined,no-any-return]
+from tests.helpers import neo4j_error
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from neo4j import exceptions as nx
 from cypherstream import ConfigurationError, MemoryClient, Neo4jUnavailable, WriteFailed
 from cypherstream.producer.inline import inline_failure
 from cypherstream.shared.settings import Neo4jSettings
-from tests.helpers import FlakyProxy
+from tests.helpers import FlakyProxy, neo4j_error
 
 
 async def test_a_write_neo4j_cannot_parse_raises_write_failed_with_its_code(
@@ -98,10 +98,6 @@ async def _through_proxy(
 SETTINGS = Neo4jSettings(uri="bolt://graph.example:7687", username="agent")
 
 
-def _error(code: str, message: str = "m") -> nx.Neo4jError:
-    return nx.Neo4jError._hydrate_neo4j(code=code, message=message)  # type: ignore[attr-defined,no-any-return]
-
-
 @pytest.mark.parametrize(
     ("code", "says"),
     [
@@ -113,14 +109,14 @@ def _error(code: str, message: str = "m") -> nx.Neo4jError:
 def test_a_write_refused_for_what_only_the_operator_can_fix_names_the_setting(
     code: str, says: str
 ) -> None:
-    failure = inline_failure(SETTINGS, _error(code), "s")
+    failure = inline_failure(SETTINGS, neo4j_error(code), "s")
 
     assert isinstance(failure, ConfigurationError)
     assert says in str(failure)
 
 
 def test_a_write_that_kept_deadlocking_may_pass_if_tried_again() -> None:
-    deadlock = _error("Neo.TransientError.Transaction.DeadlockDetected", "a\n  deadlock.")
+    deadlock = neo4j_error("Neo.TransientError.Transaction.DeadlockDetected", "a\n  deadlock.")
 
     failure = inline_failure(SETTINGS, deadlock, "s")
 
@@ -133,7 +129,7 @@ def test_a_write_that_kept_deadlocking_may_pass_if_tried_again() -> None:
 
 
 def test_a_cluster_without_a_leader_is_neo4j_unavailable() -> None:
-    failure = inline_failure(SETTINGS, _error("Neo.ClientError.Cluster.NotALeader"), "s")
+    failure = inline_failure(SETTINGS, neo4j_error("Neo.ClientError.Cluster.NotALeader"), "s")
 
     assert isinstance(failure, Neo4jUnavailable)
     assert "The write was not applied." in str(failure)
