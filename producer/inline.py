@@ -9,7 +9,7 @@ from neo4j import exceptions as nx
 
 from cypherstream.shared.codec import check_params
 from cypherstream.shared.connection import neo4j_failure
-from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
+from cypherstream.shared.dispositions import Disposition, classify, error_clause, error_code
 from cypherstream.shared.errors import CypherstreamError, WriteFailed
 from cypherstream.shared.queries import QueryBook
 from cypherstream.shared.settings import Neo4jSettings
@@ -58,10 +58,9 @@ def inline_failure(settings: Neo4jSettings, exc: Exception, session_id: str) -> 
             if classify(error) is Disposition.RETRY_BUDGETED
             else "fix the query or its parameters"
         )
-        message = " ".join(error_message(error).split())  # one line
         return WriteFailed(
             error_code(error),
-            f"{message.rstrip('.')}. The write was not applied: {hint}.",
+            f"{error_clause(error)}. The write was not applied: {hint}.",
             reason="failed",
             session_id=session_id,
         )

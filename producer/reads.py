@@ -18,7 +18,7 @@ from neo4j import exceptions as nx
 
 from cypherstream.shared.codec import check_params
 from cypherstream.shared.connection import neo4j_failure
-from cypherstream.shared.dispositions import error_code, error_message
+from cypherstream.shared.dispositions import error_clause, error_code
 from cypherstream.shared.errors import ReadFailed
 from cypherstream.shared.settings import Neo4jSettings
 
@@ -65,5 +65,4 @@ async def run_read(
 
 
 def _read_failed(exc: nx.Neo4jError) -> ReadFailed:
-    message = " ".join(error_message(exc).split())  # one line
-    return ReadFailed(f"the read failed: {error_code(exc)}: {message}. Fix the query.")
+    return ReadFailed(f"the read failed: {error_code(exc)}: {error_clause(exc)}. Fix the query.")

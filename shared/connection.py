@@ -12,7 +12,7 @@ from neo4j import exceptions as nx
 from redis import exceptions as rx
 from redis.asyncio import Redis, RedisCluster
 
-from cypherstream.shared.dispositions import Disposition, classify, error_message
+from cypherstream.shared.dispositions import Disposition, classify, error_clause, error_message
 from cypherstream.shared.errors import (
     ConfigurationError,
     CypherstreamError,
@@ -67,7 +67,7 @@ def unreachable(settings: RedisSettings, exc: BaseException) -> RedisUnavailable
             "drainer. The call that failed wrote nothing."
         )
     return RedisUnavailable(
-        f"cannot reach Redis at {masked_url(settings.url)}: {_clause(str(exc))}. Check "
+        f"cannot reach Redis at {masked_url(settings.url)}: {error_clause(exc)}. Check "
         "REDIS_URL and that Redis is running. The call that failed wrote nothing."
     )
 
@@ -132,7 +132,7 @@ def refused(
     """What a Redis that answers, but refuses `call` for good, says: its reply, what to
     change, and whether the call wrote anything (`partway`: what that means to the
     caller where a script stopped partway)."""
-    reply = " ".join(str(exc).split()).rstrip(".")
+    reply = error_clause(exc)
     if isinstance(exc, rx.NoPermissionError) or "can't run this command" in reply:
         return RedisPermissionDenied(
             f"the Redis user {settings.user!r} may not use cypherstream's keys under "
@@ -162,7 +162,7 @@ def refused(
         hint = "See the README's 'What Redis must run with'."
     written = _written(reply, partway)
     return ConfigurationError(
-        f"Redis at {masked_url(settings.url)} refused {call}: {_clause(reply)}. {hint}{written}"
+        f"Redis at {masked_url(settings.url)} refused {call}: {reply}. {hint}{written}"
     )
 
 
@@ -193,7 +193,7 @@ async def check_neo4j(settings: Neo4jSettings, driver: AsyncDriver) -> None:
 _CREDENTIALS_EXPIRED = "Neo.ClientError.Security.CredentialsExpired"
 
 
-def neo4j_refused(
+def _neo4j_refused(
     settings: Neo4jSettings, exc: nx.Neo4jError, work: str
 ) -> ConfigurationError | None:
     """What only the operator can fix, named: credentials refused or to be changed, a
@@ -260,7 +260,7 @@ def neo4j_failure(
         )
     if not isinstance(exc, nx.Neo4jError):
         return neo4j_unreachable(settings, exc, not_done)
-    refusal = neo4j_refused(settings, exc, work)
+    refusal = _neo4j_refused(settings, exc, work)
     if refusal is not None:
         return refusal
     if classify(exc) is Disposition.RETRY:
@@ -273,12 +273,6 @@ def neo4j_unreachable(
 ) -> Neo4jUnavailable:
     """Neo4j not answering, named; `not_done` says what of the call did not happen."""
     return Neo4jUnavailable(
-        f"cannot reach Neo4j at {settings.uri}: {_clause(error_message(exc))}. {not_done}"
+        f"cannot reach Neo4j at {settings.uri}: {error_clause(exc)}. {not_done}"
         "Check NEO4J_URI and that Neo4j is running."
     )
-
-
-def _clause(text: str) -> str:
-    """A server's or library's message as part of a sentence of ours: on one line, with
-    no full stop of its own."""
-    return " ".join(text.split()).rstrip(".")

@@ -100,3 +100,9 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, nx.Neo4jError) and exc.message:
         return exc.message
     return str(exc) or type(exc).__name__
+
+
+def error_clause(exc: BaseException) -> str:
+    """`error_message` as part of a sentence of ours: on one line, with no full stop
+    of its own."""
+    return " ".join(error_message(exc).split()).rstrip(".")

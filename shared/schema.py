@@ -15,7 +15,7 @@ from neo4j import AsyncDriver, AsyncManagedTransaction
 from neo4j import exceptions as nx
 
 from cypherstream.shared.connection import neo4j_failure
-from cypherstream.shared.dispositions import Disposition, classify, error_code, error_message
+from cypherstream.shared.dispositions import Disposition, classify, error_clause, error_code
 from cypherstream.shared.errors import ConfigurationError, CypherstreamError
 from cypherstream.shared.retry import Backoff, call_with_retry
 from cypherstream.shared.settings import Neo4jSettings
@@ -114,16 +114,16 @@ def schema_failure(settings: Neo4jSettings, exc: BaseException) -> CypherstreamE
     constraint, say, which only their owner can sort out."""
 
     def refused(error: nx.Neo4jError) -> ConfigurationError:
-        message = " ".join(error_message(error).split())  # one line
+        message = error_clause(error)
         if error.code == _BROKEN_BY_DATA:
             return ConfigurationError(
                 f"Neo4j at {settings.uri} cannot create a uniqueness constraint cypherstream "
-                f"relies on, because nodes already in the graph break it: {message} Merge or "
+                f"relies on, because nodes already in the graph break it: {message}. Merge or "
                 "remove the duplicates, then try again."
             )
         return ConfigurationError(
             f"Neo4j at {settings.uri} refused a constraint or index cypherstream relies on: "
-            f"{error_code(error)}: {message}"
+            f"{error_code(error)}: {message}."
         )
 
     return neo4j_failure(settings, exc, "a schema change", refused)
