@@ -1,5 +1,5 @@
 """A Redis PING every `INTERVAL` from a process of its own, until SIGTERM; then its
-round trips' p50 and p99 as one line of JSON.
+round trips' seconds as one line of JSON.
 
 `targets.tail_under_load` runs it beside the end-to-end run, so the PING (the same
 client and call as `bench.ping_floor`'s) meets the same load as the submits: the
@@ -34,12 +34,7 @@ async def main() -> None:
         times.append(time.perf_counter() - started)
         await asyncio.sleep(INTERVAL)
     await redis.aclose()
-    times.sort()
-    print(json.dumps({
-        "samples": len(times),
-        "p50_ms": times[len(times) // 2] * 1000,
-        "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
-    }))  # fmt: skip
+    print(json.dumps(times))
 
 
 if __name__ == "__main__":
